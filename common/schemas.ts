@@ -1,0 +1,157 @@
+/**
+ * The contracts between manager, runner, storage and the CLI: one zod schema each, with the
+ * TypeScript types inferred from them. Wire format is snake_case JSON (the runner API predates
+ * the operator); the CRD uses Kubernetes' camelCase and is mapped in manager/.
+ */
+import { z } from 'zod';
+import { FailureReason } from './errors.js';
+
+export const SITE_ID_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** Job ids are DNS-label-like but longer (a namespace, a name and a uid fit). */
+export const JOB_ID_PATTERN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+export const SHA256_PATTERN = /^[a-f0-9]{64}$/;
+
+export const SiteId = z
+  .string()
+  .regex(SITE_ID_PATTERN, 'must be a DNS label: lowercase letters, digits and "-", 1-63 chars, starting and ending alphanumeric');
+export const JobId = z
+  .string()
+  .regex(JOB_ID_PATTERN, 'must be lowercase letters, digits, "-" and ".", 1-253 chars, starting and ending alphanumeric');
+export const Sha256 = z.string().regex(SHA256_PATTERN, 'must be a lowercase hex sha256 digest (64 chars)');
+export const Prompt = z.string().min(1, 'must not be empty').max(20000, 'must be at most 20000 characters');
+
+export const TIMEOUT_SECONDS = { min: 60, max: 86400, default: 1800 } as const;
+
+/** The job a runner executes (PAGEWRIGHT_JOB). */
+export const RunnerJob = z.strictObject({
+  job_id: JobId,
+  site_id: SiteId,
+  prompt: Prompt,
+  base_version: Sha256.optional(),
+  model: z.string().min(1).max(200).optional(),
+  timeout_seconds: z.number().int().min(TIMEOUT_SECONDS.min).max(TIMEOUT_SECONDS.max).default(TIMEOUT_SECONDS.default),
+  attempt: z.number().int().min(1).default(1),
+});
+export type RunnerJob = z.infer<typeof RunnerJob>;
+export type RunnerJobInput = z.input<typeof RunnerJob>;
+
+/**
+ * Runner phases in execution order. `preflight` (checking the model endpoint with the openai
+ * SDK before touching storage) is a phase of its own so its time shows in the durations.
+ */
+export const WORK_PHASES = [
+  'preflight',
+  'fetching_artifact',
+  'unpacking',
+  'patching_instructions',
+  'executing_codex',
+  'packing_result',
+  'uploading',
+] as const;
+export const RunnerPhase = z.enum(['idle', ...WORK_PHASES, 'completed', 'failed']);
+export type RunnerPhase = z.infer<typeof RunnerPhase>;
+export type WorkPhase = (typeof WORK_PHASES)[number];
+
+export const RunnerState = z.enum(['idle', 'running', 'completed', 'failed']);
+export type RunnerState = z.infer<typeof RunnerState>;
+
+export const PhaseDurations = z.partialRecord(z.enum(WORK_PHASES), z.number().nonnegative());
+export type PhaseDurations = z.infer<typeof PhaseDurations>;
+
+export const FileChange = z.strictObject({
+  path: z.string(),
+  change: z.enum(['added', 'modified', 'deleted']),
+});
+export type FileChange = z.infer<typeof FileChange>;
+
+/** GET /status of the runner. */
+export const RunnerStatus = z.object({
+  status: RunnerState,
+  phase: RunnerPhase,
+  files_changed: z.number().int().nonnegative(),
+  summary: z.string(),
+  error: z.string().nullable(),
+  reason: FailureReason.nullable(),
+  job_id: JobId,
+  attempt: z.number().int().min(1),
+  site_id: SiteId,
+  started_at: z.iso.datetime().nullable(),
+  finished_at: z.iso.datetime().nullable(),
+  phase_durations_ms: PhaseDurations,
+  output_version: Sha256.nullable(),
+});
+export type RunnerStatus = z.infer<typeof RunnerStatus>;
+
+/** Files listed in results are capped; the manifest in storage has them all. */
+export const MAX_RESULT_FILES = 1000;
+
+/** POST {MANAGER_URL}/jobs/{job_id}/result: the runner's final word on one attempt. */
+export const JobResult = z.object({
+  job_id: JobId,
+  attempt: z.number().int().min(1),
+  status: z.enum(['completed', 'failed']),
+  reason: FailureReason.nullable(),
+  error: z.string().max(4000).nullable(),
+  files_changed: z.number().int().nonnegative(),
+  files: z.array(z.string()).max(MAX_RESULT_FILES),
+  summary: z.string().max(20000),
+  base_version: Sha256.nullable(),
+  output_version: Sha256.nullable(),
+  started_at: z.iso.datetime(),
+  finished_at: z.iso.datetime(),
+  phase_durations_ms: PhaseDurations,
+});
+export type JobResult = z.infer<typeof JobResult>;
+
+/** POST {MANAGER_URL}/jobs/{job_id}/progress: best-effort live phase. */
+export const JobProgress = z.object({
+  job_id: JobId,
+  attempt: z.number().int().min(1),
+  phase: RunnerPhase,
+  at: z.iso.datetime(),
+});
+export type JobProgress = z.infer<typeof JobProgress>;
+
+export const ManifestFile = z.strictObject({
+  path: z.string(),
+  sha256: Sha256,
+  size: z.number().int().nonnegative(),
+});
+export type ManifestFile = z.infer<typeof ManifestFile>;
+
+/**
+ * jobs/{job_id}/manifest.json. Written last, so its presence (with a matching output_version)
+ * means the outputs are complete; it embeds the result so a manager that never got the callback
+ * can recover it from storage.
+ */
+export const JobManifest = z.object({
+  manifest_version: z.literal(1),
+  job_id: JobId,
+  site_id: SiteId,
+  attempt: z.number().int().min(1),
+  result: JobResult,
+  changes: z.array(FileChange),
+  files: z.array(ManifestFile),
+  output_size: z.number().int().nonnegative().nullable(),
+  codex_version: z.string().nullable(),
+  model: z.string().nullable(),
+});
+export type JobManifest = z.infer<typeof JobManifest>;
+
+/** What the agent is asked to end with (passed to codex as --output-schema). */
+export const AgentFinalMessage = z.object({
+  summary: z.string().min(1).max(20000),
+  files_changed: z.array(z.string()).max(10000).default([]),
+});
+export type AgentFinalMessage = z.infer<typeof AgentFinalMessage>;
+
+/** Storage's answer to PUT of an object. */
+export const StoredObject = z.object({
+  version: Sha256,
+  size: z.number().int().nonnegative(),
+});
+export type StoredObject = z.infer<typeof StoredObject>;
+
+/** Storage's error body; `error` is a stable code. */
+export const ApiErrorBody = z.object({ error: z.string(), message: z.string() });
+export type ApiErrorBody = z.infer<typeof ApiErrorBody>;

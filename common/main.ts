@@ -1,0 +1,33 @@
+/**
+ * Process wiring shared by the services' main.ts: a config error is one clear line on stderr
+ * and exit code 2; SIGTERM/SIGINT run the service's shutdown once, then exit.
+ */
+import { ConfigError } from './config.js';
+
+export async function runMain(service: string, start: () => Promise<() => Promise<void>>): Promise<void> {
+  let shutdown: () => Promise<void>;
+  try {
+    shutdown = await start();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${service}: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`${service}: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`${service}: shutdown after ${signal} failed: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}

@@ -1,0 +1,157 @@
+/**
+ * Typed client for the storage API (undici). Callers own retries (withRetry), because only they
+ * know whether a body can be sent again. Non-2xx answers become StorageRequestError carrying
+ * the HTTP status and storage's error code.
+ */
+import type { Readable } from 'node:stream';
+import { type Dispatcher, request } from 'undici';
+import { z } from 'zod';
+import { HttpStatusError } from './retry.js';
+import { ApiErrorBody, StoredObject } from './schemas.js';
+
+export class StorageRequestError extends HttpStatusError {
+  constructor(status: number, code: string | undefined, message: string) {
+    super(status, message, code);
+    this.name = 'StorageRequestError';
+  }
+}
+
+export const SiteInfo = z.object({
+  site_id: z.string(),
+  version: z.string(),
+  size: z.number(),
+  updated_at: z.string(),
+  history: z.array(z.object({ version: z.string(), size: z.number(), at: z.string(), job_id: z.string().nullable() })),
+});
+export type SiteInfo = z.infer<typeof SiteInfo>;
+
+export const JobObjects = z.object({
+  job_id: z.string(),
+  objects: z.record(z.string(), z.object({ version: z.string(), size: z.number(), updated_at: z.string() })),
+});
+export type JobObjects = z.infer<typeof JobObjects>;
+
+export type JobObjectName = 'output.tar.gz' | 'manifest.json' | 'log';
+
+export interface Download {
+  body: Dispatcher.ResponseData['body'];
+  /** The server's ETag: the sha256 of the body (content-addressed). */
+  version: string;
+  size: number | null;
+}
+
+export interface UploadOptions {
+  sha256?: string;
+  size?: number;
+  ifMatch?: string;
+  ifNoneMatch?: '*';
+  signal?: AbortSignal;
+  contentType?: string;
+}
+
+type Body = Readable | Buffer | string;
+
+export class StorageClient {
+  readonly #base: string;
+  readonly #token: string;
+  readonly #dispatcher: Dispatcher | undefined;
+
+  constructor(opts: { baseUrl: string; token: string; dispatcher?: Dispatcher }) {
+    this.#base = opts.baseUrl.replace(/\/+$/, '');
+    this.#token = opts.token;
+    this.#dispatcher = opts.dispatcher;
+  }
+
+  async getSite(siteId: string, signal?: AbortSignal): Promise<SiteInfo> {
+    return SiteInfo.parse(await this.#json('GET', `/sites/${enc(siteId)}`, signal));
+  }
+
+  async downloadArtifact(siteId: string, opts: { version?: string; signal?: AbortSignal } = {}): Promise<Download> {
+    const query = opts.version ? `?version=${enc(opts.version)}` : '';
+    return this.#download(`/sites/${enc(siteId)}/artifact${query}`, opts.signal);
+  }
+
+  async putSiteArtifact(siteId: string, body: Body, opts: UploadOptions = {}): Promise<StoredObject> {
+    return this.#upload(`/sites/${enc(siteId)}/artifact`, body, { contentType: 'application/gzip', ...opts });
+  }
+
+  async putJobObject(jobId: string, name: JobObjectName, body: Body, opts: UploadOptions = {}): Promise<StoredObject> {
+    return this.#upload(`/jobs/${enc(jobId)}/${name}`, body, opts);
+  }
+
+  async getJobObject(jobId: string, name: JobObjectName, signal?: AbortSignal): Promise<Download> {
+    return this.#download(`/jobs/${enc(jobId)}/${name}`, signal);
+  }
+
+  async getJob(jobId: string, signal?: AbortSignal): Promise<JobObjects> {
+    return JobObjects.parse(await this.#json('GET', `/jobs/${enc(jobId)}`, signal));
+  }
+
+  async publish(siteId: string, jobId: string, ifMatch: string, signal?: AbortSignal): Promise<StoredObject> {
+    const body = JSON.stringify({ job_id: jobId, if_match: ifMatch });
+    return StoredObject.parse(await this.#json('POST', `/sites/${enc(siteId)}/publish`, signal, body));
+  }
+
+  #headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { authorization: `Bearer ${this.#token}`, ...extra };
+  }
+
+  async #download(path: string, signal?: AbortSignal): Promise<Download> {
+    const res = await request(this.#base + path, {
+      method: 'GET',
+      headers: this.#headers(),
+      ...(signal ? { signal } : {}),
+      ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
+    });
+    if (res.statusCode !== 200) throw await toError(res);
+    const etag = String(res.headers.etag ?? '').replace(/^"(.*)"$/, '$1');
+    const length = res.headers['content-length'];
+    return { body: res.body, version: etag, size: length === undefined ? null : Number(length) };
+  }
+
+  async #upload(path: string, body: Body, opts: UploadOptions): Promise<StoredObject> {
+    const headers = this.#headers({ 'content-type': opts.contentType ?? 'application/octet-stream' });
+    if (opts.sha256) headers['x-content-sha256'] = opts.sha256;
+    if (opts.size !== undefined) headers['content-length'] = String(opts.size);
+    if (opts.ifMatch) headers['if-match'] = `"${opts.ifMatch}"`;
+    if (opts.ifNoneMatch) headers['if-none-match'] = opts.ifNoneMatch;
+    const res = await request(this.#base + path, {
+      method: 'PUT',
+      headers,
+      body,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
+    });
+    if (res.statusCode !== 201) throw await toError(res);
+    return StoredObject.parse(await res.body.json());
+  }
+
+  async #json(method: 'GET' | 'POST', path: string, signal?: AbortSignal, body?: string): Promise<unknown> {
+    const res = await request(this.#base + path, {
+      method,
+      headers: this.#headers(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(body === undefined ? {} : { body }),
+      ...(signal ? { signal } : {}),
+      ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
+    });
+    if (res.statusCode !== 200) throw await toError(res);
+    return res.body.json();
+  }
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+
+async function toError(res: Dispatcher.ResponseData): Promise<StorageRequestError> {
+  const text = await res.body.text().catch(() => '');
+  let parsed: ApiErrorBody | undefined;
+  try {
+    const result = ApiErrorBody.safeParse(JSON.parse(text));
+    if (result.success) parsed = result.data;
+  } catch {
+    // not JSON: a proxy or a crash page
+  }
+  const message = parsed ? `${parsed.error}: ${parsed.message}` : `HTTP ${res.statusCode}${text ? `: ${text.slice(0, 200)}` : ''}`;
+  return new StorageRequestError(res.statusCode, parsed?.error, `storage answered ${res.statusCode} (${message})`);
+}

@@ -1,0 +1,124 @@
+/**
+ * Content-addressed blobs: blobs/sha256/<aa>/<digest>. A blob is streamed to a temp file while
+ * its sha256 and size are computed, fsynced, then renamed to its digest; memory use does not
+ * depend on the blob's size. Equal content is stored once.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { StorageError } from './errors.js';
+import { commitFile, tempPath } from './fs-durable.js';
+
+export interface PutBlobOptions {
+  maxBytes: number;
+  /** The client's digest; a mismatch rejects the blob. */
+  expectedSha256?: string;
+  /** A size the client announced (Content-Length); checked against maxBytes before reading. */
+  declaredSize?: number;
+}
+
+export interface BlobInfo {
+  version: string;
+  size: number;
+}
+
+export class BlobStore {
+  readonly #root: string;
+  readonly #tmp: string;
+
+  constructor(dataDir: string) {
+    this.#root = join(dataDir, 'blobs', 'sha256');
+    this.#tmp = join(dataDir, 'tmp');
+  }
+
+  get tmpDir(): string {
+    return this.#tmp;
+  }
+
+  /** Creates the directories and drops temp files a crash left behind. */
+  async init(): Promise<void> {
+    await mkdir(this.#root, { recursive: true });
+    await mkdir(this.#tmp, { recursive: true });
+    for (const name of await readdir(this.#tmp)) await rm(join(this.#tmp, name), { force: true, recursive: true });
+  }
+
+  pathOf(version: string): string {
+    return join(this.#root, version.slice(0, 2), version);
+  }
+
+  async put(body: Readable, opts: PutBlobOptions): Promise<BlobInfo> {
+    if (opts.declaredSize !== undefined && opts.declaredSize > opts.maxBytes) {
+      throw tooLarge(opts.maxBytes);
+    }
+    const tmp = tempPath(this.#tmp);
+    const meter = new HashingLimiter(opts.maxBytes);
+    try {
+      // flush: fsync before close, so a renamed blob is always complete on disk
+      await pipeline(body, meter, createWriteStream(tmp, { flags: 'wx', mode: 0o640, flush: true, highWaterMark: 1 << 20 }));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      if (meter.overflowed) throw tooLarge(opts.maxBytes);
+      throw err;
+    }
+    const version = meter.digest();
+    if (opts.expectedSha256 !== undefined && opts.expectedSha256 !== version) {
+      await rm(tmp, { force: true });
+      throw new StorageError('DigestMismatch', `body sha256 is ${version}, the request said ${opts.expectedSha256}`);
+    }
+    try {
+      await commitFile(tmp, this.pathOf(version));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    return { version, size: meter.bytes };
+  }
+
+  async size(version: string): Promise<number | null> {
+    try {
+      return (await stat(this.pathOf(version))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  createReadStream(version: string): ReadStream {
+    return createReadStream(this.pathOf(version), { highWaterMark: 1 << 20 });
+  }
+}
+
+function tooLarge(maxBytes: number): StorageError {
+  return new StorageError('PayloadTooLarge', `body exceeds the limit of ${maxBytes} bytes`);
+}
+
+/** Passes bytes through while hashing and counting them; fails once the limit is passed. */
+class HashingLimiter extends Transform {
+  readonly #hash = createHash('sha256');
+  readonly #max: number;
+  bytes = 0;
+  overflowed = false;
+
+  constructor(maxBytes: number) {
+    super();
+    this.#max = maxBytes;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.#max) {
+      this.overflowed = true;
+      done(tooLarge(this.#max));
+      return;
+    }
+    this.#hash.update(chunk);
+    done(null, chunk);
+  }
+
+  digest(): string {
+    return this.#hash.digest('hex');
+  }
+}

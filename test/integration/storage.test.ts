@@ -1,0 +1,295 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { expect } from 'chai';
+import { request } from 'undici';
+import { StorageClient, StorageRequestError } from '../../common/storage-client.js';
+import { snapshotDir, startTestStorage, type TestStorage } from '../support/storage.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function raw(storage: TestStorage, method: string, path: string, opts: { token?: string | null; body?: Buffer | Readable; headers?: Record<string, string> } = {}) {
+  const headers: Record<string, string> = { ...opts.headers };
+  const token = opts.token === undefined ? storage.adminToken : opts.token;
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  const res = await request(storage.url + path, { method: method as 'GET', headers, ...(opts.body ? { body: opts.body } : {}) });
+  const text = await res.body.text();
+  let json: unknown = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // bytes
+  }
+  return { status: res.statusCode, headers: res.headers, text, json: json as { error?: string; message?: string; version?: string } };
+}
+
+function manifestFor(jobId: string) {
+  const now = new Date().toISOString();
+  return {
+    manifest_version: 1,
+    job_id: jobId,
+    site_id: 'blog',
+    attempt: 1,
+    result: {
+      job_id: jobId, attempt: 1, status: 'completed', reason: null, error: null, files_changed: 0, files: [], summary: 's',
+      base_version: null, output_version: null, started_at: now, finished_at: now, phase_durations_ms: {},
+    },
+    changes: [],
+    files: [],
+    output_size: null,
+    codex_version: null,
+    model: null,
+  };
+}
+
+describe('storage service', function () {
+  let storage: TestStorage;
+  beforeEach(async () => {
+    storage = await startTestStorage({ maxArtifactBytes: 8 * 1024 * 1024 });
+  });
+  afterEach(async () => storage.close());
+
+  it('stores an artifact content-addressed and serves it back with its version as ETag', async () => {
+    const body = randomBytes(100_000);
+    const stored = await storage.admin.putSiteArtifact('blog', body, { sha256: sha(body) });
+    expect(stored).to.deep.equal({ version: sha(body), size: body.length });
+    const dl = await storage.admin.downloadArtifact('blog');
+    const got = Buffer.concat(await dl.body.toArray());
+    expect(dl.version).to.equal(sha(body));
+    expect(got.equals(body)).to.equal(true);
+    const site = await storage.admin.getSite('blog');
+    expect(site.version).to.equal(sha(body));
+    expect(site.history).to.have.length(1);
+  });
+
+  it('serves an older version by ?version= and refuses versions the site never had', async () => {
+    const v1 = await storage.admin.putSiteArtifact('blog', Buffer.from('one'));
+    const v2 = await storage.admin.putSiteArtifact('blog', Buffer.from('two'));
+    expect((await (await storage.admin.downloadArtifact('blog', { version: v1.version })).body.text())).to.equal('one');
+    expect((await (await storage.admin.downloadArtifact('blog')).body.text())).to.equal('two');
+    await storage.admin.putSiteArtifact('other', Buffer.from('secret'));
+    const foreign = await raw(storage, 'GET', `/sites/blog/artifact?version=${sha(Buffer.from('secret'))}`);
+    expect(foreign.status).to.equal(404);
+    expect(foreign.json.error).to.equal('VersionNotFound');
+    expect(v2.version).to.not.equal(v1.version);
+  });
+
+  it('compare-and-swap: of two concurrent If-Match writers exactly one wins', async () => {
+    const base = await storage.admin.putSiteArtifact('blog', Buffer.from('base'));
+    // slow bodies so that both requests pass the early precondition check before either commits
+    const slowBody = (fill: number) =>
+      Readable.from(
+        (async function* () {
+          for (let i = 0; i < 20; i++) {
+            await new Promise((r) => setTimeout(r, 10));
+            yield Buffer.alloc(64 * 1024, fill);
+          }
+        })(),
+      );
+    const results = await Promise.allSettled([
+      storage.admin.putSiteArtifact('blog', slowBody(1), { ifMatch: base.version }),
+      storage.admin.putSiteArtifact('blog', slowBody(2), { ifMatch: base.version }),
+    ]);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(won).to.have.length(1);
+    expect(lost).to.have.length(1);
+    expect(lost[0]!.reason).to.be.instanceOf(StorageRequestError);
+    expect((lost[0]!.reason as StorageRequestError).status).to.equal(412);
+    const site = await storage.admin.getSite('blog');
+    expect(site.version).to.equal((won[0] as PromiseFulfilledResult<{ version: string }>).value.version);
+    expect(site.history.map((h) => h.version)).to.deep.equal([site.version, base.version]);
+  });
+
+  it('If-None-Match: * creates a site only once', async () => {
+    await storage.admin.putSiteArtifact('fresh', Buffer.from('a'), { ifNoneMatch: '*' });
+    const err = await storage.admin.putSiteArtifact('fresh', Buffer.from('b'), { ifNoneMatch: '*' }).catch((e: unknown) => e);
+    expect((err as StorageRequestError).status).to.equal(412);
+  });
+
+  describe('rejects bad input with a clear 4xx JSON error and changes nothing on disk', () => {
+    let before: Record<string, number>;
+    beforeEach(async () => {
+      await storage.admin.putSiteArtifact('blog', Buffer.from('current'));
+      before = await storage.snapshot();
+    });
+    afterEach(async () => {
+      expect(await snapshotDir(storage.dataDir)).to.deep.equal(before);
+    });
+
+    const cases: Array<[string, string, string, () => { token?: string | null; body?: Buffer; headers?: Record<string, string> }, number, string]> = [
+      ['unknown route', 'GET', '/nope', () => ({}), 404, 'NotFound'],
+      ['unknown job object', 'PUT', '/jobs/j1/passwd', () => ({ body: Buffer.from('x') }), 404, 'NotFound'],
+      ['bad site id', 'PUT', '/sites/Bad_Site/artifact', () => ({ body: Buffer.from('x') }), 400, 'InvalidSiteId'],
+      ['site id with dots', 'GET', '/sites/..%2F..%2Fetc/artifact', () => ({}), 400, 'InvalidSiteId'],
+      ['bad job id', 'PUT', '/jobs/UPPER/log', () => ({ body: Buffer.from('x') }), 400, 'InvalidJobId'],
+      ['oversized body', 'PUT', '/sites/blog/artifact', () => ({ body: Buffer.alloc(9 * 1024 * 1024) }), 413, 'PayloadTooLarge'],
+      ['digest mismatch', 'PUT', '/sites/blog/artifact', () => ({ body: Buffer.from('x'), headers: { 'x-content-sha256': 'a'.repeat(64) } }), 400, 'DigestMismatch'],
+      ['malformed digest', 'PUT', '/sites/blog/artifact', () => ({ body: Buffer.from('x'), headers: { 'content-digest': 'md5=:x:' } }), 400, 'InvalidDigest'],
+      ['stale If-Match', 'PUT', '/sites/blog/artifact', () => ({ body: Buffer.from('x'), headers: { 'if-match': `"${'b'.repeat(64)}"` } }), 412, 'PreconditionFailed'],
+      ['missing token', 'GET', '/sites/blog/artifact', () => ({ token: null }), 401, 'Unauthorized'],
+      ['wrong admin token', 'PUT', '/sites/blog/artifact', () => ({ token: 'x'.repeat(48), body: Buffer.from('x') }), 401, 'Unauthorized'],
+      ['manifest that is not JSON', 'PUT', '/jobs/j1/manifest.json', () => ({ body: Buffer.from('{nope') }), 400, 'InvalidManifest'],
+      ['manifest for another job', 'PUT', '/jobs/j1/manifest.json', () => ({ body: Buffer.from(JSON.stringify(manifestFor('j2'))) }), 400, 'InvalidManifest'],
+      ['publish without a body', 'POST', '/sites/blog/publish', () => ({ body: Buffer.from('{}'), headers: { 'content-type': 'application/json' } }), 400, 'BadRequest'],
+    ];
+    for (const [name, method, path, opts, status, code] of cases) {
+      it(name, async () => {
+        const res = await raw(storage, method, path, opts());
+        expect(res.status, res.text).to.equal(status);
+        expect(res.headers['content-type']).to.match(/application\/json/);
+        expect(res.json.error).to.equal(code);
+        expect(res.json.message).to.be.a('string').and.not.be.empty;
+      });
+    }
+
+    it('an upload cut off mid-body', async () => {
+      const body = Readable.from(
+        (async function* () {
+          yield Buffer.alloc(100_000, 7);
+          throw new Error('client died');
+        })(),
+      );
+      await request(`${storage.url}/sites/blog/artifact`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${storage.adminToken}` },
+        body,
+      }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 100));
+    });
+  });
+
+  describe('job tokens', () => {
+    it('may read their own site and write their own job, nothing else', async () => {
+      await storage.admin.putSiteArtifact('blog', Buffer.from('site'));
+      await storage.admin.putSiteArtifact('shop', Buffer.from('other site'));
+      const token = await storage.tokens.issue({ jobId: 'job-1', siteId: 'blog', ttlSeconds: 60 });
+      const job = new StorageClient({ baseUrl: storage.url, token });
+      expect(await (await job.downloadArtifact('blog')).body.text()).to.equal('site');
+      await job.putJobObject('job-1', 'log', Buffer.from('hello'));
+      expect(await (await job.getJobObject('job-1', 'log')).body.text()).to.equal('hello');
+
+      const denied = async (p: Promise<unknown>, status: number) => {
+        const err = await p.then(() => null, (e: unknown) => e);
+        expect(err).to.be.instanceOf(StorageRequestError);
+        expect((err as StorageRequestError).status).to.equal(status);
+      };
+      await denied(job.downloadArtifact('shop'), 403);
+      await denied(job.putJobObject('job-2', 'log', Buffer.from('x')), 403);
+      await denied(job.putSiteArtifact('blog', Buffer.from('overwrite')), 403);
+      await denied(job.publish('blog', 'job-1', sha(Buffer.from('site'))), 403);
+
+      const readOnly = await storage.tokens.issue({ jobId: 'job-1', siteId: 'blog', scopes: ['site:read'], ttlSeconds: 60 });
+      await denied(new StorageClient({ baseUrl: storage.url, token: readOnly }).putJobObject('job-1', 'log', Buffer.from('x')), 403);
+      const expired = await storage.tokens.issue({ jobId: 'job-1', siteId: 'blog', ttlSeconds: 1, now: Date.now() - 10_000 });
+      await denied(new StorageClient({ baseUrl: storage.url, token: expired }).downloadArtifact('blog'), 401);
+      const forged = `${token.slice(0, -4)}AAAA`;
+      await denied(new StorageClient({ baseUrl: storage.url, token: forged }).downloadArtifact('blog'), 401);
+    });
+  });
+
+  describe('publish', () => {
+    it('makes a job output current only if the site is still at if_match', async () => {
+      const base = await storage.admin.putSiteArtifact('blog', Buffer.from('base'));
+      await storage.admin.putJobObject('job-a', 'output.tar.gz', Buffer.from('edit a'));
+      await storage.admin.putJobObject('job-b', 'output.tar.gz', Buffer.from('edit b'));
+      const results = await Promise.allSettled([
+        storage.admin.publish('blog', 'job-a', base.version),
+        storage.admin.publish('blog', 'job-b', base.version),
+      ]);
+      const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      expect(rejected).to.have.length(1);
+      expect((rejected[0]!.reason as StorageRequestError).status).to.equal(409);
+      expect((rejected[0]!.reason as StorageRequestError).code).to.equal('PublishConflict');
+      const site = await storage.admin.getSite('blog');
+      expect(site.history[0]!.job_id).to.be.oneOf(['job-a', 'job-b']);
+    });
+
+    it('refuses to publish a job without output', async () => {
+      const base = await storage.admin.putSiteArtifact('blog', Buffer.from('base'));
+      const err = await storage.admin.publish('blog', 'job-z', base.version).catch((e: unknown) => e);
+      expect((err as StorageRequestError).code).to.equal('ObjectNotFound');
+    });
+  });
+
+  it('accepts a valid manifest and lists job objects', async () => {
+    await storage.admin.putJobObject('j1', 'manifest.json', Buffer.from(JSON.stringify(manifestFor('j1'))));
+    const job = await storage.admin.getJob('j1');
+    expect(Object.keys(job.objects)).to.deep.equal(['manifest.json']);
+  });
+});
+
+describe('storage restart', function () {
+  this.timeout(60_000);
+  let dataDir: string;
+  let child: ChildProcess | undefined;
+  const adminToken = randomBytes(24).toString('hex');
+  const env = (port: number) => ({
+    ...process.env,
+    PAGEWRIGHT_STORAGE_DIR: dataDir,
+    PAGEWRIGHT_STORAGE_HOST: '127.0.0.1',
+    PAGEWRIGHT_STORAGE_PORT: String(port),
+    PAGEWRIGHT_STORAGE_ADMIN_TOKEN: adminToken,
+    PAGEWRIGHT_TOKEN_SECRET: randomBytes(32).toString('hex'),
+    PAGEWRIGHT_LOG_LEVEL: 'warn',
+  });
+
+  async function start(port: number): Promise<ChildProcess> {
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'storage/main.ts'], { env: env(port), stdio: ['ignore', 'inherit', 'inherit'] });
+    for (let i = 0; i < 200; i++) {
+      const ok = await request(`http://127.0.0.1:${port}/healthz`).then((r) => r.body.text().then(() => r.statusCode === 200), () => false);
+      if (ok) return proc;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    proc.kill('SIGKILL');
+    throw new Error('storage did not start');
+  }
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'pw-storage-restart-'));
+  });
+  after(async () => {
+    child?.kill('SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('keeps every acknowledged object across a SIGKILL', async () => {
+    const { getFreePort } = await import('../support/ports.js');
+    const port = await getFreePort();
+    child = await start(port);
+    const client = new StorageClient({ baseUrl: `http://127.0.0.1:${port}`, token: adminToken });
+    const acked: Array<{ site: string; body: Buffer; version: string }> = [];
+    for (let i = 0; i < 20; i++) {
+      const body = randomBytes(10_000 + i * 5_000);
+      const site = `site-${i % 5}`;
+      const stored = await client.putSiteArtifact(site, body);
+      acked.push({ site, body, version: stored.version });
+    }
+    // one upload in flight when the process dies must not leave a torn object
+    const inflight = client.putSiteArtifact('site-0', Readable.from((async function* () {
+      yield randomBytes(50_000);
+      await new Promise((r) => setTimeout(r, 5_000));
+    })())).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    await inflight;
+
+    child = await start(port);
+    for (const { site, body, version } of acked) {
+      const dl = await client.downloadArtifact(site, { version });
+      expect(Buffer.concat(await dl.body.toArray()).equals(body)).to.equal(true);
+    }
+    // the last acknowledged write per site is still current
+    for (let s = 0; s < 5; s++) {
+      const last = acked.filter((a) => a.site === `site-${s}`).at(-1)!;
+      expect((await client.getSite(`site-${s}`)).version).to.equal(last.version);
+    }
+    const leftovers = Object.keys(await snapshotDir(dataDir)).filter((p) => p.startsWith('tmp/'));
+    expect(leftovers).to.deep.equal([]);
+  });
+});

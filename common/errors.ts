@@ -9,6 +9,7 @@ export const FailureReason = z.enum([
   // model / codex
   'LLMAuthFailed',
   'LLMUnavailable',
+  'ModelNotFound',
   'CodexFailed',
   'CodexTimeout',
   'InvalidAgentOutput',

@@ -2,7 +2,9 @@
  * A small Logger interface injected everywhere (no global logger), backed by winston's JSON
  * format. Child loggers carry fields such as job_id so every line of a job can be found.
  */
+import { closeSync, openSync, writeSync } from 'node:fs';
 import winston from 'winston';
+import TransportStream from 'winston-transport';
 
 export type LogFields = Record<string, unknown>;
 
@@ -45,6 +47,30 @@ function wrap(w: winston.Logger): Logger {
     error: (message, fields) => void w.error(message, fields),
     child: (fields) => wrap(w.child(fields)),
   };
+}
+
+const MESSAGE = Symbol.for('message');
+
+/**
+ * Appends every formatted line to a file synchronously: the runner uploads its job log right
+ * after the job ends, and an async file transport could still hold the last lines in memory.
+ */
+export class SyncFileTransport extends TransportStream {
+  readonly #fd: number;
+
+  constructor(path: string, opts: TransportStream.TransportStreamOptions = {}) {
+    super(opts);
+    this.#fd = openSync(path, 'a', 0o640);
+  }
+
+  override log(info: Record<string | symbol, unknown>, next: () => void): void {
+    writeSync(this.#fd, `${String(info[MESSAGE])}\n`);
+    next();
+  }
+
+  override close(): void {
+    closeSync(this.#fd);
+  }
 }
 
 /** A logger that drops everything: for unit tests and library callers that pass none. */

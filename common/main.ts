@@ -1,11 +1,12 @@
 /**
  * Process wiring shared by the services' main.ts: a config error is one clear line on stderr
- * and exit code 2; SIGTERM/SIGINT run the service's shutdown once, then exit.
+ * and exit code 2; SIGTERM/SIGINT run the service's shutdown once, then exit with the code it
+ * returns (0 by default).
  */
 import { ConfigError } from './config.js';
 
-export async function runMain(service: string, start: () => Promise<() => Promise<void>>): Promise<void> {
-  let shutdown: () => Promise<void>;
+export async function runMain(service: string, start: () => Promise<() => Promise<number | void>>): Promise<void> {
+  let shutdown: () => Promise<number | void>;
   try {
     shutdown = await start();
   } catch (err) {
@@ -21,7 +22,7 @@ export async function runMain(service: string, start: () => Promise<() => Promis
     if (stopping) return;
     stopping = true;
     shutdown().then(
-      () => process.exit(0),
+      (code) => process.exit(code ?? 0),
       (err: unknown) => {
         process.stderr.write(`${service}: shutdown after ${signal} failed: ${String(err)}\n`);
         process.exit(1);

@@ -1,0 +1,30 @@
+/** The runner's PAGEWRIGHT_* environment (DESIGN.md "runner"), validated once at start-up. */
+import { z } from 'zod';
+import { type ConfigOf, env, httpUrl, json, logLevel, port, positiveInt } from '../common/config.js';
+import { RunnerJob } from '../common/schemas.js';
+
+export const DEFAULT_CODEX_MODEL = 'gpt-5.1-codex';
+
+export const runnerConfigSpec = {
+  port: env('WORKER_PORT', port(8082)),
+  /** Pods bind all interfaces; the local test kubelet gives each pod its own loopback address. */
+  host: env('WORKER_HOST', z.string().default('0.0.0.0')),
+  workDir: env('WORK_DIR', z.string().min(1).default('/work')),
+  llmKey: env('LLM_KEY', z.string().min(1), { secret: true }),
+  llmUrl: env('LLM_URL', httpUrl().default('https://api.openai.com/v1')),
+  managerUrl: env('MANAGER_URL', httpUrl().optional()),
+  storageUrl: env('STORAGE_URL', httpUrl()),
+  job: env('JOB', json(RunnerJob)),
+  jobToken: env('JOB_TOKEN', z.string().min(1), { secret: true }),
+  codexBinary: env('CODEX_BINARY', z.string().min(1).default('/usr/local/bin/codex')),
+  instructionsPath: env('INSTRUCTIONS_PATH', z.string().min(1).default('/.codex/instructions.md')),
+  codexModel: env('CODEX_MODEL', z.string().min(1).default(DEFAULT_CODEX_MODEL)),
+  killGraceMs: env('KILL_GRACE_MS', positiveInt(3000)),
+  maxArchiveEntries: env('MAX_ARCHIVE_ENTRIES', positiveInt(5000)),
+  maxUnpackedBytes: env('MAX_UNPACKED_BYTES', positiveInt(512 * 1024 * 1024)),
+  callbackTimeoutMs: env('CALLBACK_TIMEOUT_MS', positiveInt(10 * 60 * 1000)),
+  /** Keep answering /status this long after the job ended, then exit. */
+  exitDelayMs: env('EXIT_DELAY_MS', z.coerce.number().int().min(0).default(2000)),
+  logLevel: env('LOG_LEVEL', logLevel()),
+};
+export type RunnerConfig = ConfigOf<typeof runnerConfigSpec>;

@@ -1,0 +1,95 @@
+/**
+ * Snapshots of a directory tree (path -> type, size, sha256 or link target) and their diff.
+ * Files changed are computed from these, never taken from the model's word. A second snapshot
+ * re-hashes only files whose inode, size, mtime or ctime moved, like git's stat cache.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import type { FileChange } from '../common/schemas.js';
+
+export interface TreeEntry {
+  type: 'file' | 'dir' | 'symlink';
+  size: number;
+  /** Files: content hash. Symlinks: hash of the target. */
+  sha256: string;
+  target?: string;
+  statKey: string;
+}
+
+export type Tree = Map<string, TreeEntry>;
+
+export interface SnapshotOptions {
+  /** Relative POSIX paths to leave out, with everything below them. */
+  exclude?: (relPath: string) => boolean;
+  /** A previous snapshot of the same tree whose hashes may be reused. */
+  previous?: Tree;
+  concurrency?: number;
+}
+
+export async function snapshotTree(root: string, opts: SnapshotOptions = {}): Promise<Tree> {
+  const tree: Tree = new Map();
+  const limit = pLimit(opts.concurrency ?? 4);
+  const hashing: Promise<void>[] = [];
+
+  async function walk(dir: string, rel: string): Promise<void> {
+    const entries = await readdir(dir, { withFileTypes: true });
+    for (const dirent of entries) {
+      const relPath = rel ? `${rel}/${dirent.name}` : dirent.name;
+      if (opts.exclude?.(relPath)) continue;
+      const full = join(dir, dirent.name);
+      const st = await lstat(full);
+      const statKey = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+      if (st.isDirectory()) {
+        tree.set(relPath, { type: 'dir', size: 0, sha256: '', statKey });
+        await walk(full, relPath);
+      } else if (st.isSymbolicLink()) {
+        const target = await readlink(full);
+        tree.set(relPath, { type: 'symlink', size: 0, sha256: sha256Of(target), target, statKey });
+      } else if (st.isFile()) {
+        const prev = opts.previous?.get(relPath);
+        if (prev && prev.type === 'file' && prev.statKey === statKey) {
+          tree.set(relPath, prev);
+        } else {
+          const entry: TreeEntry = { type: 'file', size: st.size, sha256: '', statKey };
+          tree.set(relPath, entry);
+          hashing.push(limit(async () => void (entry.sha256 = await hashFile(full))));
+        }
+      }
+      // sockets, FIFOs, devices: never part of a site, and never packed
+    }
+  }
+
+  await walk(root, '');
+  await Promise.all(hashing);
+  return new Map([...tree.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** Changed files and links (directories are implied by their contents), sorted by path. */
+export function diffTrees(before: Tree, after: Tree): FileChange[] {
+  const changes: FileChange[] = [];
+  for (const [path, entry] of after) {
+    if (entry.type === 'dir') continue;
+    const old = before.get(path);
+    if (!old || old.type === 'dir') changes.push({ path, change: 'added' });
+    else if (old.type !== entry.type || old.sha256 !== entry.sha256) changes.push({ path, change: 'modified' });
+  }
+  for (const [path, entry] of before) {
+    if (entry.type === 'dir') continue;
+    const now = after.get(path);
+    if (!now || now.type === 'dir') changes.push({ path, change: 'deleted' });
+  }
+  return changes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+export async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+function sha256Of(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}

@@ -3,7 +3,11 @@ import { z } from 'zod';
 import { type ConfigOf, env, httpUrl, json, logLevel, port, positiveInt } from '../common/config.js';
 import { RunnerJob } from '../common/schemas.js';
 
-export const DEFAULT_CODEX_MODEL = 'gpt-5.1-codex';
+/**
+ * A catalog model of codex 0.169.0 that uses the exec_command + apply_patch tools our tests
+ * verify; newer "code mode" models can be chosen with PAGEWRIGHT_CODEX_MODEL or spec.model.
+ */
+export const DEFAULT_CODEX_MODEL = 'gpt-5.5';
 
 export const runnerConfigSpec = {
   port: env('WORKER_PORT', port(8082)),
@@ -20,6 +24,8 @@ export const runnerConfigSpec = {
   instructionsPath: env('INSTRUCTIONS_PATH', z.string().min(1).default('/.codex/instructions.md')),
   codexModel: env('CODEX_MODEL', z.string().min(1).default(DEFAULT_CODEX_MODEL)),
   killGraceMs: env('KILL_GRACE_MS', positiveInt(3000)),
+  codexRequestRetries: env('CODEX_REQUEST_RETRIES', z.coerce.number().int().min(0).max(20).default(4)),
+  codexStreamRetries: env('CODEX_STREAM_RETRIES', z.coerce.number().int().min(0).max(20).default(5)),
   maxArchiveEntries: env('MAX_ARCHIVE_ENTRIES', positiveInt(5000)),
   maxUnpackedBytes: env('MAX_UNPACKED_BYTES', positiveInt(512 * 1024 * 1024)),
   callbackTimeoutMs: env('CALLBACK_TIMEOUT_MS', positiveInt(10 * 60 * 1000)),

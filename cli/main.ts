@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+/**
+ * `pagewright` command. `run` is the embedded default: one job end to end on this machine.
+ * Without PAGEWRIGHT_LLM_KEY it runs offline against the bundled scripted model server.
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { TIMEOUT_SECONDS } from '../common/schemas.js';
+import { runLocalJob } from './local-run.js';
+import { type OfflineModel, startOfflineModel } from './offline-model.js';
+
+const USAGE = `usage: pagewright run --site DIR --prompt TEXT [--model NAME] [--timeout SECONDS] [--out DIR] [--verbose]
+
+Runs one site-edit job on this machine: storage in-process, the runner as a child process,
+the OpenAI Codex CLI on a copy of DIR. DIR itself is never modified; the edited site is
+written under --out (default ./pagewright-output).
+
+environment:
+  PAGEWRIGHT_LLM_KEY   OpenAI API key; without it the job runs offline against a scripted model
+  PAGEWRIGHT_LLM_URL   model endpoint (default https://api.openai.com/v1)
+  PAGEWRIGHT_CODEX_MODEL  model name (default: the runner's default)`;
+
+function fail(message: string): never {
+  process.stderr.write(`pagewright: ${message}\n\n${USAGE}\n`);
+  process.exit(2);
+}
+
+async function run(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        site: { type: 'string' },
+        prompt: { type: 'string' },
+        model: { type: 'string' },
+        timeout: { type: 'string' },
+        out: { type: 'string', default: 'pagewright-output' },
+        verbose: { type: 'boolean', default: false },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  if (!values.site) fail('--site DIR is required');
+  if (!values.prompt?.trim()) fail('--prompt TEXT is required');
+  const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
+  if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < TIMEOUT_SECONDS.min || timeout > TIMEOUT_SECONDS.max)) {
+    fail(`--timeout must be an integer from ${TIMEOUT_SECONDS.min} to ${TIMEOUT_SECONDS.max}`);
+  }
+  const { stat } = await import('node:fs/promises');
+  const siteStat = await stat(values.site).catch(() => null);
+  if (!siteStat?.isDirectory()) fail(`--site ${values.site} is not a directory`);
+
+  const key = process.env.PAGEWRIGHT_LLM_KEY;
+  let offline: OfflineModel | null = null;
+  let llm: { url: string; key: string; model?: string };
+  if (key) {
+    llm = { url: process.env.PAGEWRIGHT_LLM_URL || 'https://api.openai.com/v1', key };
+    say(`model: ${llm.url}`);
+  } else {
+    offline = await startOfflineModel();
+    llm = { url: offline.url, key: offline.key, model: offline.model };
+    say('offline demo: PAGEWRIGHT_LLM_KEY is not set, so the agent talks to the bundled scripted');
+    say('model server instead of OpenAI. The real Codex CLI runs and really edits the files, but the');
+    say('edit is a scripted one. Set PAGEWRIGHT_LLM_KEY to use a real model.');
+  }
+  const model = values.model ?? process.env.PAGEWRIGHT_CODEX_MODEL ?? llm.model;
+  const started = Date.now();
+  say(`site: ${resolve(values.site)}`);
+  say(`prompt: ${values.prompt}`);
+  try {
+    const outcome = await runLocalJob({
+      siteDir: values.site,
+      prompt: values.prompt,
+      llmUrl: llm.url,
+      llmKey: llm.key,
+      outDir: resolve(values.out),
+      ...(model ? { model } : {}),
+      ...(timeout ? { timeoutSeconds: timeout } : {}),
+      onProgress: (p) => say(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${p.phase}`),
+      ...(values.verbose ? { onRunnerLog: (chunk: Buffer) => process.stderr.write(chunk) } : {}),
+    });
+    const { result } = outcome;
+    say('');
+    if (result.status === 'completed') {
+      say(`completed in ${((Date.now() - started) / 1000).toFixed(1)}s: ${result.files_changed} file(s) changed`);
+      for (const f of result.files) say(`  ${f}`);
+      say(`summary: ${result.summary}`);
+      say(`output: ${outcome.outputSite}`);
+      say(`archive: ${outcome.outputArchive} (sha256 ${result.output_version})`);
+    } else {
+      say(`failed: ${result.reason}: ${result.error}`);
+    }
+    if (outcome.logPath) say(`log: ${outcome.logPath}`);
+    return result.status === 'completed' ? 0 : 1;
+  } finally {
+    await offline?.close();
+  }
+}
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+const [command, ...rest] = process.argv.slice(2);
+switch (command) {
+  case 'run':
+    process.exitCode = await run(rest);
+    break;
+  case undefined:
+  case '-h':
+  case '--help':
+  case 'help':
+    process.stdout.write(`${USAGE}\n`);
+    break;
+  default:
+    fail(`unknown command ${command}`);
+}

@@ -1,0 +1,229 @@
+/**
+ * Runs the real Codex CLI (`codex exec`) on one site, offline-safe and bounded:
+ * - the model endpoint is a custom provider (OPENAI_BASE_URL is not honoured by 0.169.0), its
+ *   key passed in codex's environment only, and the agent's shell commands get a minimal
+ *   environment (inherit="core"): by default codex would hand them every variable it has,
+ *   the LLM key and the job token included;
+ * - the container's instructions go in as `developer_instructions` (0.169.0 ignores
+ *   .codex/instructions.md), so no file is added to the site;
+ * - unbounded connection retries are off, request/stream retries are bounded, and a deadline
+ *   or an abort ends the run: SIGINT first (codex stops its command), then after a grace period
+ *   SIGKILL of codex's process group and of every process carrying the run's marker, which
+ *   reaches commands that codex started in their own session.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { PagewrightError } from '../common/errors.js';
+import { PROCESS_MARKER_ENV, killMarkedProcesses } from '../common/process-marker.js';
+import { type CodexEvent, FINAL_MESSAGE_SCHEMA, agentMessage, classifyCodexFailure, eventError, parseEventLine } from './codex-events.js';
+
+/** The env var codex reads the provider key from (never passed on the command line). */
+const KEY_ENV = 'PAGEWRIGHT_CODEX_LLM_KEY';
+/** Variables codex itself may need from the runner's environment (TLS roots, locale, proxies). */
+const PASS_THROUGH = /^(PATH|HOME|LANG|LC_ALL|TZ|SSL_CERT_FILE|SSL_CERT_DIR|NODE_EXTRA_CA_CERTS|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy)$/;
+
+export interface CodexRunOptions {
+  binary: string;
+  siteDir: string;
+  /** Per-run, writable, outside the site (and outside /tmp: codex warns there). */
+  codexHome: string;
+  prompt: string;
+  instructions: string;
+  model: string;
+  llmUrl: string;
+  llmKey: string;
+  /** Epoch ms: past it the run is killed with reason CodexTimeout. */
+  deadline: number;
+  /** Unique per job attempt; inherited by every process of the run. */
+  marker: string;
+  killGraceMs?: number;
+  /** Model request / stream retries inside codex. */
+  requestMaxRetries?: number;
+  streamMaxRetries?: number;
+  /** Abort = POST /kill: the run ends with the signal's reason (Killed). */
+  signal?: AbortSignal;
+  onEvent?: (event: CodexEvent) => void;
+  onLogLine?: (line: string) => void;
+}
+
+export interface CodexRunResult {
+  exitCode: number | null;
+  finalMessage: string | null;
+  durationMs: number;
+  codexVersion: string | null;
+  usage: Record<string, unknown> | null;
+}
+
+export function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; schema: string }): string[] {
+  const provider = [
+    'name="pagewright"',
+    `base_url=${JSON.stringify(opts.llmUrl)}`,
+    `env_key="${KEY_ENV}"`,
+    'wire_api="responses"',
+    `request_max_retries=${opts.requestMaxRetries ?? 4}`,
+    `stream_max_retries=${opts.streamMaxRetries ?? 5}`,
+    'stream_idle_timeout_ms=300000',
+  ].join(', ');
+  return [
+    'exec',
+    '--json',
+    '--skip-git-repo-check',
+    '--ephemeral',
+    '--ignore-user-config',
+    // the pod is the sandbox; bubblewrap cannot create namespaces in a hardened container
+    '--dangerously-bypass-approvals-and-sandbox',
+    '--disable',
+    'plugins',
+    '--disable',
+    'unbounded_connection_retries',
+    '--cd',
+    opts.siteDir,
+    '--output-last-message',
+    files.lastMessage,
+    '--output-schema',
+    files.schema,
+    '--model',
+    opts.model,
+    '-c',
+    'model_provider="pagewright"',
+    '-c',
+    `model_providers.pagewright={ ${provider} }`,
+    '-c',
+    // JSON string escapes are valid TOML basic-string escapes
+    `developer_instructions=${JSON.stringify(opts.instructions)}`,
+    '-c',
+    'shell_environment_policy.inherit="core"',
+    '-c',
+    `shell_environment_policy.set={ ${PROCESS_MARKER_ENV}=${JSON.stringify(opts.marker)} }`,
+    '--',
+    opts.prompt,
+  ];
+}
+
+export function codexEnv(opts: CodexRunOptions, parent: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(parent)) if (PASS_THROUGH.test(k)) env[k] = v;
+  return { ...env, CODEX_HOME: opts.codexHome, [KEY_ENV]: opts.llmKey, [PROCESS_MARKER_ENV]: opts.marker };
+}
+
+export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
+  opts.signal?.throwIfAborted();
+  const started = Date.now();
+  const files = { lastMessage: join(opts.codexHome, 'last-message.txt'), schema: join(opts.codexHome, 'output-schema.json') };
+  await writeFile(files.schema, JSON.stringify(FINAL_MESSAGE_SCHEMA));
+  await writeFile(files.lastMessage, '');
+  const version = codexVersion(opts.binary).catch(() => null);
+
+  const child = spawn(opts.binary, codexArgs(opts, files), {
+    cwd: opts.siteDir,
+    env: codexEnv(opts),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // its own process group, so a group kill reaches what it forked in the group
+    detached: true,
+  });
+  const errors: string[] = [];
+  let lastAgentMessage: string | null = null;
+  let usage: Record<string, unknown> | null = null;
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    opts.onLogLine?.(line);
+    const event = parseEventLine(line);
+    if (!event) return;
+    opts.onEvent?.(event);
+    const err = eventError(event);
+    if (err) errors.push(err);
+    lastAgentMessage = agentMessage(event) ?? lastAgentMessage;
+    if (event.type === 'turn.completed') usage = (event.usage as Record<string, unknown>) ?? null;
+  });
+  const stderrTail: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    opts.onLogLine?.(line);
+    stderrTail.push(line);
+    if (stderrTail.length > 20) stderrTail.shift();
+  });
+
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const stop = stopper(child, opts, exited);
+  const onAbort = () => void stop(toError(opts.signal?.reason, 'Killed', 'codex run aborted'));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(
+    () => void stop(new PagewrightError('CodexTimeout', `codex did not finish before the job's deadline (${new Date(opts.deadline).toISOString()})`)),
+    Math.max(0, opts.deadline - Date.now()),
+  );
+  let exitCode: number | null;
+  try {
+    [exitCode] = await exited;
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+  const stopped = stop.reason();
+  // even after a clean exit, nothing the agent started may outlive the run
+  await killMarkedProcesses(opts.marker);
+  if (stopped) throw stopped;
+  if (errors.length > 0 && (exitCode !== 0 || lastAgentMessage === null)) {
+    const { reason, message } = classifyCodexFailure(errors);
+    throw new PagewrightError(reason, message);
+  }
+  if (exitCode !== 0) {
+    throw new PagewrightError('CodexFailed', `codex exited with code ${exitCode}: ${stderrTail.slice(-3).join(' | ') || 'no output'}`);
+  }
+  const fromFile = (await readFile(files.lastMessage, 'utf8').catch(() => '')).trim();
+  return {
+    exitCode,
+    finalMessage: fromFile || lastAgentMessage,
+    durationMs: Date.now() - started,
+    codexVersion: await version,
+    usage,
+  };
+}
+
+interface Stopper {
+  (why: PagewrightError): Promise<void>;
+  reason(): PagewrightError | null;
+}
+
+/** SIGINT, grace period, then SIGKILL of the group and of every marked process. First reason wins. */
+function stopper(child: ChildProcess, opts: CodexRunOptions, exited: Promise<unknown>): Stopper {
+  let reason: PagewrightError | null = null;
+  const stop = (async (why: PagewrightError) => {
+    if (reason) return;
+    reason = why;
+    signalGroup(child, 'SIGINT');
+    const graceful = await Promise.race([exited.then(() => true), sleep(opts.killGraceMs ?? 3000).then(() => false)]);
+    if (!graceful) signalGroup(child, 'SIGKILL');
+    await killMarkedProcesses(opts.marker);
+  }) as Stopper;
+  stop.reason = () => reason;
+  return stop;
+}
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function toError(value: unknown, reason: 'Killed', fallback: string): PagewrightError {
+  return value instanceof PagewrightError ? value : new PagewrightError(reason, value instanceof Error ? value.message : fallback);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** `codex --version` -> "0.169.0" */
+export async function codexVersion(binary: string): Promise<string> {
+  const { stdout } = await promisify(execFile)(binary, ['--version'], { timeout: 15_000 });
+  return stdout.trim().replace(/^codex-cli\s+/, '');
+}

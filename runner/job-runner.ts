@@ -1,0 +1,282 @@
+/**
+ * One job, phase by phase (DESIGN.md "runner"): preflight, fetch, unpack, patch instructions,
+ * codex, pack, upload; then the result goes to the manager. Every failure ends as a
+ * PagewrightError whose reason lands in /status, the manifest and the callback. run() never
+ * throws.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PagewrightError, toPagewrightError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { type JobManifest, type JobResult, MAX_RESULT_FILES, type RunnerJob, type WorkPhase } from '../common/schemas.js';
+import type { StorageClient } from '../common/storage-client.js';
+import { type UnpackLimits, packArchive, unpackArchive } from './archive.js';
+import { runCodex } from './codex.js';
+import { installInstructions, isCodexPath, restoreCodexDir } from './codex-dir.js';
+import { parseFinalMessage } from './final-message.js';
+import type { ManagerClient } from './manager-client.js';
+import { RunState } from './phases.js';
+import { preflightModel } from './preflight.js';
+import { fetchSiteArtifact, uploadJobFile } from './transfers.js';
+import { diffTrees, hashFile, snapshotTree } from './tree.js';
+
+export interface JobRunnerOptions {
+  job: RunnerJob;
+  workDir: string;
+  storage: StorageClient;
+  /** null when nobody listens (a bare `node runner/main.js` without MANAGER_URL). */
+  manager: ManagerClient | null;
+  codex: CodexSettings;
+  limits: UnpackLimits;
+  logger: Logger;
+  /** The job log file that is uploaded as jobs/{id}/log. */
+  logPath: string;
+  /** How long the result callback may keep retrying after the job ends. */
+  callbackTimeoutMs: number;
+  transferRetryDelayMs?: number;
+}
+
+export interface CodexSettings {
+  binary: string;
+  /** Default model when the job names none. */
+  model: string;
+  llmUrl: string;
+  llmKey: string;
+  instructionsPath: string;
+  killGraceMs: number;
+  requestMaxRetries?: number;
+  streamMaxRetries?: number;
+}
+
+/** Time kept back from the codex deadline for packing, upload and the callback. */
+export function reserveMs(timeoutSeconds: number): number {
+  return Math.min(120_000, Math.max(15_000, timeoutSeconds * 100));
+}
+
+export class JobRunner {
+  readonly #o: JobRunnerOptions;
+  readonly #state: RunState;
+  readonly #abort = new AbortController();
+  readonly #paths;
+  #deadline = 0;
+
+  constructor(opts: JobRunnerOptions) {
+    this.#o = opts;
+    this.#state = new RunState(opts.job);
+    this.#paths = {
+      input: join(opts.workDir, 'input.tar.gz'),
+      site: join(opts.workDir, 'site'),
+      stash: join(opts.workDir, 'stash'),
+      output: join(opts.workDir, 'output.tar.gz'),
+      manifest: join(opts.workDir, 'manifest.json'),
+      codexHome: join(opts.workDir, 'codex-home'),
+    };
+  }
+
+  status() {
+    return this.#state.snapshot();
+  }
+
+  /** POST /kill: false when the job already ended. */
+  kill(): boolean {
+    if (this.#state.finished) return false;
+    this.#abort.abort(new PagewrightError('Killed', 'job killed through POST /kill'));
+    return true;
+  }
+
+  async run(): Promise<JobResult> {
+    const { job, logger } = this.#o;
+    const startedAt = Date.now();
+    this.#deadline = startedAt + job.timeout_seconds * 1000;
+    const deadlineTimer = setTimeout(
+      () => this.#abort.abort(new PagewrightError('DeadlineExceeded', `job exceeded its ${job.timeout_seconds}s deadline`)),
+      this.#deadline - startedAt,
+    );
+    let baseVersion: string | null = job.base_version ?? null;
+    let files: string[] = [];
+    let manifest: Omit<JobManifest, 'result'> | null = null;
+    try {
+      await mkdir(this.#o.workDir, { recursive: true });
+      await this.#phase('preflight', () =>
+        preflightModel({ baseURL: this.#o.codex.llmUrl, apiKey: this.#o.codex.llmKey, model: this.#model(), signal: this.#abort.signal }),
+      );
+      const fetched = await this.#phase('fetching_artifact', () =>
+        fetchSiteArtifact(this.#o.storage, job.site_id, job.base_version, this.#paths.input, this.#transfer()),
+      );
+      baseVersion = fetched.version;
+      logger.info('artifact fetched', { version: fetched.version, size: fetched.size });
+
+      const before = await this.#phase('unpacking', async () => {
+        const unpacked = await unpackArchive(this.#paths.input, this.#paths.site, this.#o.limits);
+        logger.info('artifact unpacked', { entries: unpacked.entries, bytes: unpacked.bytes });
+        await rm(this.#paths.input, { force: true });
+        return snapshotTree(this.#paths.site, { exclude: isCodexPath });
+      });
+
+      const stashed = await this.#phase('patching_instructions', async () =>
+        installInstructions(this.#paths.site, this.#paths.stash, await readFile(this.#o.codex.instructionsPath, 'utf8')),
+      );
+
+      const codex = await this.#phase('executing_codex', () => this.#executeCodex());
+
+      const packed = await this.#phase('packing_result', async () => {
+        const after = await snapshotTree(this.#paths.site, { exclude: isCodexPath, previous: before });
+        const changes = diffTrees(before, after);
+        await restoreCodexDir(this.#paths.site, stashed);
+        const full = await snapshotTree(this.#paths.site, { previous: after });
+        const archive = await packArchive(this.#paths.site, [...full.keys()], this.#paths.output);
+        return { changes, full, archive };
+      });
+      files = packed.changes.map((c) => c.path);
+      this.#state.filesChanged = files.length;
+      this.#state.summary = codex.summary;
+      this.#state.outputVersion = packed.archive.sha256;
+      logger.info('result packed', { files_changed: files.length, output_version: packed.archive.sha256, size: packed.archive.size });
+      manifest = {
+        manifest_version: 1,
+        job_id: job.job_id,
+        site_id: job.site_id,
+        attempt: job.attempt,
+        changes: packed.changes,
+        files: [...packed.full]
+          .filter(([, e]) => e.type === 'file')
+          .map(([path, e]) => ({ path, sha256: e.sha256, size: e.size })),
+        output_size: packed.archive.size,
+        codex_version: codex.version,
+        model: this.#model(),
+      };
+
+      await this.#phase('uploading', async () => {
+        await uploadJobFile(this.#o.storage, job.job_id, 'output.tar.gz', this.#paths.output, { sha256: packed.archive.sha256, size: packed.archive.size }, this.#transfer());
+        await this.#uploadManifest(manifest!, this.#result('completed', baseVersion, files, startedAt));
+      });
+      this.#state.finish('completed');
+      logger.info('job completed', { files_changed: files.length, durations_ms: this.#state.durations });
+    } catch (err) {
+      const failure = this.#abort.signal.aborted ? toPagewrightError(this.#abort.signal.reason) : toPagewrightError(err);
+      this.#state.error = failure.message;
+      this.#state.reason = failure.reason;
+      this.#state.finish('failed');
+      logger.error('job failed', { reason: failure.reason, error: failure.message, phase_durations_ms: this.#state.durations });
+      // best effort: a manager that misses the callback can still read why from storage
+      const failedManifest = manifest ?? {
+        manifest_version: 1 as const, job_id: job.job_id, site_id: job.site_id, attempt: job.attempt, changes: [], files: [],
+        output_size: null, codex_version: null, model: this.#model(),
+      };
+      await this.#uploadManifest(failedManifest, this.#result('failed', baseVersion, files, startedAt)).catch((e: unknown) =>
+        logger.warn('could not store the failure manifest', { error: String(e) }),
+      );
+    } finally {
+      clearTimeout(deadlineTimer);
+    }
+    const result = this.#result(this.#state.phase === 'completed' ? 'completed' : 'failed', baseVersion, files, startedAt);
+    await this.#uploadLog();
+    await this.#report(result);
+    return result;
+  }
+
+  #model(): string {
+    return this.#o.job.model ?? this.#o.codex.model;
+  }
+
+  #transfer() {
+    return {
+      deadline: this.#deadline,
+      signal: this.#abort.signal,
+      logger: this.#o.logger,
+      ...(this.#o.transferRetryDelayMs !== undefined ? { minRetryDelayMs: this.#o.transferRetryDelayMs } : {}),
+    };
+  }
+
+  async #phase<T>(phase: WorkPhase, fn: () => Promise<T>): Promise<T> {
+    this.#abort.signal.throwIfAborted();
+    this.#state.enter(phase);
+    this.#o.logger.info('phase started', { phase });
+    this.#o.manager?.sendProgress({ job_id: this.#o.job.job_id, attempt: this.#o.job.attempt, phase, at: new Date().toISOString() });
+    const value = await fn();
+    this.#abort.signal.throwIfAborted();
+    return value;
+  }
+
+  async #executeCodex(): Promise<{ summary: string; version: string | null }> {
+    const { job, codex, logger } = this.#o;
+    const codexLog = logger.child({ source: 'codex' });
+    await mkdir(this.#paths.codexHome, { recursive: true });
+    const { instructionsPath: _unused, ...settings } = codex;
+    const run = await runCodex({
+      ...settings,
+      model: this.#model(),
+      siteDir: this.#paths.site,
+      codexHome: this.#paths.codexHome,
+      prompt: job.prompt,
+      instructions: await readFile(codex.instructionsPath, 'utf8'),
+      deadline: Math.max(Date.now() + 1000, this.#deadline - reserveMs(job.timeout_seconds)),
+      marker: `${job.job_id}.${job.attempt}.${process.pid}`,
+      signal: this.#abort.signal,
+      onLogLine: (line: string) => codexLog.info(line),
+    });
+    const parsed = parseFinalMessage(run.finalMessage);
+    logger.info('agent finished', { format: parsed.format, claimed_files: parsed.claimedFiles, duration_ms: run.durationMs });
+    return { summary: parsed.summary, version: run.codexVersion ?? null };
+  }
+
+  #result(status: 'completed' | 'failed', baseVersion: string | null, files: string[], startedAt: number): JobResult {
+    return {
+      job_id: this.#o.job.job_id,
+      attempt: this.#o.job.attempt,
+      status,
+      reason: status === 'failed' ? this.#state.reason : null,
+      error: status === 'failed' ? (this.#state.error ?? '').slice(0, 4000) : null,
+      files_changed: files.length,
+      files: files.slice(0, MAX_RESULT_FILES),
+      summary: this.#state.summary,
+      base_version: baseVersion,
+      output_version: status === 'completed' ? this.#state.outputVersion : null,
+      started_at: new Date(startedAt).toISOString(),
+      finished_at: new Date().toISOString(),
+      phase_durations_ms: this.#state.durations,
+    };
+  }
+
+  async #uploadManifest(manifest: Omit<JobManifest, 'result'>, result: JobResult): Promise<void> {
+    const body = JSON.stringify({ ...manifest, result } satisfies JobManifest);
+    await writeFile(this.#paths.manifest, body);
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    await uploadJobFile(this.#o.storage, this.#o.job.job_id, 'manifest.json', this.#paths.manifest, { sha256, size: Buffer.byteLength(body) }, {
+      ...this.#transfer(),
+      // the failure manifest is written after an abort too: give it its own short window
+      signal: AbortSignal.timeout(30_000),
+      deadline: Math.max(this.#deadline, Date.now() + 30_000),
+    });
+  }
+
+  async #uploadLog(): Promise<void> {
+    try {
+      const { size } = await stat(this.#o.logPath);
+      await uploadJobFile(this.#o.storage, this.#o.job.job_id, 'log', this.#o.logPath, { sha256: await hashFile(this.#o.logPath), size }, {
+        ...this.#transfer(),
+        signal: AbortSignal.timeout(30_000),
+        deadline: Date.now() + 30_000,
+        retries: 3,
+      });
+    } catch (err) {
+      this.#o.logger.warn('could not store the job log', { error: String(err) });
+    }
+  }
+
+  async #report(result: JobResult): Promise<void> {
+    const manager = this.#o.manager;
+    if (!manager) return;
+    await manager.flushProgress();
+    manager.sendProgress({ job_id: result.job_id, attempt: result.attempt, phase: this.#state.phase, at: result.finished_at });
+    await manager.flushProgress();
+    try {
+      await manager.sendResult(result, Date.now() + this.#o.callbackTimeoutMs);
+    } catch (err) {
+      this.#o.logger.error('result callback was never acknowledged; the manager will recover it from the manifest', {
+        error: String(err),
+      });
+    }
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * Runner entry point: one job per process. Serves /health, /status and /kill while the job
+ * runs, calls the manager back, keeps answering /status for PAGEWRIGHT_EXIT_DELAY_MS, then
+ * exits 0 (completed) or 1 (failed). SIGTERM (pod deletion) kills the job first.
+ */
+import { once } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import winston from 'winston';
+import { loadConfig } from '../common/config.js';
+import { SyncFileTransport, createLogger } from '../common/logger.js';
+import { runMain } from '../common/main.js';
+import { StorageClient } from '../common/storage-client.js';
+import { runnerConfigSpec } from './config.js';
+import { JobRunner } from './job-runner.js';
+import { ManagerClient } from './manager-client.js';
+import { createRunnerApp } from './server.js';
+
+await runMain('runner', async () => {
+  const config = loadConfig(runnerConfigSpec);
+  const { job } = config;
+  await mkdir(config.workDir, { recursive: true });
+  const logPath = join(config.workDir, 'job.log');
+  const logger = createLogger({
+    service: 'runner',
+    level: config.logLevel,
+    fields: { job_id: job.job_id, attempt: job.attempt },
+    transports: [
+      new winston.transports.Console({ stderrLevels: ['debug', 'info', 'warn', 'error'] }),
+      new SyncFileTransport(logPath),
+    ],
+  });
+  const runner = new JobRunner({
+    job,
+    workDir: config.workDir,
+    storage: new StorageClient({ baseUrl: config.storageUrl, token: config.jobToken }),
+    manager: config.managerUrl ? new ManagerClient({ baseUrl: config.managerUrl, jobId: job.job_id, token: config.jobToken, logger }) : null,
+    codex: {
+      binary: config.codexBinary,
+      model: config.codexModel,
+      llmUrl: config.llmUrl,
+      llmKey: config.llmKey,
+      instructionsPath: config.instructionsPath,
+      killGraceMs: config.killGraceMs,
+      requestMaxRetries: config.codexRequestRetries,
+      streamMaxRetries: config.codexStreamRetries,
+    },
+    limits: { maxEntries: config.maxArchiveEntries, maxBytes: config.maxUnpackedBytes },
+    logger,
+    logPath,
+    callbackTimeoutMs: config.callbackTimeoutMs,
+  });
+  const server = createRunnerApp(runner, config.jobToken, logger).listen(config.port, config.host);
+  await once(server, 'listening');
+  const address = server.address();
+  logger.info('runner listening', { host: config.host, port: typeof address === 'object' && address ? address.port : config.port, site_id: job.site_id });
+
+  const done = runner.run().then((result) => (result.status === 'completed' ? 0 : 1));
+  void done.then(async (code) => {
+    await new Promise((r) => setTimeout(r, config.exitDelayMs));
+    server.closeAllConnections();
+    server.close();
+    process.exit(code);
+  });
+
+  return async () => {
+    logger.warn('terminating: killing the job');
+    runner.kill();
+    return done;
+  };
+});

@@ -13,7 +13,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -24,7 +24,7 @@ import { type CodexEvent, FINAL_MESSAGE_SCHEMA, agentMessage, classifyCodexFailu
 /** The env var codex reads the provider key from (never passed on the command line). */
 const KEY_ENV = 'PAGEWRIGHT_CODEX_LLM_KEY';
 /** Variables codex itself may need from the runner's environment (TLS roots, locale, proxies). */
-const PASS_THROUGH = /^(PATH|HOME|LANG|LC_ALL|TZ|SSL_CERT_FILE|SSL_CERT_DIR|NODE_EXTRA_CA_CERTS|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy)$/;
+const PASS_THROUGH = /^(PATH|LANG|LC_ALL|TZ|SSL_CERT_FILE|SSL_CERT_DIR|NODE_EXTRA_CA_CERTS|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy)$/;
 
 export interface CodexRunOptions {
   binary: string;
@@ -104,10 +104,20 @@ export function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; s
   ];
 }
 
+/**
+ * Codex's environment: a few pass-through variables, its home, key and marker. HOME is a
+ * per-run directory: codex runs every command with `bash -lc`, and the host user's dotfiles
+ * (slow or locking shell init, personal settings) have no business in a job; in a pod the
+ * root filesystem is read-only and only the work dir is writable anyway.
+ */
 export function codexEnv(opts: CodexRunOptions, parent: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(parent)) if (PASS_THROUGH.test(k)) env[k] = v;
-  return { ...env, CODEX_HOME: opts.codexHome, [KEY_ENV]: opts.llmKey, [PROCESS_MARKER_ENV]: opts.marker };
+  return { ...env, HOME: agentHome(opts), CODEX_HOME: opts.codexHome, [KEY_ENV]: opts.llmKey, [PROCESS_MARKER_ENV]: opts.marker };
+}
+
+function agentHome(opts: CodexRunOptions): string {
+  return join(opts.codexHome, 'home');
 }
 
 export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
@@ -116,6 +126,7 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
   const files = { lastMessage: join(opts.codexHome, 'last-message.txt'), schema: join(opts.codexHome, 'output-schema.json') };
   await writeFile(files.schema, JSON.stringify(FINAL_MESSAGE_SCHEMA));
   await writeFile(files.lastMessage, '');
+  await mkdir(agentHome(opts), { recursive: true });
   const version = codexVersion(opts.binary).catch(() => null);
 
   const child = spawn(opts.binary, codexArgs(opts, files), {

@@ -114,11 +114,12 @@ export class JobRunner {
         return snapshotTree(this.#paths.site, { exclude: isCodexPath });
       });
 
-      const stashed = await this.#phase('patching_instructions', async () =>
-        installInstructions(this.#paths.site, this.#paths.stash, await readFile(this.#o.codex.instructionsPath, 'utf8')),
-      );
+      const { stashed, instructions } = await this.#phase('patching_instructions', async () => {
+        const text = await readFile(this.#o.codex.instructionsPath, 'utf8');
+        return { stashed: await installInstructions(this.#paths.site, this.#paths.stash, text), instructions: text };
+      });
 
-      const codex = await this.#phase('executing_codex', () => this.#executeCodex());
+      const codex = await this.#phase('executing_codex', () => this.#executeCodex(instructions));
 
       const packed = await this.#phase('packing_result', async () => {
         const after = await snapshotTree(this.#paths.site, { exclude: isCodexPath, previous: before });
@@ -199,7 +200,7 @@ export class JobRunner {
     return value;
   }
 
-  async #executeCodex(): Promise<{ summary: string; version: string | null }> {
+  async #executeCodex(instructions: string): Promise<{ summary: string; version: string | null }> {
     const { job, codex, logger } = this.#o;
     const codexLog = logger.child({ source: 'codex' });
     await mkdir(this.#paths.codexHome, { recursive: true });
@@ -210,7 +211,7 @@ export class JobRunner {
       siteDir: this.#paths.site,
       codexHome: this.#paths.codexHome,
       prompt: job.prompt,
-      instructions: await readFile(codex.instructionsPath, 'utf8'),
+      instructions,
       deadline: Math.max(Date.now() + 1000, this.#deadline - reserveMs(job.timeout_seconds)),
       marker: `${job.job_id}.${job.attempt}.${process.pid}`,
       signal: this.#abort.signal,

@@ -17,8 +17,7 @@ import { silentLogger } from '../common/logger.js';
 import type { JobProgress, JobResult, RunnerJobInput } from '../common/schemas.js';
 import { StorageClient } from '../common/storage-client.js';
 import { JobTokens } from '../common/tokens.js';
-import { packArchive } from '../runner/archive.js';
-import { snapshotTree } from '../runner/tree.js';
+import { packDirectory } from '../runner/archive.js';
 import { startStorageServer } from '../storage/server.js';
 import { startCallbackReceiver } from './callback-receiver.js';
 import { bundledCodexBinary } from './codex-binary.js';
@@ -86,8 +85,7 @@ export async function runLocalJob(opts: LocalRunOptions): Promise<LocalRunResult
   try {
     const admin = new StorageClient({ baseUrl: storage.url, token: adminToken });
     const siteArchive = join(scratch, 'site.tar.gz');
-    const tree = await snapshotTree(resolve(opts.siteDir));
-    await packArchive(resolve(opts.siteDir), [...tree.keys()], siteArchive);
+    await packDirectory(resolve(opts.siteDir), siteArchive);
     await admin.putSiteArtifact(siteId, createReadStream(siteArchive));
 
     const job: RunnerJobInput = {

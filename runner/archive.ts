@@ -16,6 +16,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry, Unpack, create } from 'tar';
 import { PagewrightError } from '../common/errors.js';
+import { snapshotTree } from './tree.js';
 
 export interface UnpackLimits {
   maxEntries: number;
@@ -162,6 +163,11 @@ export async function packArchive(cwd: string, entries: string[], outPath: strin
   const tarStream = create({ cwd, gzip: { level: 6 }, portable: true, noDirRecurse: true, follow: false }, entries);
   await pipeline(tarStream, hasher, createWriteStream(outPath, { flush: true }));
   return { sha256: hasher.digest(), size: hasher.bytes };
+}
+
+/** Packs a whole directory (sorted, links kept as links). */
+export async function packDirectory(dir: string, outPath: string): Promise<PackResult> {
+  return packArchive(dir, [...(await snapshotTree(dir)).keys()], outPath);
 }
 
 /** sha256 and byte count of a stream passing through. */

@@ -48,6 +48,8 @@ export interface ModelServerOptions {
   apiKey?: string;
   /** Status for GET /models/{id} (the preflight); default 200 for any model id. */
   modelsStatus?: number;
+  /** Awaited before answering GET /models (lets a test hold a runner in its preflight). */
+  beforeModels?: () => Promise<void>;
   host?: string;
 }
 
@@ -108,6 +110,7 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
     }
     const modelMatch = /^\/v1\/models(?:\/([^/]+))?$/.exec(path);
     if (req.method === 'GET' && modelMatch) {
+      await opts.beforeModels?.();
       const status = opts.modelsStatus ?? 200;
       if (status !== 200) return sendError(res, status, `scripted models endpoint answers ${status}`);
       const model = (id: string) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'pagewright-scripted' });

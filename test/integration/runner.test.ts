@@ -1,0 +1,274 @@
+/**
+ * The runner as a process, as in a pod: real storage service, real Codex CLI, scripted model.
+ */
+import { randomBytes } from 'node:crypto';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { expect } from 'chai';
+import { x as extract } from 'tar';
+import { findMarkedProcesses } from '../../common/process-marker.js';
+import { JobManifest, JobResult, type RunnerJobInput, type RunnerPhase } from '../../common/schemas.js';
+import { packDirectory } from '../../runner/archive.js';
+import { type CallbackRecorder, startCallbackRecorder } from '../support/callback-recorder.js';
+import { startGateProxy } from '../support/gate-proxy.js';
+import { demoScript } from '../support/model-server/demo-script.js';
+import { type ModelServer, type ModelServerOptions, startModelServer } from '../support/model-server.js';
+import { pidsWithCmdline, waitFor } from '../support/processes.js';
+import { RUNNER_INSTRUCTIONS, type RunnerUnderTest, startRunner } from '../support/runner-process.js';
+import { EXAMPLE_SITE } from '../support/sites.js';
+import { type TestStorage, startTestStorage } from '../support/storage.js';
+import { forgeTarGz } from '../support/tar-forge.js';
+
+const PROMPT = 'Add a notice that the bakery is closed from December 24 to 26';
+
+describe('runner (process, real storage and Codex CLI)', function () {
+  this.timeout(90_000);
+  let storage: TestStorage;
+  let model: ModelServer | undefined;
+  let manager: CallbackRecorder | undefined;
+  let runner: RunnerUnderTest | undefined;
+  let scratch: string;
+  let baseVersion: string;
+  let n = 0;
+
+  before(async () => {
+    storage = await startTestStorage({ maxArtifactBytes: 256 * 1024 * 1024 });
+    scratch = await mkdtemp(join(tmpdir(), 'pw-runner-test-'));
+    await packDirectory(EXAMPLE_SITE, join(scratch, 'site.tar.gz'));
+    baseVersion = (await storage.admin.putSiteArtifact('bakery', await readFile(join(scratch, 'site.tar.gz')))).version;
+  });
+  after(async () => {
+    await storage.close();
+    await rm(scratch, { recursive: true, force: true });
+  });
+  afterEach(async () => {
+    if (runner && runner.proc.exitCode === null) runner.proc.kill('SIGKILL');
+    if (this.ctx.currentTest?.state === 'failed' && runner) process.stderr.write(`--- runner stderr ---\n${runner.stderr().slice(-4000)}\n`);
+    runner = undefined;
+    await model?.close();
+    await manager?.close();
+    model = undefined;
+    manager = undefined;
+  });
+
+  async function launch(opts: { job?: Partial<RunnerJobInput>; model?: ModelServerOptions; llmUrl?: string; llmKey?: string; storageUrl?: string; env?: Record<string, string>; instructionsPath?: string; respond?: Parameters<typeof startCallbackRecorder>[0] } = {}) {
+    model = await startModelServer(opts.model ?? { script: demoScript });
+    manager = await startCallbackRecorder(opts.respond);
+    const job: RunnerJobInput = { job_id: `job-${process.pid}-${++n}`, site_id: 'bakery', prompt: PROMPT, attempt: 1, timeout_seconds: 120, ...opts.job };
+    const token = await storage.tokens.issue({ jobId: job.job_id, siteId: job.site_id, ttlSeconds: 600 });
+    runner = await startRunner({
+      job,
+      token,
+      storageUrl: opts.storageUrl ?? storage.url,
+      llmUrl: opts.llmUrl ?? model.url,
+      llmKey: opts.llmKey ?? model.key,
+      managerUrl: manager.url,
+      ...(opts.env ? { env: opts.env } : {}),
+      ...(opts.instructionsPath ? { instructionsPath: opts.instructionsPath } : {}),
+    });
+    return { job, token, runner, model, manager };
+  }
+
+  async function finalResult(): Promise<JobResult> {
+    return JobResult.parse(await manager!.acknowledgedResult());
+  }
+
+  it('runs a job end to end: edited artifact, manifest, log, callback, exit 0', async () => {
+    const { job, token } = await launch();
+    const result = await finalResult();
+    expect(await runner!.exited).to.equal(0);
+    expect(result).to.include({ job_id: job.job_id, attempt: 1, status: 'completed', reason: null, files_changed: 1, base_version: baseVersion });
+    expect(result.files).to.deep.equal(['index.html']);
+    expect(result.summary).to.match(/Added a note to index.html/);
+    for (const phase of ['preflight', 'fetching_artifact', 'unpacking', 'patching_instructions', 'executing_codex', 'packing_result', 'uploading']) {
+      expect(result.phase_durations_ms, phase).to.have.property(phase).that.is.a('number');
+    }
+    // the callback carried the job token
+    expect(manager!.results()[0]!.authorization).to.equal(`Bearer ${token}`);
+
+    // the output artifact in storage really contains the edit, and .codex/ exactly as shipped
+    const jobObjects = await storage.admin.getJob(job.job_id);
+    expect(jobObjects.objects['output.tar.gz']!.version).to.equal(result.output_version);
+    const out = await mkdtemp(join(scratch, 'out-'));
+    await writeFile(join(out, 'o.tar.gz'), Buffer.concat(await (await storage.admin.getJobObject(job.job_id, 'output.tar.gz')).body.toArray()));
+    await extract({ file: join(out, 'o.tar.gz'), cwd: out });
+    expect(await readFile(join(out, 'index.html'), 'utf8')).to.contain(`<aside class="pagewright-note" role="note">${PROMPT}</aside>`);
+    expect(await readFile(join(out, '.codex/instructions.md'), 'utf8')).to.equal(await readFile(join(EXAMPLE_SITE, '.codex/instructions.md'), 'utf8'));
+    const { stdout: diff } = await promisify(execFile)('diff', ['-r', EXAMPLE_SITE, out]).catch((e: { stdout: string }) => e);
+    expect(diff.split('\n').filter((l) => l.startsWith('Only in') && !l.includes('o.tar.gz'))).to.deep.equal([]);
+
+    const manifest = JobManifest.parse(JSON.parse(await (await storage.admin.getJobObject(job.job_id, 'manifest.json')).body.text()));
+    expect(manifest.changes).to.deep.equal([{ path: 'index.html', change: 'modified' }]);
+    expect(manifest.result.status).to.equal('completed');
+    expect(manifest.files.map((f) => f.path)).to.include.members(['index.html', 'about.html', '.codex/instructions.md']);
+    expect(manifest.codex_version).to.match(/^0\.169\./);
+    const log = await (await storage.admin.getJobObject(job.job_id, 'log')).body.text();
+    expect(log).to.contain('"message":"job completed"');
+    expect(log).to.contain('command_execution');
+  });
+
+  it('delivers the container instructions (not the site\'s) to the model', async () => {
+    await launch();
+    await finalResult();
+    const first = model!.responseRequests()[0] as { input: Array<{ role?: string; content?: Array<{ text?: string }> }> };
+    const texts = first.input.flatMap((i) => (i.content ?? []).map((c) => `${i.role}:${c.text ?? ''}`));
+    const containerInstructions = await readFile(RUNNER_INSTRUCTIONS, 'utf8');
+    expect(texts).to.include(`developer:${containerInstructions}`);
+    const siteInstructions = await readFile(join(EXAMPLE_SITE, '.codex/instructions.md'), 'utf8');
+    expect(JSON.stringify(first)).not.to.contain(siteInstructions.split('\n')[0]);
+  });
+
+  it('retries the result callback when the manager first answers 503', async () => {
+    const { job } = await launch({ respond: (call, nth) => (call.kind === 'result' && nth === 0 ? 503 : 200) });
+    const result = await finalResult();
+    expect(await runner!.exited).to.equal(0);
+    const results = manager!.results();
+    expect(results.map((r) => r.status)).to.deep.equal([503, 200]);
+    expect(results[1]!.body).to.deep.equal(results[0]!.body);
+    expect(result.job_id).to.equal(job.job_id);
+    // progress went out too, in order, before the result
+    const phases = manager!.progress().map((p) => p.body.phase);
+    expect(phases.slice(0, 7)).to.deep.equal(['preflight', 'fetching_artifact', 'unpacking', 'patching_instructions', 'executing_codex', 'packing_result', 'uploading']);
+    expect(phases.at(-1)).to.equal('completed');
+  });
+
+  it('shows every phase on /status', async () => {
+    // hold the runner at each phase with real mechanisms: a slow model endpoint, a held
+    // storage connection, an instructions file that is a FIFO, a model turn that waits
+    const gates = { models: Promise.withResolvers<void>(), codex: Promise.withResolvers<void>() };
+    const proxy = await startGateProxy(storage.url);
+    const fifo = join(scratch, `instructions-${n}.fifo`);
+    await promisify(execFile)('mkfifo', [fifo]);
+    // enough files that unpacking lasts long enough to be seen
+    const big = join(scratch, 'big-site');
+    await cp(EXAMPLE_SITE, big, { recursive: true });
+    await mkdir(join(big, 'assets'));
+    for (let i = 0; i < 3000; i++) await writeFile(join(big, 'assets', `part-${i}.css`), `.p${i} { margin: ${i}px; }\n`);
+    await packDirectory(big, join(scratch, 'big.tar.gz'));
+    await storage.admin.putSiteArtifact('bakery-big', await readFile(join(scratch, 'big.tar.gz')));
+    try {
+      proxy.hold();
+      await launch({
+        job: { site_id: 'bakery-big' },
+        storageUrl: proxy.url,
+        instructionsPath: fifo,
+        model: {
+          beforeModels: () => gates.models.promise,
+          script: async (ctx) => {
+            if (ctx.round === 0) await gates.codex.promise;
+            return demoScript(ctx);
+          },
+        },
+      });
+      const seen = new Set<RunnerPhase>();
+      const poller = (async () => {
+        while (runner!.proc.exitCode === null && !seen.has('completed')) {
+          const s = await runner!.status().catch(() => null);
+          if (s) seen.add(s.phase);
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      })();
+      const reach = (phase: RunnerPhase) => waitFor(`phase ${phase}`, async () => seen.has(phase), 20_000, 5);
+      await reach('preflight');
+      gates.models.resolve();
+      await reach('fetching_artifact');
+      proxy.release();
+      await reach('unpacking');
+      await reach('patching_instructions');
+      proxy.hold();
+      await writeFile(fifo, await readFile(RUNNER_INSTRUCTIONS));
+      await reach('executing_codex');
+      gates.codex.resolve();
+      await reach('packing_result');
+      await reach('uploading');
+      proxy.release();
+      await reach('completed');
+      await poller;
+      const final = await runner!.status().catch(() => null);
+      const result = await finalResult();
+      expect(result.status).to.equal('completed');
+      if (final) expect(final).to.include({ status: 'completed', phase: 'completed', files_changed: 1 });
+    } finally {
+      proxy.release();
+      await proxy.close();
+    }
+  });
+
+  it('POST /kill during executing_codex ends the job failed/Killed within 15 s and leaves no process', async () => {
+    const sleeper = `sleep 603.${process.pid % 1000}`;
+    await launch({ model: { script: [{ kind: 'tools', calls: [{ type: 'shell', cmd: sleeper, yieldTimeMs: 600_000 }] }] } });
+    await waitFor('the agent command', async () => (await pidsWithCmdline(sleeper)).length > 0, 30_000);
+    expect((await runner!.status()).phase).to.equal('executing_codex');
+
+    expect((await runner!.kill(null)).status).to.equal(401);
+    expect((await runner!.kill('not-the-token')).status).to.equal(401);
+    const killedAt = Date.now();
+    expect((await runner!.kill()).status).to.equal(202);
+    const result = await finalResult();
+    expect(Date.now() - killedAt).to.be.below(15_000);
+    expect(result).to.include({ status: 'failed', reason: 'Killed' });
+    expect(await runner!.exited).to.equal(1);
+    expect(await pidsWithCmdline(sleeper)).to.deep.equal([]);
+    expect(await findMarkedProcesses(runner!.marker)).to.deep.equal([]);
+  });
+
+  describe('model failures end the job with a clear reason, never a hang', () => {
+    const cases: Array<[string, () => Parameters<typeof launch>[0], string]> = [
+      ['a wrong key (caught by the preflight)', () => ({ llmKey: 'sk-wrong' }), 'LLMAuthFailed'],
+      ['401 from the model during the run', () => ({ model: { script: [{ kind: 'error', status: 401 }] } }), 'LLMAuthFailed'],
+      ['500 from the model, after bounded retries', () => ({ model: { script: () => ({ kind: 'error', status: 500 }) }, env: { PAGEWRIGHT_CODEX_REQUEST_RETRIES: '1' } }), 'LLMUnavailable'],
+      ['an unreachable endpoint', () => ({ llmUrl: 'http://127.0.0.1:9/v1' }), 'LLMUnavailable'],
+      ['a model that never answers (deadline)', () => ({ model: { script: [{ kind: 'hang' }] }, job: { timeout_seconds: 60 }, env: {} }), 'CodexTimeout'],
+    ];
+    for (const [name, opts, reason] of cases) {
+      it(`${name} -> ${reason}`, async function () {
+        if (reason === 'CodexTimeout') this.timeout(120_000);
+        const started = Date.now();
+        await launch(opts());
+        const result = await finalResult();
+        expect(result, JSON.stringify(result)).to.include({ status: 'failed', reason });
+        expect(result.error).to.be.a('string').and.not.be.empty;
+        expect(await runner!.exited).to.equal(1);
+        // every bound here is far inside the 60-120 s job deadlines
+        expect(Date.now() - started).to.be.below(reason === 'CodexTimeout' ? 75_000 : 30_000);
+      });
+    }
+  });
+
+  it('rejects a hostile artifact with UnsafeArchive and writes nothing outside its work dir', async () => {
+    const evil = join(scratch, 'evil.tar.gz');
+    const outside = join(scratch, `outside-${randomBytes(4).toString('hex')}`);
+    await forgeTarGz(evil, [{ path: 'index.html', content: '<h1>x</h1>' }, { path: `../../../../../../..${outside}/pwned`, content: 'x' }]);
+    await storage.admin.putSiteArtifact('evil-site', await readFile(evil));
+    await launch({ job: { site_id: 'evil-site' } });
+    const result = await finalResult();
+    expect(result).to.include({ status: 'failed', reason: 'UnsafeArchive' });
+    expect(result.error).to.match(/path climbs out/);
+    expect(await readFile(join(outside, 'pwned')).catch(() => null)).to.equal(null);
+  });
+
+  it('a site without an artifact -> ArtifactNotFound', async () => {
+    await launch({ job: { site_id: 'no-such-site' } });
+    const result = await finalResult();
+    expect(result).to.include({ status: 'failed', reason: 'ArtifactNotFound' });
+  });
+
+  it('refuses bad configuration with exit code 2 and the variable named', async () => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'runner/main.ts'], {
+      env: { PATH: process.env.PATH, PAGEWRIGHT_JOB: '{"job_id":"j","site_id":"BAD SITE","prompt":"x"}', PAGEWRIGHT_STORAGE_URL: 'not a url' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const [code] = (await once(proc, 'exit')) as [number];
+    expect(code).to.equal(2);
+    expect(stderr).to.match(/PAGEWRIGHT_LLM_KEY: is required but not set/);
+    expect(stderr).to.match(/PAGEWRIGHT_STORAGE_URL: must be an http\(s\) URL/);
+    expect(stderr).to.match(/PAGEWRIGHT_JOB: site_id must be a DNS label/);
+    expect(stderr).to.match(/PAGEWRIGHT_JOB_TOKEN: is required but not set/);
+  });
+});

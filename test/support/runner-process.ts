@@ -1,0 +1,99 @@
+/** The real runner (runner/main.ts) as a child process, configured like a pod would configure it. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { bundledCodexBinary } from '../../cli/codex-binary.js';
+import type { RunnerJobInput, RunnerStatus } from '../../common/schemas.js';
+import { getFreePort } from './ports.js';
+import { REPO_ROOT } from './sites.js';
+
+export const RUNNER_INSTRUCTIONS = join(REPO_ROOT, 'runner', 'instructions.md');
+
+export interface RunnerUnderTest {
+  url: string;
+  pid: number;
+  proc: ChildProcess;
+  workDir: string;
+  token: string;
+  exited: Promise<number | null>;
+  stderr(): string;
+  status(): Promise<RunnerStatus>;
+  kill(token?: string | null): Promise<{ status: number; body: unknown }>;
+  /** The marker on every process of the codex run (job, attempt, runner pid). */
+  marker: string;
+}
+
+export interface StartRunnerOptions {
+  job: RunnerJobInput;
+  token: string;
+  storageUrl: string;
+  llmUrl: string;
+  llmKey: string;
+  managerUrl?: string;
+  instructionsPath?: string;
+  env?: Record<string, string>;
+}
+
+export async function startRunner(opts: StartRunnerOptions): Promise<RunnerUnderTest> {
+  const port = await getFreePort();
+  const workDir = await mkdtemp(join(tmpdir(), 'pw-runner-'));
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'runner', 'main.ts')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      PAGEWRIGHT_WORKER_HOST: '127.0.0.1',
+      PAGEWRIGHT_WORKER_PORT: String(port),
+      PAGEWRIGHT_WORK_DIR: workDir,
+      PAGEWRIGHT_LLM_KEY: opts.llmKey,
+      PAGEWRIGHT_LLM_URL: opts.llmUrl,
+      PAGEWRIGHT_STORAGE_URL: opts.storageUrl,
+      PAGEWRIGHT_JOB: JSON.stringify(opts.job),
+      PAGEWRIGHT_JOB_TOKEN: opts.token,
+      PAGEWRIGHT_CODEX_BINARY: bundledCodexBinary(),
+      PAGEWRIGHT_INSTRUCTIONS_PATH: opts.instructionsPath ?? RUNNER_INSTRUCTIONS,
+      PAGEWRIGHT_CODEX_MODEL: 'gpt-5.5',
+      PAGEWRIGHT_CODEX_REQUEST_RETRIES: '0',
+      PAGEWRIGHT_CODEX_STREAM_RETRIES: '0',
+      PAGEWRIGHT_KILL_GRACE_MS: '1000',
+      PAGEWRIGHT_EXIT_DELAY_MS: '0',
+      ...(opts.managerUrl ? { PAGEWRIGHT_MANAGER_URL: opts.managerUrl } : {}),
+      ...opts.env,
+    },
+  });
+  let stderr = '';
+  proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = once(proc, 'exit').then(([code]) => code as number | null);
+  const url = `http://127.0.0.1:${port}`;
+  const runner: RunnerUnderTest = {
+    url,
+    pid: proc.pid!,
+    proc,
+    workDir,
+    token: opts.token,
+    exited,
+    stderr: () => stderr,
+    marker: `${opts.job.job_id}.${opts.job.attempt ?? 1}.${proc.pid}`,
+    async status() {
+      const res = await request(`${url}/status`);
+      return (await res.body.json()) as RunnerStatus;
+    },
+    async kill(token = opts.token) {
+      const res = await request(`${url}/kill`, { method: 'POST', headers: token === null ? {} : { authorization: `Bearer ${token}` } });
+      return { status: res.statusCode, body: await res.body.json() };
+    },
+  };
+  // wait until it serves /health (or died on bad config)
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const up = await request(`${url}/health`).then((r) => r.body.text().then(() => r.statusCode === 200), () => false);
+    if (up) return runner;
+    // a job can end (and the runner exit) before the first poll; the caller checks `exited`
+    if (proc.exitCode !== null) return runner;
+    if (Date.now() > deadline) throw new Error(`runner did not start:\n${stderr}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

@@ -5,9 +5,19 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NPM_STAMP := node_modules/.package-lock.json
+CONTROL_PLANE_BUILD := test/support/control-plane/build.sh
+TEST_SPECS := 'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'
+PROMPT ?= Add a notice to the home page that the bakery is closed from December 24 to 26.
 
-.PHONY: all deps build typecheck test demo clean
+.PHONY: all deps build typecheck test test-unit test-integration demo control-plane clean help
 all: build
+
+help:
+	@echo "make demo          run one job end to end on this machine (offline unless PAGEWRIGHT_LLM_KEY is set)"
+	@echo "make test          typecheck, then every test (builds the test control plane on first use)"
+	@echo "make test-unit     unit tests only (no control plane, no codex)"
+	@echo "make build         compile TypeScript to dist/"
+	@echo "make control-plane build or reuse kube-apiserver, etcd and kubectl from Go modules"
 
 # npm writes node_modules/.package-lock.json on every install: a cheap "installed and current" stamp
 $(NPM_STAMP): package.json package-lock.json
@@ -22,7 +32,22 @@ build: deps
 typecheck: deps
 	tsc -p tsconfig.json
 
+control-plane:
+	@$(CONTROL_PLANE_BUILD) >/dev/null
+
+test: typecheck control-plane
+	mocha $(TEST_SPECS)
+
+test-unit: typecheck
+	mocha 'test/unit/**/*.test.ts'
+
+test-integration: typecheck control-plane
+	mocha 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'
+
+demo: build
+	node dist/cli/main.js run --site examples/site --prompt "$(PROMPT)"
+
 clean:
-	rm -rf dist
+	rm -rf dist pagewright-output
 
 -include mk/*.mk

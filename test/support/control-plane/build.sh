@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the pinned kube-apiserver and etcd from Go modules into a cache outside the repo:
-#   ${PAGEWRIGHT_CACHE_DIR:-~/.cache/pagewright}/k8s-<version>/{kube-apiserver,etcd}
+#   ${PAGEWRIGHT_CACHE_DIR:-~/.cache/pagewright}/k8s-<version>-etcd-<version>/{kube-apiserver,etcd,kubectl}
 # Reuses them when present (a warm call returns at once); Go's module and build caches make a
 # rebuild after a version bump fast. Prints the binaries' directory on its last line.
 set -euo pipefail
@@ -11,7 +11,7 @@ cache=${PAGEWRIGHT_CACHE_DIR:-$HOME/.cache/pagewright}
 out=$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION
 stamp="$K8S_VERSION $ETCD_VERSION $(sha256sum "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-16)"
 
-if [[ -x $out/kube-apiserver && -x $out/etcd && -f $out/.stamp && "$(cat "$out/.stamp")" == "$stamp" ]]; then
+if [[ -x $out/kube-apiserver && -x $out/etcd && -x $out/kubectl && -f $out/.stamp && "$(cat "$out/.stamp")" == "$stamp" ]]; then
   echo "control plane: reusing $out" >&2
   echo "$out"
   exit 0
@@ -36,10 +36,13 @@ echo "control plane: downloading modules (first time: ~700 MB into $(go env GOMO
 go mod download -x 2>&1 | grep -c "^# get" | sed 's/^/control plane: fetched modules: /' >&2 || true
 echo "control plane: building kube-apiserver $K8S_VERSION (cold: many minutes on 2 cores)" >&2
 go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$out/kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver
+echo "control plane: building kubectl $K8S_VERSION" >&2
+go build -trimpath -ldflags "$ldflags" -o "$out/kubectl.new" k8s.io/kubernetes/cmd/kubectl
 echo "control plane: building etcd $ETCD_VERSION" >&2
 go build -trimpath -ldflags "-s -w" -o "$out/etcd.new" go.etcd.io/etcd/server/v3
 mv "$out/kube-apiserver.new" "$out/kube-apiserver"
 mv "$out/etcd.new" "$out/etcd"
+mv "$out/kubectl.new" "$out/kubectl"
 echo "$stamp" > "$out/.stamp"
 echo "control plane: built in $(( $(date +%s) - start ))s: $("$out/kube-apiserver" --version), etcd $("$out/etcd" --version | head -1)" >&2
 echo "$out"

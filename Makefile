@@ -51,3 +51,10 @@ clean:
 	rm -rf dist pagewright-output
 
 -include mk/*.mk
+
+.PHONY: dev-cluster dev-cluster-down
+dev-cluster: deps control-plane
+	tsx test/support/dev-cluster.ts up
+
+dev-cluster-down: deps
+	tsx test/support/dev-cluster.ts down

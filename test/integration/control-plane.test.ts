@@ -2,13 +2,18 @@
  * The test control plane itself: a real kube-apiserver and etcd built from Go modules, and the
  * local kubelet that runs pods as local processes.
  */
-import { readFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { type ControlPlane, startControlPlane } from '../support/control-plane.js';
+import { reapOrphans } from '../support/control-plane/owner.js';
 import { LocalKubelet } from '../support/local-kubelet.js';
 import { waitForPod, waitForPodGone } from '../support/pods.js';
-import { pidsWithCmdline } from '../support/processes.js';
+import { pidsWithCmdline, waitFor } from '../support/processes.js';
+import { REPO_ROOT } from '../support/sites.js';
 
 const CRD = `apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -46,6 +51,7 @@ describe('test control plane (real kube-apiserver + etcd) and local kubelet', fu
     kubelet = new LocalKubelet({
       kubeConfig: cp.kubeConfig(),
       namespace: ns,
+      resyncMs: 500,
       images: {
         // the container's args[0] is a shell script
         'test/shell': { command: (c) => ['/bin/sh', '-c', c.args?.[0] ?? 'true'] },
@@ -117,6 +123,25 @@ describe('test control plane (real kube-apiserver + etcd) and local kubelet', fu
     await core.createNamespacedPod({ namespace: ns, body: pod('nosecret', 'test/shell', 'true', {}, [{ name: 'X', valueFrom: { secretKeyRef: { name: 'absent', key: 'k' } } }]) });
     const waiting = await waitForPod(core, ns, 'nosecret', 'CreateContainerConfigError', (p) => p.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'CreateContainerConfigError');
     expect(waiting.status?.phase).to.equal('Pending');
+    // like the kubelet's sync loop, it retries: the pod starts once the secret exists
+    await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'absent' }, stringData: { k: 'v' } } });
+    await waitForPod(core, ns, 'nosecret', 'Succeeded after the secret appeared', (p) => p.status?.phase === 'Succeeded');
+  });
+
+  it('runs a dozen pods at once, each on its own loopback IP, with their own exit codes', async () => {
+    const gate = await mkdtemp(join(tmpdir(), 'pw-gate-'));
+    const names = Array.from({ length: 12 }, (_, i) => `many-${i}`);
+    try {
+      // every pod waits for the gate, so all twelve are Running at the same time
+      await Promise.all(names.map((name, i) => core.createNamespacedPod({ namespace: ns, body: pod(name, 'test/shell', `while [ ! -e ${gate}/open ]; do sleep 0.1; done; exit ${i % 3}`) })));
+      const running = await Promise.all(names.map((name) => waitForPod(core, ns, name, 'Running', (p) => p.status?.phase === 'Running')));
+      expect(new Set(running.map((p) => p.status?.podIP)).size).to.equal(12);
+      await writeFile(join(gate, 'open'), '');
+      const done = await Promise.all(names.map((name) => waitForPod(core, ns, name, 'finished', (p) => p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed')));
+      expect(done.map((p) => p.status?.containerStatuses?.[0]?.state?.terminated?.exitCode)).to.deep.equal(names.map((_, i) => i % 3));
+    } finally {
+      await rm(gate, { recursive: true, force: true });
+    }
   });
 
   it('reports an unknown image as ErrImagePull', async () => {
@@ -150,5 +175,68 @@ describe('test control plane (real kube-apiserver + etcd) and local kubelet', fu
     await waitForPodGone(core, ns, 'running');
     expect(Date.now() - started).to.be.within(900, 15_000);
     expect(await pidsWithCmdline(marker)).to.deep.equal([]);
+  });
+});
+
+describe('test control plane: nothing outlives the test process', function () {
+  this.timeout(120_000);
+
+  /**
+   * Another test process with its own control plane, local kubelet and a running pod whose
+   * grandchild escaped into its own session (as codex's commands do).
+   */
+  async function startDoomedRun(tag: string): Promise<{ pid: number; pids: number[]; needle: string; exited: Promise<void> }> {
+    const needle = `sleep 611.${tag}`;
+    const script = `
+      const { startControlPlane } = await import(${JSON.stringify(join(REPO_ROOT, 'test/support/control-plane.ts'))});
+      const { LocalKubelet } = await import(${JSON.stringify(join(REPO_ROOT, 'test/support/local-kubelet.ts'))});
+      const { CoreV1Api } = await import('@kubernetes/client-node');
+      const cp = await startControlPlane();
+      const kubelet = new LocalKubelet({ kubeConfig: cp.kubeConfig(), images: { sh: { command: (c) => ['/bin/sh', '-c', c.args[0]] } } });
+      await kubelet.start();
+      const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+      await core.createNamespacedPod({ namespace: 'default', body: { metadata: { name: 'p' }, spec: { containers: [{ name: 'c', image: 'sh', args: ['setsid ${needle} & ${needle}'] }] } } });
+      const { readFile } = await import('node:fs/promises');
+      console.log(JSON.stringify({ pids: (await readFile(cp.dir + '/pids', 'utf8')).split('\\n').map(Number) }));
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const { pids } = await waitFor('the other test process to start', async () => {
+      if (child.exitCode !== null) throw new Error(`the other test process exited early: ${out}`);
+      return out.includes('\n') ? (JSON.parse(out) as { pids: number[] }) : null;
+    }, 60_000, 100);
+    await waitFor(`${needle} (twice) to run`, async () => (await pidsWithCmdline(needle)).length >= 2, 30_000, 100);
+    return { pid: child.pid!, pids, needle, exited };
+  }
+
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('SIGTERM: the test process kills etcd, kube-apiserver and every pod process on its way out', async () => {
+    const run = await startDoomedRun('1');
+    process.kill(run.pid, 'SIGTERM');
+    await run.exited;
+    await waitFor('the control plane to be gone', async () => run.pids.every((p) => !alive(p)), 5000);
+    expect(await pidsWithCmdline(run.needle)).to.deep.equal([]);
+  });
+
+  it('SIGKILL: what the dead run left behind is reaped at the next start', async () => {
+    const run = await startDoomedRun('2');
+    process.kill(run.pid, 'SIGKILL');
+    await run.exited;
+    // nothing ran on the way out: everything is still there, orphaned
+    expect(run.pids.filter(alive)).to.have.length(2);
+    expect(await pidsWithCmdline(run.needle)).to.have.length.of.at.least(2);
+    // startControlPlane() and LocalKubelet.start() begin with this
+    expect(reapOrphans()).to.have.length.of.at.least(4);
+    await waitFor('the orphans to be gone', async () => run.pids.every((p) => !alive(p)) && (await pidsWithCmdline(run.needle)).length === 0, 5000);
   });
 });

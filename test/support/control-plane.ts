@@ -8,13 +8,14 @@
  * pods itself). Tests must clean up what they create and must not rely on GC.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Agent, request } from 'undici';
+import { OWNER_ENV, isOwnerAlive, killOwnedBy, onTermination, reapOrphans, selfOwner } from './control-plane/owner.js';
 import { getFreePort } from './ports.js';
 import { REPO_ROOT } from './sites.js';
 
@@ -55,23 +56,27 @@ export async function startControlPlane(opts: { extraApiserverFlags?: string[] }
   const binDir = await ensureControlPlaneBinaries();
   await killStale();
   await mkdir(STATE_ROOT, { recursive: true });
-  const dir = await mkdtemp(join(STATE_ROOT, 'cp-'));
+  const owner = selfOwner();
+  // the owner is in the name, so a parallel run can tell at once whether this directory is stale
+  const dir = await mkdtemp(join(STATE_ROOT, `cp-${owner.replace(':', '-')}-`));
   const children: ChildProcess[] = [];
+  // a test process that exits or is interrupted without stop() takes everything it started
+  // along (etcd, kube-apiserver, and the local kubelet's pods, which carry the same owner)
+  const unregister = onTermination(() => {
+    killOwnedBy(owner);
+    rmSync(dir, { recursive: true, force: true });
+  });
   const stop = async () => {
-    for (const child of children.reverse()) await terminate(child);
+    for (const child of [...children].reverse()) await terminate(child);
     await rm(dir, { recursive: true, force: true });
-    process.removeListener('exit', onExit);
+    unregister();
   };
-  const onExit = () => {
-    for (const child of children) child.kill('SIGKILL');
-  };
-  process.on('exit', onExit);
   try {
     const certs = await makeCertificates(dir);
     const [etcdPort, peerPort, apiPort] = [await getFreePort(), await getFreePort(), await getFreePort()];
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     children.push(
-      launch(dir, 'etcd', join(binDir, 'etcd'), [
+      launch(dir, owner, 'etcd', join(binDir, 'etcd'), [
         `--data-dir=${join(dir, 'etcd')}`,
         `--listen-client-urls=${etcdUrl}`,
         `--advertise-client-urls=${etcdUrl}`,
@@ -82,10 +87,18 @@ export async function startControlPlane(opts: { extraApiserverFlags?: string[] }
         '--log-level=warn',
       ]),
     );
-    await waitUntil('etcd', async () => (await request(`${etcdUrl}/health`)).statusCode === 200, children[0]!);
+    await waitUntil(
+      'etcd',
+      async () => {
+        const health = await request(`${etcdUrl}/health`);
+        await health.body.text(); // an unread body keeps the socket, and this process, alive
+        return health.statusCode === 200;
+      },
+      children[0]!,
+    );
     const server = `https://127.0.0.1:${apiPort}`;
     children.push(
-      launch(dir, 'kube-apiserver', join(binDir, 'kube-apiserver'), [
+      launch(dir, owner, 'kube-apiserver', join(binDir, 'kube-apiserver'), [
         `--etcd-servers=${etcdUrl}`,
         '--bind-address=127.0.0.1',
         '--advertise-address=127.0.0.1',
@@ -171,9 +184,9 @@ export async function kubectl(
   });
 }
 
-function launch(dir: string, name: string, binary: string, args: string[]): ChildProcess {
+function launch(dir: string, owner: string, name: string, binary: string, args: string[]): ChildProcess {
   const log = openSync(join(dir, `${name}.log`), 'a');
-  return spawn(binary, args, { stdio: ['ignore', log, log], detached: false });
+  return spawn(binary, args, { stdio: ['ignore', log, log], detached: false, env: { ...process.env, [OWNER_ENV]: owner } });
 }
 
 async function waitUntil(what: string, probe: () => Promise<boolean>, child: ChildProcess, timeoutMs = 30_000): Promise<void> {
@@ -190,28 +203,38 @@ async function terminate(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   child.kill('SIGTERM');
-  const done = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+  // a pending timer would keep the test process alive after its last test: clear it
+  let timer: NodeJS.Timeout | undefined;
+  const done = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000)))]);
+  clearTimeout(timer);
   if (!done) {
     child.kill('SIGKILL');
     await exited;
   }
 }
 
-/** Kills etcd/apiserver processes that a crashed earlier run (SIGKILLed mocha) left behind. */
+/**
+ * Kills what an earlier run that was SIGKILLed (so no exit handler ran) left behind: its etcd,
+ * kube-apiserver and pod processes, found by their owner, and removes its state directories.
+ * Directories of a live owner belong to another run in progress and are left alone.
+ */
 async function killStale(): Promise<void> {
+  reapOrphans();
   const dirs = await readdir(STATE_ROOT).catch(() => [] as string[]);
   for (const d of dirs) {
-    const pidsFile = join(STATE_ROOT, d, 'pids');
-    const pids = (await readFile(pidsFile, 'utf8').catch(() => '')).split('\n').map(Number).filter((p) => p > 0);
+    const owner = /^cp-(\d+)-(\d+)-/.exec(d);
+    if (owner && isOwnerAlive(`${owner[1]}:${owner[2]}`)) continue;
+    // the recorded PIDs too, in case a process's environment no longer names its owner
+    const pids = (await readFile(join(STATE_ROOT, d, 'pids'), 'utf8').catch(() => '')).split('\n').map(Number).filter((p) => p > 0);
     let alive = false;
     for (const pid of pids) {
       try {
         const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-        if (!cmd.includes(join(STATE_ROOT, d))) continue; // the PID was reused by something else
-        alive = true;
-        // still ours only if its parent is gone (a live owner is another test run in parallel)
-        const ppid = Number(/^PPid:\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1]);
-        if (ppid === 1) process.kill(pid, 'SIGKILL');
+        if (!cmd.includes(join(STATE_ROOT, d))) continue; // the PID was reused
+        // a directory without an owner in its name is from an older harness: orphans only
+        const orphan = owner || /^PPid:\s+1$/m.test(await readFile(`/proc/${pid}/status`, 'utf8'));
+        if (orphan) process.kill(pid, 'SIGKILL');
+        else alive = true;
       } catch {
         // gone
       }

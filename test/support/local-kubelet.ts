@@ -8,7 +8,10 @@
  * rewritten to them); gives every pod its own loopback IP (127.0.0.N); reports Pending ->
  * Running -> Succeeded/Failed with exit codes and reasons; enforces limits.memory (OOMKilled)
  * and activeDeadlineSeconds (DeadlineExceeded); honours deletion (TERM, grace period, KILL,
- * then removes the pod).
+ * then removes the pod). Like the real kubelet's sync loop it resyncs every pod periodically, so
+ * a pod waiting for a missing Secret starts once the Secret exists. Every pod process carries
+ * its pod's marker and its owner (control-plane/owner.ts): stop(), the test process exiting or
+ * being interrupted kill them all, and the next start() reaps those of a SIGKILLed run.
  *
  * What a real kubelet does that this does not: no images (an image name maps to a local
  * command), no container isolation (processes share the host's filesystem, users and network
@@ -20,7 +23,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   CoreV1Api,
@@ -35,6 +38,7 @@ import {
 } from '@kubernetes/client-node';
 import { type Logger, silentLogger } from '../../common/logger.js';
 import { PROCESS_MARKER_ENV, findMarkedProcesses, killMarkedProcesses, signalMarkedProcesses } from '../../common/process-marker.js';
+import { OWNER_ENV, killOwnedBy, onTermination, reapOrphans, selfOwner } from './control-plane/owner.js';
 import { KubeletPodEnv } from './local-kubelet-env.js';
 
 export interface PodContext {
@@ -64,6 +68,8 @@ export interface LocalKubeletOptions {
   logger?: Logger;
   logDir?: string;
   memoryPollMs?: number;
+  /** How often every known pod is synced again, as the kubelet's sync loop does (default 5000). */
+  resyncMs?: number;
 }
 
 interface RunningPod {
@@ -75,6 +81,9 @@ interface RunningPod {
   dirs: string[];
   startedAt: string;
   exited: Promise<void>;
+  /** The Running status patch: the final status must land after it, never before. */
+  reportedRunning: Promise<void>;
+  done: boolean;
   stopReason: { kind: 'oom' } | { kind: 'deadline' } | { kind: 'deleted' } | null;
   timers: NodeJS.Timeout[];
   log: WriteStream;
@@ -93,6 +102,9 @@ export class LocalKubelet {
   #informer: Informer<V1Pod> | null = null;
   #stopped = false;
   #logDir = '';
+  #owner = '';
+  #resync: NodeJS.Timeout | null = null;
+  #unregisterCleanup: (() => void) | null = null;
 
   constructor(opts: LocalKubeletOptions) {
     this.#o = opts;
@@ -103,6 +115,9 @@ export class LocalKubelet {
 
   async start(): Promise<void> {
     this.#logDir = this.#o.logDir ?? (await mkdtemp(join(tmpdir(), 'pw-kubelet-logs-')));
+    reapOrphans(); // pod processes of a test run that was SIGKILLed
+    this.#owner = selfOwner();
+    this.#unregisterCleanup = onTermination(() => killOwnedBy(this.#owner));
     await this.#registerNode();
     const ns = this.#o.namespace;
     const path = ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods';
@@ -119,10 +134,13 @@ export class LocalKubelet {
     });
     this.#informer = informer;
     await informer.start();
+    // level-triggered like the kubelet: retries what failed (a missing Secret, a lost event)
+    this.#resync = setInterval(() => informer.list().forEach(enqueue), this.#o.resyncMs ?? 5000);
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    if (this.#resync) clearInterval(this.#resync);
     await this.#informer?.stop();
     await Promise.all(
       [...this.#running.values()].map(async (run) => {
@@ -134,6 +152,7 @@ export class LocalKubelet {
       }),
     );
     this.#running.clear();
+    this.#unregisterCleanup?.();
   }
 
   /** The container's stdout+stderr so far (for diagnostics in failing tests). */
@@ -220,7 +239,7 @@ export class LocalKubelet {
     const argv = runtime.command(container).map((a) => podEnv.mapPath(a));
     const log = createWriteStream(join(this.#logDir, `${meta.namespace}_${meta.name}.log`), { flags: 'a' });
     const child = spawn(argv[0]!, argv.slice(1), {
-      env: { PATH: process.env.PATH, ...podEnv.env, ...runtime.env?.(ctx), [PROCESS_MARKER_ENV]: marker },
+      env: { PATH: process.env.PATH, ...podEnv.env, ...runtime.env?.(ctx), [PROCESS_MARKER_ENV]: marker, [OWNER_ENV]: this.#owner },
       cwd: podEnv.workingDir,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
@@ -237,6 +256,8 @@ export class LocalKubelet {
       dirs: podEnv.dirs,
       startedAt,
       exited: new Promise((r) => child.once('close', () => r())),
+      reportedRunning: Promise.resolve(),
+      done: false,
       stopReason: null,
       timers: [],
       log,
@@ -244,7 +265,9 @@ export class LocalKubelet {
     this.#running.set(key, run);
     child.once('error', (err) => log.write(`local kubelet: cannot start ${argv[0]}: ${err.message}\n`));
     void run.exited.then(() => this.#onExit(pod, container, run));
-    await this.#patchStatus(pod, {
+    // before the status patch: a process that exits meanwhile must find its timers to clear
+    this.#watchLimits(pod, run);
+    run.reportedRunning = this.#patchStatus(pod, {
       phase: 'Running',
       hostIP: '127.0.0.1',
       podIP: ip,
@@ -253,7 +276,7 @@ export class LocalKubelet {
       conditions: conditions(true),
       containerStatuses: [{ ...baseStatus(container), ready: true, started: true, state: { running: { startedAt: new Date(startedAt) } } }],
     });
-    this.#watchLimits(pod, run);
+    await run.reportedRunning;
   }
 
   #watchLimits(pod: V1Pod, run: RunningPod): void {
@@ -263,7 +286,8 @@ export class LocalKubelet {
       run.timers.push(
         setTimeout(() => {
           run.stopReason ??= { kind: 'deadline' };
-          void this.#terminate(run, 0);
+          // the kubelet gives a pod past its deadline its grace period, as on deletion
+          void this.#terminate(run, pod.spec?.terminationGracePeriodSeconds ?? 30);
         }, Math.max(0, startedMs + deadline * 1000 - Date.now())),
       );
     }
@@ -283,6 +307,7 @@ export class LocalKubelet {
   }
 
   async #onExit(pod: V1Pod, container: V1Container, run: RunningPod): Promise<void> {
+    run.done = true;
     run.timers.forEach(clearTimeout);
     // the container is gone: so is everything it started (a cgroup would see to that)
     await killMarkedProcesses(run.marker);
@@ -292,6 +317,9 @@ export class LocalKubelet {
     this.#finished.add(run.uid);
     if (run.stopReason?.kind === 'deleted') return; // #delete finishes the pod
     const finishedAt = new Date();
+    // a merge patch of Running that lands after the final status would resurrect the pod (the
+    // apiserver accepts Succeeded -> Running)
+    await run.reportedRunning.catch(() => undefined);
     const oom = run.stopReason?.kind === 'oom';
     const deadline = run.stopReason?.kind === 'deadline';
     const terminated = {
@@ -329,13 +357,14 @@ export class LocalKubelet {
 
   /** TERM to every process of the pod, then KILL after the grace period. */
   async #terminate(run: RunningPod, graceSeconds: number): Promise<void> {
+    if (run.done) return; // its process group id may belong to someone else by now
     try {
       process.kill(-run.child.pid!, 'SIGTERM');
     } catch {
       // group gone
     }
     await signalMarkedProcesses(run.marker, 'SIGTERM');
-    const exited = await Promise.race([run.exited.then(() => true), sleep(graceSeconds * 1000).then(() => false)]);
+    const exited = await settlesWithin(run.exited, graceSeconds * 1000);
     if (!exited) {
       try {
         process.kill(-run.child.pid!, 'SIGKILL');
@@ -434,9 +463,16 @@ async function rssOf(marker: string): Promise<number> {
 }
 
 function signalNumber(signal: NodeJS.Signals): number {
-  return ({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2 } as Record<string, number>)[signal] ?? 1;
+  return constants.signals[signal] ?? 1;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/** Whether `p` settles within `ms`; the timer is cleared either way, so it never holds the process open. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,0 +1,114 @@
+/**
+ * The manager's HTTP API: the runners' callbacks (job token, scope "callback", for their own job
+ * only), health, readiness and Prometheus metrics. A result is written into the job's status
+ * before it is acknowledged, so an acknowledged result survives a manager crash; a duplicate or
+ * a result for an attempt that is no longer current is acknowledged and changes nothing.
+ */
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Logger } from '../common/logger.js';
+import { JobProgress, JobResult } from '../common/schemas.js';
+import { type JobTokens, TokenError, bearerToken } from '../common/tokens.js';
+import type { JobCache } from './job-cache.js';
+import type { ManagerMetrics } from './metrics.js';
+import { splitKey } from './resource.js';
+import { JobGoneError, type StatusWriter } from './status.js';
+import { progressed, resultOutcome, resultReported } from './transitions.js';
+
+export interface ManagerApiDeps {
+  tokens: JobTokens;
+  cache: JobCache;
+  status: StatusWriter;
+  metrics: ManagerMetrics;
+  logger: Logger;
+  enqueue: (key: string) => void;
+  /** Informers synced: callbacks can be matched to jobs. */
+  ready: () => boolean;
+  /** Still serving (false once shutdown began). */
+  live: () => boolean;
+}
+
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function createManagerApp(d: ManagerApiDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+
+  app.get('/healthz', (_req, res) => void res.status(d.live() ? 200 : 503).json({ ok: d.live() }));
+  app.get('/readyz', (_req, res) => {
+    const ready = d.live() && d.ready();
+    res.status(ready ? 200 : 503).json({ ready });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('content-type', d.metrics.registry.contentType).send(await d.metrics.registry.metrics());
+  });
+
+  /** The job a callback is about, after checking its token names that job. */
+  async function callbackJob(req: Request): Promise<{ key: string; uid: string }> {
+    const uid = String(req.params.id);
+    const token = bearerToken(req.headers.authorization);
+    if (!token) throw new ApiError(401, 'TokenMissing', 'a callback needs the job token as a bearer token');
+    const claims = await d.tokens.verify(token, 'callback');
+    if (claims.jobId !== uid) throw new ApiError(403, 'TokenForbidden', 'the token belongs to another job');
+    if (!d.ready()) throw new ApiError(503, 'NotReady', 'the manager is starting; retry');
+    const key = d.cache.keyOfUid(uid);
+    if (!key) throw new ApiError(404, 'JobNotFound', `no PagewrightJob with uid ${uid}`);
+    return { key, uid };
+  }
+
+  function body<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } }, req: Request, uid: string): T {
+    const parsed = schema.safeParse(req.body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ApiError(400, 'BadRequest', `invalid body: ${issue?.path.join('.') || '(root)'} ${issue?.message}`);
+    }
+    if ((parsed.data as { job_id: string }).job_id !== uid) throw new ApiError(400, 'BadRequest', 'job_id in the body does not match the URL');
+    return parsed.data;
+  }
+
+  app.post('/jobs/:id/result', express.json({ limit: '512kb' }), async (req, res) => {
+    const { key, uid } = await callbackJob(req);
+    const result = body(JobResult, req, uid);
+    const { namespace, name } = splitKey(key);
+    // the live object, not the cache: a lagging cache could call a current attempt stale
+    const live = await d.status.get(namespace, name);
+    let outcome = resultOutcome(live, result.attempt);
+    if (outcome === 'recorded') {
+      const stored = await d.status.update(live, resultReported(result));
+      outcome = stored.status.reportedAttempt === result.attempt ? 'recorded' : resultOutcome(stored, result.attempt);
+    }
+    d.metrics.callbacks.inc({ kind: 'result', outcome });
+    d.logger.info('result callback', { job: key, attempt: result.attempt, status: result.status, outcome });
+    d.enqueue(key);
+    res.json({ ok: true, outcome });
+  });
+
+  app.post('/jobs/:id/progress', express.json({ limit: '16kb' }), async (req, res) => {
+    const { key, uid } = await callbackJob(req);
+    const progress = body(JobProgress, req, uid);
+    const cached = d.cache.job(key);
+    if (cached) await d.status.update(cached, progressed(progress));
+    d.metrics.callbacks.inc({ kind: 'progress', outcome: 'recorded' });
+    res.json({ ok: true });
+  });
+
+  app.use((req: Request, res: Response) => {
+    res.status(404).json({ error: 'NotFound', message: `no route ${req.method} ${req.path}` });
+  });
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    if (err instanceof ApiError) return void res.status(err.status).json({ error: err.code, message: err.message });
+    if (err instanceof TokenError) return void res.status(err.httpStatus).json({ error: err.code, message: err.message });
+    if (err instanceof JobGoneError) return void res.status(404).json({ error: 'JobNotFound', message: err.message });
+    const status = (err as { status?: number; type?: string }).type === 'entity.parse.failed' ? 400 : 500;
+    if (status === 500) d.logger.error('request failed', { path: req.path, error: String(err) });
+    res.status(status).json({ error: status === 400 ? 'BadRequest' : 'Internal', message: status === 400 ? 'body is not valid JSON' : 'internal error; retry' });
+  });
+  return app;
+}

@@ -1,0 +1,54 @@
+/** The manager's PAGEWRIGHT_* environment, validated once at start-up (README "Configuration"). */
+import { z } from 'zod';
+import { type ConfigOf, bool, env, httpUrl, json, logLevel, port, positiveInt } from '../common/config.js';
+import { MIN_SECRET_BYTES } from '../common/tokens.js';
+
+const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
+const quantity = (fallback: string) => z.string().regex(/^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$/, 'must be a Kubernetes quantity').default(fallback);
+
+export const managerConfigSpec = {
+  port: env('MANAGER_PORT', port(8081)),
+  host: env('MANAGER_HOST', z.string().default('0.0.0.0')),
+  /** Empty: every namespace (needs a ClusterRole); else only this one. */
+  watchNamespace: env('WATCH_NAMESPACE', z.string().optional()),
+  maxConcurrentJobs: env('MAX_CONCURRENT_JOBS', positiveInt(10)),
+  workers: env('WORKERS', positiveInt(4)),
+  runnerImage: env('RUNNER_IMAGE', z.string().min(1).default('pagewright-runner:0.1.0')),
+  runnerImagePullPolicy: env('RUNNER_IMAGE_PULL_POLICY', z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent')),
+  runnerPort: env('RUNNER_PORT', port(8082)),
+  runnerCpuRequest: env('RUNNER_CPU_REQUEST', quantity('250m')),
+  runnerCpuLimit: env('RUNNER_CPU_LIMIT', quantity('2')),
+  runnerMemoryRequest: env('RUNNER_MEMORY_REQUEST', quantity('512Mi')),
+  runnerMemoryLimit: env('RUNNER_MEMORY_LIMIT', quantity('2Gi')),
+  runnerWorkSizeLimit: env('RUNNER_WORK_SIZE_LIMIT', quantity('4Gi')),
+  /** Extra env for runner containers, as a JSON object of strings (e.g. codex retry counts). */
+  runnerEnv: env('RUNNER_ENV', json(z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/), z.string())).default({})),
+  /** Pods are scheduled by this scheduler (tests use their local kubelet's name). */
+  runnerSchedulerName: env('RUNNER_SCHEDULER_NAME', z.string().optional()),
+  /** Added to timeoutSeconds for activeDeadlineSeconds: time to pack, upload and call back. */
+  podDeadlineSlackSeconds: env('POD_DEADLINE_SLACK_SECONDS', z.coerce.number().int().min(0).default(120)),
+  /** How runners reach this manager (the manager Service). */
+  managerUrl: env('MANAGER_URL', httpUrl()),
+  storageUrl: env('STORAGE_URL', httpUrl()),
+  storageAdminToken: env('STORAGE_ADMIN_TOKEN', z.string().min(16, 'must be at least 16 characters'), { secret: true }),
+  tokenSecret: env('TOKEN_SECRET', z.string().min(MIN_SECRET_BYTES, `must be at least ${MIN_SECRET_BYTES} characters`), { secret: true }),
+  llmKey: env('LLM_KEY', z.string().min(1), { secret: true }),
+  llmUrl: env('LLM_URL', httpUrl().default('https://api.openai.com/v1')),
+  codexModel: env('CODEX_MODEL', z.string().min(1).default('gpt-5.5')),
+  resyncSeconds: env('RESYNC_SECONDS', seconds(300)),
+  retryBaseSeconds: env('RETRY_BASE_SECONDS', seconds(10)),
+  retryMaxSeconds: env('RETRY_MAX_SECONDS', seconds(600)),
+  /** A pod stuck pulling its image this long fails the attempt with ImagePullFailed. */
+  imagePullTimeoutSeconds: env('IMAGE_PULL_TIMEOUT_SECONDS', seconds(300)),
+  leaderElection: env('LEADER_ELECTION', bool(false)),
+  leaseName: env('LEASE_NAME', z.string().default('pagewright-manager')),
+  /** Where the Lease lives; default: WATCH_NAMESPACE, else POD_NAMESPACE, else "default". */
+  leaseNamespace: env('LEASE_NAMESPACE', z.string().optional()),
+  leaseDurationSeconds: env('LEASE_DURATION_SECONDS', seconds(15)),
+  leaseRenewSeconds: env('LEASE_RENEW_SECONDS', seconds(5)),
+  /** This replica's identity in the Lease (the pod name in a Deployment). */
+  identity: env('POD_NAME', z.string().optional()),
+  podNamespace: env('POD_NAMESPACE', z.string().optional()),
+  logLevel: env('LOG_LEVEL', logLevel()),
+};
+export type ManagerConfig = ConfigOf<typeof managerConfigSpec>;

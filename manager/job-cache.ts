@@ -1,0 +1,109 @@
+/**
+ * Typed views over the informers' caches: jobs parsed once per event (not per reconcile), jobs by
+ * uid (callbacks name the uid), and pods by the job uid in their label.
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import type { Logger } from '../common/logger.js';
+import { LABEL_JOB, PagewrightJob, isActive, jobKey } from './resource.js';
+
+export class JobCache {
+  readonly #jobs = new Map<string, PagewrightJob>();
+  readonly #keyByUid = new Map<string, string>();
+  readonly #pods = new Map<string, Map<string, V1Pod>>();
+  readonly #log: Logger;
+
+  constructor(logger: Logger) {
+    this.#log = logger;
+  }
+
+  /** Stores the job; returns it and the previous version (null if new), or null if unparseable. */
+  putJob(raw: unknown): { job: PagewrightJob; previous: PagewrightJob | undefined } | null {
+    const parsed = PagewrightJob.safeParse(raw);
+    if (!parsed.success) {
+      const meta = (raw as { metadata?: { namespace?: string; name?: string } }).metadata;
+      this.#log.error('ignoring a PagewrightJob that does not match the schema', {
+        job: `${meta?.namespace}/${meta?.name}`,
+        error: parsed.error.issues[0]?.message,
+        path: parsed.error.issues[0]?.path.join('.'),
+      });
+      return null;
+    }
+    const job = parsed.data;
+    const key = jobKey(job);
+    const previous = this.#jobs.get(key);
+    if (previous && previous.metadata.uid !== job.metadata.uid) this.#keyByUid.delete(previous.metadata.uid);
+    this.#jobs.set(key, job);
+    this.#keyByUid.set(job.metadata.uid, key);
+    return { job, previous };
+  }
+
+  deleteJob(raw: { metadata?: { namespace?: string; name?: string; uid?: string } }): PagewrightJob | undefined {
+    const key = `${raw.metadata?.namespace}/${raw.metadata?.name}`;
+    const previous = this.#jobs.get(key);
+    if (previous && previous.metadata.uid === raw.metadata?.uid) {
+      this.#jobs.delete(key);
+      this.#keyByUid.delete(previous.metadata.uid);
+    }
+    return previous;
+  }
+
+  job(key: string): PagewrightJob | undefined {
+    return this.#jobs.get(key);
+  }
+
+  keyOfUid(uid: string): string | undefined {
+    return this.#keyByUid.get(uid);
+  }
+
+  jobs(): IterableIterator<PagewrightJob> {
+    return this.#jobs.values();
+  }
+
+  keys(): string[] {
+    return [...this.#jobs.keys()];
+  }
+
+  get size(): number {
+    return this.#jobs.size;
+  }
+
+  countByPhase(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const job of this.#jobs.values()) {
+      const phase = job.status.phase ?? 'Pending';
+      counts.set(phase, (counts.get(phase) ?? 0) + 1);
+    }
+    return counts;
+  }
+
+  activeCount(): number {
+    let n = 0;
+    for (const job of this.#jobs.values()) if (isActive(job)) n += 1;
+    return n;
+  }
+
+  /** Returns the owning job's uid. */
+  putPod(pod: V1Pod): string | undefined {
+    const uid = pod.metadata?.labels?.[LABEL_JOB];
+    const name = pod.metadata?.name;
+    if (!uid || !name) return undefined;
+    let pods = this.#pods.get(uid);
+    if (!pods) this.#pods.set(uid, (pods = new Map()));
+    pods.set(name, pod);
+    return uid;
+  }
+
+  deletePod(pod: V1Pod): string | undefined {
+    const uid = pod.metadata?.labels?.[LABEL_JOB];
+    const name = pod.metadata?.name;
+    if (!uid || !name) return undefined;
+    const pods = this.#pods.get(uid);
+    pods?.delete(name);
+    if (pods?.size === 0) this.#pods.delete(uid);
+    return uid;
+  }
+
+  podsOf(uid: string): V1Pod[] {
+    return [...(this.#pods.get(uid)?.values() ?? [])];
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Manager entry point: config from PAGEWRIGHT_* env, the Kubernetes client from the in-cluster
+ * service account (or KUBECONFIG), the controller, and the HTTP API. SIGTERM stops taking work,
+ * lets in-flight reconciles finish, releases the Lease and closes the server.
+ */
+import { once } from 'node:events';
+import { hostname } from 'node:os';
+import { KubeConfig } from '@kubernetes/client-node';
+import winston from 'winston';
+import { loadConfig } from '../common/config.js';
+import { createLogger } from '../common/logger.js';
+import { runMain } from '../common/main.js';
+import { StorageClient } from '../common/storage-client.js';
+import { JobTokens } from '../common/tokens.js';
+import { createManagerApp } from './api.js';
+import { managerConfigSpec } from './config.js';
+import { Controller } from './controller.js';
+
+await runMain('manager', async () => {
+  const config = loadConfig(managerConfigSpec);
+  const identity = config.identity ?? `${hostname()}-${process.pid}`;
+  const logger = createLogger({
+    service: 'manager',
+    level: config.logLevel,
+    fields: { instance: identity },
+    transports: [new winston.transports.Console({ stderrLevels: ['debug', 'info', 'warn', 'error'] })],
+  });
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromDefault();
+  const tokens = new JobTokens(config.tokenSecret);
+  let live = true;
+  const controller = new Controller({
+    config,
+    kubeConfig,
+    storage: new StorageClient({ baseUrl: config.storageUrl, token: config.storageAdminToken }),
+    tokens,
+    logger,
+    identity,
+    onLostLeadership: () => {
+      logger.error('lost leadership; exiting so a fresh process campaigns again');
+      process.exit(1);
+    },
+  });
+  const app = createManagerApp({
+    tokens,
+    cache: controller.cache,
+    status: controller.status,
+    metrics: controller.metrics,
+    logger,
+    enqueue: (key) => controller.queue.add(key),
+    ready: () => controller.synced,
+    live: () => live,
+  });
+  // serve first: /healthz answers and callbacks get 503 (retried) until the caches are synced
+  const server = app.listen(config.port, config.host);
+  await once(server, 'listening');
+  const address = server.address();
+  logger.info('manager listening', { port: typeof address === 'object' && address ? address.port : config.port, leader_election: config.leaderElection });
+  await controller.start();
+
+  return async () => {
+    logger.info('shutting down: finishing in-flight reconciles');
+    live = false;
+    await controller.stop();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    logger.info('stopped');
+  };
+});

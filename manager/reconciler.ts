@@ -1,0 +1,350 @@
+/**
+ * The level-triggered reconcile of one PagewrightJob: look at the resource, its pods and (when
+ * the runner could not call back) its manifest in storage, and take the one next step towards
+ * the desired state. Nothing is remembered between calls except admissions the cache has not
+ * caught up with, so a restarted manager simply reconciles everything again.
+ */
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import { request } from 'undici';
+import { type FailureReason, isInfrastructureFailure } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { JobManifest } from '../common/schemas.js';
+import type { StorageClient } from '../common/storage-client.js';
+import { StorageRequestError } from '../common/storage-client.js';
+import type { JobTokens } from '../common/tokens.js';
+import type { Admitter } from './admitter.js';
+import { classifyPod } from './classify.js';
+import type { ManagerConfig } from './config.js';
+import type { EventRecorder } from './events.js';
+import { LABEL_ATTEMPT, type PagewrightJob, isTerminal, jobKey, timestamp } from './resource.js';
+import type { ManagerMetrics } from './metrics.js';
+import { buildPod, buildSecret, podName, secretName } from './pod-spec.js';
+import { type StatusChange, type StatusWriter, apiCode } from './status.js';
+import * as t from './transitions.js';
+import { FinalizerPatcher } from './finalizer.js';
+
+export interface JobCacheView {
+  job(key: string): PagewrightJob | undefined;
+  podsOf(uid: string): V1Pod[];
+}
+
+export interface ReconcilerDeps {
+  config: ManagerConfig;
+  core: CoreV1Api;
+  status: StatusWriter;
+  finalizers: FinalizerPatcher;
+  storage: StorageClient;
+  tokens: JobTokens;
+  events: EventRecorder;
+  metrics: ManagerMetrics;
+  logger: Logger;
+  cache: JobCacheView;
+  admitter: Admitter;
+  requeueAfter: (key: string, delayMs: number) => void;
+}
+
+/** How often a job waiting on something outside the cache (pod removal, image pull) is looked at. */
+const POLL_MS = 1000;
+
+export class Reconciler {
+  readonly #d: ReconcilerDeps;
+  /** Jobs whose Secret this process deleted, so idle finished jobs cost no API call on resync. */
+  readonly #secretGone = new Set<string>();
+
+  constructor(deps: ReconcilerDeps) {
+    this.#d = deps;
+  }
+
+  async reconcile(key: string): Promise<void> {
+    const job = this.#d.cache.job(key);
+    if (!job) return; // deleted; its finalizer already ran
+    if (job.metadata.deletionTimestamp) return this.#finalize(job);
+    if (!job.metadata.finalizers?.includes(this.#d.finalizers.name)) {
+      // the next event (our own patch) reconciles again with the finalizer in place
+      await this.#d.finalizers.add(job);
+      return;
+    }
+    if (isTerminal(job)) return this.#finished(job);
+    if (job.spec.cancel) return this.#cancel(job);
+    switch (job.status.phase) {
+      case undefined:
+      case 'Queued':
+        return this.#admit(job);
+      case 'Scheduled':
+      case 'Running':
+        return this.#syncAttempt(job);
+    }
+  }
+
+  // --- admission ---------------------------------------------------------------------------
+
+  async #admit(job: PagewrightJob): Promise<void> {
+    const key = jobKey(job);
+    const next = job.status.nextAttemptTime ? timestamp(job.status.nextAttemptTime) - Date.now() : 0;
+    if (next > 0) return this.#d.requeueAfter(key, next);
+    const attempt = (job.status.attempt ?? 0) + 1;
+    const admitted = await this.#d.admitter.admit(job, attempt, async () => {
+      const stored = await this.#write(job, t.scheduled(attempt, podName(job, attempt)));
+      return stored.status.phase === 'Scheduled' && stored.status.attempt === attempt ? stored : null;
+    });
+    if (admitted) {
+      this.#d.events.normal(admitted, 'Scheduled', `attempt ${attempt}: creating runner pod ${podName(admitted, attempt)}`);
+      await this.#createAttempt(admitted, attempt);
+    } else if (job.status.phase === undefined) {
+      await this.#write(job, t.queued('waiting for a free slot or for another job of this site'));
+    }
+  }
+
+  async #createAttempt(job: PagewrightJob, attempt: number): Promise<void> {
+    const { config, core } = this.#d;
+    const token = await this.#jobToken(job);
+    const ns = job.metadata.namespace;
+    // the kubelet retries a pod whose Secret is not there yet, so both go out at once
+    await Promise.all([
+      ignoreConflict(core.createNamespacedSecret({ namespace: ns, body: buildSecret(job, token, config.llmKey) })),
+      ignoreConflict(core.createNamespacedPod({ namespace: ns, body: buildPod(job, attempt, config) })),
+    ]);
+  }
+
+  // --- the running attempt -----------------------------------------------------------------
+
+  async #syncAttempt(job: PagewrightJob): Promise<void> {
+    const attempt = job.status.attempt ?? 1;
+    const s = job.status;
+    if (s.reportedAttempt === attempt && (s.runnerPhase === 'completed' || s.runnerPhase === 'failed')) return this.#finishAttempt(job);
+
+    const pod = this.#attemptPod(job, attempt);
+    if (!pod) {
+      const live = await this.#readPod(job.metadata.namespace, podName(job, attempt));
+      if (live) return; // the cache is behind; the pod's event will bring us back
+      if (await this.#recoverFromManifest(job, attempt)) return;
+      if (s.phase === 'Scheduled') return this.#createAttempt(job, attempt); // stored, then crashed before creating it
+      return this.#attemptFailed(job, attempt, 'PodLost', `runner pod ${s.podName} disappeared`);
+    }
+
+    const verdict = classifyPod(pod, { now: Date.now(), imagePullTimeoutMs: this.#d.config.imagePullTimeoutSeconds * 1000 });
+    switch (verdict.state) {
+      case 'pending':
+        return this.#d.requeueAfter(jobKey(job), 10 * POLL_MS); // image pulls are not watched as events
+      case 'running':
+        if (s.phase === 'Scheduled') {
+          await this.#write(job, t.running(attempt));
+          this.#d.events.normal(job, 'Started', `runner pod ${pod.metadata?.name} is running`);
+        }
+        return;
+      case 'succeeded':
+        if (await this.#recoverFromManifest(job, attempt)) return;
+        return this.#attemptFailed(job, attempt, 'RunnerFailed', 'the runner exited 0 without reporting a result or writing its manifest');
+      case 'failed':
+        // a runner that failed late (after writing its manifest) still told us why
+        if (verdict.reason !== 'DeadlineExceeded' && (await this.#recoverFromManifest(job, attempt))) return;
+        if (verdict.reason === 'ImagePullFailed') await this.#deletePods(job, [pod]);
+        return this.#attemptFailed(job, attempt, verdict.reason, verdict.message);
+    }
+  }
+
+  /** The runner's callback never arrived: its manifest in storage carries the same result. */
+  async #recoverFromManifest(job: PagewrightJob, attempt: number): Promise<boolean> {
+    let manifest: JobManifest;
+    try {
+      const download = await this.#d.storage.getJobObject(job.metadata.uid, 'manifest.json');
+      manifest = JobManifest.parse(await download.body.json());
+    } catch (err) {
+      if (err instanceof StorageRequestError && err.status === 404) return false;
+      throw err; // storage down: retried with backoff, the pod stays where it is
+    }
+    if (manifest.attempt !== attempt) return false;
+    this.#d.logger.info('result recovered from the manifest in storage', { job: jobKey(job), attempt });
+    const stored = await this.#write(job, t.resultReported(manifest.result));
+    this.#d.events.normal(stored, 'ResultRecovered', `attempt ${attempt}: result read from storage (the callback was lost)`);
+    if (stored.status.reportedAttempt === attempt) await this.#finishAttempt(stored);
+    return true;
+  }
+
+  async #finishAttempt(job: PagewrightJob): Promise<void> {
+    const attempt = job.status.attempt ?? 1;
+    const s = job.status;
+    if (s.runnerPhase === 'failed') {
+      return this.#attemptFailed(job, attempt, (s.reason as FailureReason | undefined) ?? 'Internal', s.message ?? 'the runner failed');
+    }
+    let published: string | undefined;
+    if (job.spec.publish) {
+      const outcome = await this.#publish(job);
+      if (outcome.conflict) return this.#end(job, t.failed(attempt, 'PublishConflict', outcome.message), 'Failed');
+      published = outcome.version;
+    }
+    await this.#end(job, t.succeeded(attempt, published), 'Succeeded');
+  }
+
+  async #publish(job: PagewrightJob): Promise<{ conflict: false; version: string } | { conflict: true; message: string }> {
+    const { uid } = job.metadata;
+    const base = job.status.baseVersion;
+    if (!base) return { conflict: true, message: 'the runner did not report the base version it edited' };
+    try {
+      const stored = await this.#d.storage.publish(job.spec.siteId, uid, base);
+      return { conflict: false, version: stored.version };
+    } catch (err) {
+      if (!(err instanceof StorageRequestError) || err.status !== 409) throw err;
+      // published before a crash? then the site's history names this job
+      const site = await this.#d.storage.getSite(job.spec.siteId);
+      const ours = site.history.find((h) => h.job_id === uid);
+      if (ours) return { conflict: false, version: ours.version };
+      return { conflict: true, message: `site ${job.spec.siteId} moved from ${base.slice(0, 12)} to ${site.version.slice(0, 12)} while the job ran` };
+    }
+  }
+
+  async #attemptFailed(job: PagewrightJob, attempt: number, reason: FailureReason, message: string): Promise<void> {
+    const { config } = this.#d;
+    if (isInfrastructureFailure(reason) && attempt <= job.spec.retries) {
+      const delay = t.retryDelayMs(attempt, config.retryBaseSeconds, config.retryMaxSeconds);
+      const stored = await this.#write(job, t.retrying(attempt, reason, message, delay));
+      if (stored.status.phase !== 'Queued') return;
+      this.#d.metrics.transitions.inc({ phase: 'Queued', reason });
+      this.#d.events.warning(stored, 'Retrying', `attempt ${attempt} failed (${reason}): ${message}; attempt ${attempt + 1} in ${Math.round(delay / 1000)} s`);
+      this.#d.admitter.slotFreed();
+      this.#d.requeueAfter(jobKey(job), delay);
+      return;
+    }
+    await this.#end(job, t.failed(attempt, reason, message), 'Failed');
+  }
+
+  async #end(job: PagewrightJob, change: StatusChange, phase: 'Succeeded' | 'Failed' | 'Cancelled'): Promise<void> {
+    const stored = await this.#write(job, change);
+    if (stored.status.phase !== phase) return;
+    const s = stored.status;
+    this.#d.metrics.transitions.inc({ phase, reason: s.reason ?? phase });
+    if (s.startTime && s.completionTime) {
+      this.#d.metrics.jobDuration.observe({ phase }, (timestamp(s.completionTime) - timestamp(s.startTime)) / 1000);
+    }
+    for (const [p, ms] of Object.entries(s.phaseDurationsMs ?? {})) this.#d.metrics.runnerPhaseDuration.observe({ phase: p }, ms / 1000);
+    const what = phase === 'Succeeded' ? `${s.filesChanged ?? 0} file(s) changed: ${s.summary ?? ''}` : `${s.reason}: ${s.message ?? ''}`;
+    if (phase === 'Succeeded') this.#d.events.normal(stored, phase, what);
+    else this.#d.events.warning(stored, phase, what);
+    this.#d.logger.info('job finished', { job: jobKey(stored), phase, reason: s.reason, attempt: s.attempt, files_changed: s.filesChanged });
+    this.#d.admitter.slotFreed();
+    await this.#finished(stored);
+  }
+
+  // --- cancel, finish, delete --------------------------------------------------------------
+
+  /** spec.cancel: kill the runner, delete its pods, and only then say Cancelled. */
+  async #cancel(job: PagewrightJob): Promise<void> {
+    if (await this.#stopPods(job)) return this.#d.requeueAfter(jobKey(job), POLL_MS);
+    await this.#end(job, t.cancelled('cancelled by spec.cancel'), 'Cancelled');
+  }
+
+  /** A finished job: no credentials left behind; deleted once its TTL has passed. */
+  async #finished(job: PagewrightJob): Promise<void> {
+    await this.#deleteSecret(job);
+    const ttl = job.spec.ttlSecondsAfterFinished;
+    if (ttl === undefined || !job.status.completionTime) return;
+    const due = timestamp(job.status.completionTime) + ttl * 1000 - Date.now();
+    if (due > 0) return this.#d.requeueAfter(jobKey(job), due);
+    this.#d.logger.info('deleting finished job after its TTL', { job: jobKey(job), ttl_seconds: ttl });
+    await this.#d.finalizers.deleteJob(job);
+  }
+
+  async #finalize(job: PagewrightJob): Promise<void> {
+    if (!job.metadata.finalizers?.includes(this.#d.finalizers.name)) return;
+    if (await this.#stopPods(job)) return this.#d.requeueAfter(jobKey(job), POLL_MS);
+    await this.#deleteSecret(job);
+    await this.#d.finalizers.remove(job);
+    this.#secretGone.delete(job.metadata.uid);
+    if (!isTerminal(job)) this.#d.admitter.slotFreed();
+  }
+
+  /** Kills and deletes every pod of the job; true while some still exist. */
+  async #stopPods(job: PagewrightJob): Promise<boolean> {
+    const pods = await this.#livePods(job);
+    if (pods.length === 0) return false;
+    await Promise.all(pods.filter((p) => !p.metadata?.deletionTimestamp).map((p) => this.#killRunner(job, p)));
+    await this.#deletePods(job, pods);
+    return true;
+  }
+
+  async #killRunner(job: PagewrightJob, pod: V1Pod): Promise<void> {
+    const ip = pod.status?.podIP;
+    if (!ip || pod.status?.phase !== 'Running') return;
+    const token = await this.#jobToken(job);
+    try {
+      const res = await request(`http://${ip}:${this.#d.config.runnerPort}/kill`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+        headersTimeout: 3000,
+        bodyTimeout: 3000,
+      });
+      await res.body.dump();
+    } catch (err) {
+      // pod deletion (SIGTERM) stops the runner too; /kill just lets it report Killed first
+      this.#d.logger.debug('runner /kill failed', { pod: pod.metadata?.name, error: String(err) });
+    }
+  }
+
+  async #deletePods(job: PagewrightJob, pods: V1Pod[]): Promise<void> {
+    await Promise.all(
+      pods
+        .filter((p) => !p.metadata?.deletionTimestamp)
+        .map((p) => ignoreNotFound(this.#d.core.deleteNamespacedPod({ namespace: job.metadata.namespace, name: p.metadata!.name! }))),
+    );
+  }
+
+  // --- helpers -----------------------------------------------------------------------------
+
+  /**
+   * The job's token, derived from the job alone (issued at its startTime, valid for every
+   * attempt it may make): the manager can re-create it for /kill without reading the Secret
+   * back, so it needs no read access to Secrets.
+   */
+  async #jobToken(job: PagewrightJob): Promise<string> {
+    const { config } = this.#d;
+    const issuedAt = timestamp(job.status.startTime) || timestamp(job.metadata.creationTimestamp);
+    const perAttempt = job.spec.timeoutSeconds + config.podDeadlineSlackSeconds + config.retryMaxSeconds;
+    const ttlSeconds = (job.spec.retries + 1) * perAttempt + 3600;
+    return this.#d.tokens.issue({ jobId: job.metadata.uid, siteId: job.spec.siteId, ttlSeconds, now: issuedAt });
+  }
+
+  async #deleteSecret(job: PagewrightJob): Promise<void> {
+    if (this.#secretGone.has(job.metadata.uid)) return;
+    await ignoreNotFound(this.#d.core.deleteNamespacedSecret({ namespace: job.metadata.namespace, name: secretName(job) }));
+    this.#secretGone.add(job.metadata.uid);
+  }
+
+  #attemptPod(job: PagewrightJob, attempt: number): V1Pod | undefined {
+    return this.#d.cache.podsOf(job.metadata.uid).find((p) => p.metadata?.labels?.[LABEL_ATTEMPT] === String(attempt));
+  }
+
+  /** Pods of the job from the API itself: cancel and delete must not trust a lagging cache. */
+  async #livePods(job: PagewrightJob): Promise<V1Pod[]> {
+    const list = await this.#d.core.listNamespacedPod({ namespace: job.metadata.namespace, labelSelector: `pagewright.dev/job=${job.metadata.uid}` });
+    return list.items;
+  }
+
+  async #readPod(namespace: string, name: string): Promise<V1Pod | null> {
+    try {
+      return await this.#d.core.readNamespacedPod({ namespace, name });
+    } catch (err) {
+      if (apiCode(err) === 404) return null;
+      throw err;
+    }
+  }
+
+  async #write(job: PagewrightJob, change: StatusChange): Promise<PagewrightJob> {
+    return this.#d.status.update(job, change);
+  }
+}
+
+async function ignoreNotFound(p: Promise<unknown>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (apiCode(err) !== 404) throw err;
+  }
+}
+
+async function ignoreConflict(p: Promise<unknown>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (apiCode(err) !== 409) throw err;
+  }
+}

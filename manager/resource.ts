@@ -1,0 +1,123 @@
+/**
+ * The PagewrightJob custom resource as the manager sees it: zod schemas mirroring
+ * deploy/k8s/crd.yaml (the apiserver already validated the spec; parsing here turns `any` from
+ * client-node into typed objects and applies the same defaults when an older object lacks them).
+ */
+import { z } from 'zod';
+import { FailureReason } from '../common/errors.js';
+import { Prompt, RunnerPhase, Sha256, SiteId, TIMEOUT_SECONDS } from '../common/schemas.js';
+
+export const GROUP = 'pagewright.dev';
+export const VERSION = 'v1alpha1';
+export const PLURAL = 'pagewrightjobs';
+export const KIND = 'PagewrightJob';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const FINALIZER = 'pagewright.dev/cleanup';
+
+/** Labels on everything the manager creates for a job. */
+export const LABEL_JOB = 'pagewright.dev/job';
+export const LABEL_ATTEMPT = 'pagewright.dev/attempt';
+export const LABEL_SITE = 'pagewright.dev/site';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'pagewright-manager';
+
+export const JobPhase = z.enum(['Queued', 'Scheduled', 'Running', 'Succeeded', 'Failed', 'Cancelled']);
+export type JobPhase = z.infer<typeof JobPhase>;
+export const TERMINAL_PHASES: ReadonlySet<JobPhase> = new Set(['Succeeded', 'Failed', 'Cancelled']);
+export const ACTIVE_PHASES: ReadonlySet<JobPhase> = new Set(['Scheduled', 'Running']);
+
+export const JobSpec = z.object({
+  siteId: SiteId,
+  prompt: Prompt,
+  baseVersion: Sha256.optional(),
+  model: z.string().min(1).max(200).optional(),
+  timeoutSeconds: z.number().int().min(TIMEOUT_SECONDS.min).max(TIMEOUT_SECONDS.max).default(TIMEOUT_SECONDS.default),
+  retries: z.number().int().min(0).max(10).default(2),
+  priority: z.number().int().default(0),
+  publish: z.boolean().default(false),
+  cancel: z.boolean().default(false),
+  ttlSecondsAfterFinished: z.number().int().min(0).optional(),
+});
+export type JobSpec = z.infer<typeof JobSpec>;
+
+export const Condition = z.object({
+  type: z.string(),
+  status: z.enum(['True', 'False', 'Unknown']),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+  lastTransitionTime: z.string().optional(),
+  observedGeneration: z.number().int().optional(),
+});
+export type Condition = z.infer<typeof Condition>;
+
+export const JobStatus = z.object({
+  phase: JobPhase.optional(),
+  runnerPhase: RunnerPhase.optional(),
+  jobId: z.string().optional(),
+  attempt: z.number().int().optional(),
+  podName: z.string().optional(),
+  startTime: z.string().optional(),
+  completionTime: z.string().optional(),
+  nextAttemptTime: z.string().optional(),
+  baseVersion: z.string().optional(),
+  outputVersion: z.string().optional(),
+  publishedVersion: z.string().optional(),
+  filesChanged: z.number().int().optional(),
+  files: z.array(z.string()).optional(),
+  summary: z.string().optional(),
+  reason: z.union([FailureReason, z.string()]).optional(),
+  message: z.string().optional(),
+  reportedAttempt: z.number().int().optional(),
+  phaseDurationsMs: z.record(z.string(), z.number()).optional(),
+  observedGeneration: z.number().int().optional(),
+  conditions: z.array(Condition).optional(),
+});
+export type JobStatus = z.infer<typeof JobStatus>;
+
+export const JobMetadata = z.object({
+  name: z.string(),
+  namespace: z.string(),
+  uid: z.string(),
+  resourceVersion: z.string(),
+  generation: z.number().int().optional(),
+  creationTimestamp: z.union([z.string(), z.date()]).optional(),
+  deletionTimestamp: z.union([z.string(), z.date()]).optional(),
+  finalizers: z.array(z.string()).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+});
+
+export const PagewrightJob = z.object({
+  apiVersion: z.string().default(API_VERSION),
+  kind: z.string().default(KIND),
+  metadata: JobMetadata,
+  spec: JobSpec,
+  status: JobStatus.default({}),
+});
+export type PagewrightJob = z.infer<typeof PagewrightJob>;
+
+export function jobKey(job: { metadata: { namespace: string; name: string } }): string {
+  return `${job.metadata.namespace}/${job.metadata.name}`;
+}
+
+export function splitKey(key: string): { namespace: string; name: string } {
+  const i = key.indexOf('/');
+  return { namespace: key.slice(0, i), name: key.slice(i + 1) };
+}
+
+export function isTerminal(job: PagewrightJob): boolean {
+  return job.status.phase !== undefined && TERMINAL_PHASES.has(job.status.phase);
+}
+
+export function isActive(job: PagewrightJob): boolean {
+  return job.status.phase !== undefined && ACTIVE_PHASES.has(job.status.phase);
+}
+
+/** Queued or never seen: waiting for admission. */
+export function isWaiting(job: PagewrightJob): boolean {
+  return job.status.phase === undefined || job.status.phase === 'Queued';
+}
+
+export function timestamp(value: string | Date | undefined): number {
+  if (value === undefined) return 0;
+  return value instanceof Date ? value.getTime() : Date.parse(value);
+}

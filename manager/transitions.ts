@@ -1,0 +1,139 @@
+/**
+ * Every status transition of a job as a pure change (current job -> next status, or null when
+ * the transition no longer applies). They re-check their preconditions on whatever state they
+ * are given, so a change recomputed after a 409 or applied by a second manager replica can
+ * never move a job backwards or apply a result to the wrong attempt.
+ */
+import type { FailureReason } from '../common/errors.js';
+import type { JobManifest, JobProgress, JobResult } from '../common/schemas.js';
+import { type JobStatus, type PagewrightJob, isTerminal } from './resource.js';
+import type { StatusChange } from './status.js';
+import { withPhase } from './status.js';
+
+/** How many changed paths the resource keeps (the manifest in storage has all of them). */
+export const STATUS_FILES_LIMIT = 100;
+
+const gen = (job: PagewrightJob) => job.metadata.generation;
+
+export function queued(message: string): StatusChange {
+  return (job) => {
+    if (job.status.phase !== undefined) return null;
+    return withPhase(job.status, 'Queued', { jobId: job.metadata.uid, attempt: 0, message }, gen(job));
+  };
+}
+
+/** Admission: the next attempt starts; its pod is created after this is stored. */
+export function scheduled(attempt: number, podName: string, now = new Date()): StatusChange {
+  return (job) => {
+    if (isTerminal(job) || job.spec.cancel || (job.status.attempt ?? 0) >= attempt) return null;
+    const { nextAttemptTime: _n, runnerPhase: _r, reason: _reason, message: _m, ...rest } = job.status;
+    return withPhase(
+      rest,
+      'Scheduled',
+      { jobId: job.metadata.uid, attempt, podName, startTime: job.status.startTime ?? now.toISOString(), message: `attempt ${attempt} scheduled` },
+      gen(job),
+      now,
+    );
+  };
+}
+
+export function running(attempt: number): StatusChange {
+  return (job) => {
+    if (job.status.phase !== 'Scheduled' || job.status.attempt !== attempt) return null;
+    return withPhase(job.status, 'Running', { message: `attempt ${attempt} running` }, gen(job));
+  };
+}
+
+/** The runner's live phase (best effort; ignored for other attempts and after the result). */
+export function progressed(progress: JobProgress): StatusChange {
+  return (job) => {
+    const s = job.status;
+    if (isTerminal(job) || s.attempt !== progress.attempt || s.reportedAttempt === progress.attempt) return null;
+    if (s.phase !== 'Scheduled' && s.phase !== 'Running') return null;
+    if (progress.phase === 'completed' || progress.phase === 'failed') return null; // the result says that
+    return withPhase(s, 'Running', { runnerPhase: progress.phase }, gen(job));
+  };
+}
+
+export type ResultOutcome = 'recorded' | 'duplicate' | 'stale';
+
+/** Which of the three a result for `attempt` would be, given the job's current status. */
+export function resultOutcome(job: PagewrightJob, attempt: number): ResultOutcome {
+  if (job.status.reportedAttempt === attempt) return 'duplicate';
+  if (isTerminal(job) || job.status.attempt !== attempt || (job.status.phase !== 'Scheduled' && job.status.phase !== 'Running')) return 'stale';
+  return 'recorded';
+}
+
+/** The runner's result for the current attempt (from its callback or its manifest in storage). */
+export function resultReported(result: JobResult): StatusChange {
+  return (job) => {
+    if (resultOutcome(job, result.attempt) !== 'recorded') return null;
+    const failed = result.status === 'failed';
+    return withPhase(
+      job.status,
+      'Running',
+      {
+        reportedAttempt: result.attempt,
+        runnerPhase: result.status,
+        filesChanged: result.files_changed,
+        files: result.files.slice(0, STATUS_FILES_LIMIT),
+        summary: result.summary,
+        ...(result.base_version ? { baseVersion: result.base_version } : {}),
+        ...(result.output_version ? { outputVersion: result.output_version } : {}),
+        phaseDurationsMs: Object.fromEntries(Object.entries(result.phase_durations_ms).map(([k, v]) => [k, Math.round(v ?? 0)])),
+        ...(failed ? { reason: result.reason ?? 'Internal', message: result.error ?? 'the runner failed' } : { message: `attempt ${result.attempt} finished` }),
+      },
+      gen(job),
+    );
+  };
+}
+
+export function resultFromManifest(manifest: JobManifest): JobResult {
+  return manifest.result;
+}
+
+export function succeeded(attempt: number, publishedVersion: string | undefined): StatusChange {
+  return (job) => {
+    if (isTerminal(job) || job.status.attempt !== attempt || job.status.reportedAttempt !== attempt) return null;
+    const { reason: _r, ...rest } = job.status;
+    const published = publishedVersion ? { publishedVersion } : {};
+    return withPhase(rest, 'Succeeded', { ...published, message: job.status.summary ? 'the agent finished' : 'finished' }, gen(job));
+  };
+}
+
+/** The attempt failed for good. */
+export function failed(attempt: number, reason: FailureReason, message: string): StatusChange {
+  return (job) => {
+    if (isTerminal(job) || job.status.attempt !== attempt) return null;
+    return withPhase(job.status, 'Failed', { reason, message }, gen(job));
+  };
+}
+
+/** The attempt failed for an infrastructure reason and a new one will follow after `delayMs`. */
+export function retrying(attempt: number, reason: FailureReason, message: string, delayMs: number, now = new Date()): StatusChange {
+  return (job) => {
+    if (isTerminal(job) || job.status.attempt !== attempt || job.status.phase === 'Queued') return null;
+    const next = new Date(now.getTime() + delayMs).toISOString();
+    return withPhase(
+      job.status,
+      'Queued',
+      { reason, message: `attempt ${attempt} failed (${reason}: ${message}); retrying after ${next}`, nextAttemptTime: next },
+      gen(job),
+      now,
+    );
+  };
+}
+
+export function cancelled(message: string): StatusChange {
+  return (job) => {
+    if (isTerminal(job)) return null;
+    return withPhase(job.status, 'Cancelled', { reason: 'Cancelled', message }, gen(job));
+  };
+}
+
+/** Retry delay after failed attempt n (1-based): base * 2^(n-1), capped. */
+export function retryDelayMs(attempt: number, baseSeconds: number, maxSeconds: number): number {
+  return Math.min(baseSeconds * 2 ** Math.max(0, attempt - 1), maxSeconds) * 1000;
+}
+
+export type { JobStatus };

@@ -1,0 +1,173 @@
+import type { V1Pod } from '@kubernetes/client-node';
+import { expect } from 'chai';
+import { decideAdmission } from '../../manager/admission.js';
+import { classifyPod } from '../../manager/classify.js';
+import { buildPod, podName } from '../../manager/pod-spec.js';
+import { PagewrightJob, type JobStatus } from '../../manager/resource.js';
+import * as t from '../../manager/transitions.js';
+import type { JobResult } from '../../common/schemas.js';
+
+let seq = 0;
+function job(opts: { name?: string; site?: string; priority?: number; status?: JobStatus; created?: string; cancel?: boolean } = {}): PagewrightJob {
+  seq += 1;
+  return PagewrightJob.parse({
+    metadata: {
+      name: opts.name ?? `job-${seq}`,
+      namespace: 'ns',
+      uid: `0000000${seq}-aaaa-bbbb-cccc-dddddddddddd`,
+      resourceVersion: '1',
+      generation: 1,
+      creationTimestamp: opts.created ?? new Date(1_700_000_000_000 + seq * 1000).toISOString(),
+    },
+    spec: { siteId: opts.site ?? `site-${seq}`, prompt: 'edit', priority: opts.priority ?? 0, cancel: opts.cancel ?? false },
+    status: opts.status ?? {},
+  });
+}
+
+describe('admission', () => {
+  const decide = (jobs: PagewrightJob[], maxConcurrent: number, inFlight = new Map<string, string>()) =>
+    decideAdmission({ jobs, maxConcurrent, inFlight, now: Date.now() });
+
+  it('admits by priority, then age, up to the free slots', () => {
+    const low = job({ priority: 0 });
+    const high = job({ priority: 5 });
+    const older = job({ priority: 0, created: '2020-01-01T00:00:00Z' });
+    const d = decide([low, high, older], 2);
+    expect(d.admit).to.deep.equal(['ns/' + high.metadata.name, 'ns/' + older.metadata.name]);
+    expect(d.waiting.get('ns/' + low.metadata.name)).to.equal('capacity');
+  });
+
+  it('never admits a second job of a site that has one running or in flight', () => {
+    const running = job({ site: 'a', status: { phase: 'Running', attempt: 1 } });
+    const sameSite = job({ site: 'a', priority: 100 });
+    const other = job({ site: 'b' });
+    let d = decide([running, sameSite, other], 10);
+    expect(d.admit).to.deep.equal(['ns/' + other.metadata.name]);
+    expect(d.waiting.get('ns/' + sameSite.metadata.name)).to.equal('site-busy');
+    // the cache has not seen an admission yet: the in-flight entry holds the site and a slot
+    const x = job({ site: 'c' });
+    const y = job({ site: 'c' });
+    d = decide([x, y], 1, new Map([['ns/' + x.metadata.name, 'c']]));
+    expect(d.admit).to.deep.equal([]);
+  });
+
+  it('admits only the best job per site in one decision, and skips backoff and cancelled jobs', () => {
+    const a1 = job({ site: 'a', priority: 1 });
+    const a2 = job({ site: 'a', priority: 2 });
+    const backoff = job({ site: 'b', status: { phase: 'Queued', attempt: 1, nextAttemptTime: new Date(Date.now() + 60_000).toISOString() } });
+    const cancelled = job({ site: 'c', cancel: true });
+    const d = decide([a1, a2, backoff, cancelled], 10);
+    expect(d.admit).to.deep.equal(['ns/' + a2.metadata.name]);
+    expect(d.waiting.get('ns/' + backoff.metadata.name)).to.equal('backoff');
+    expect(d.waiting.has('ns/' + cancelled.metadata.name)).to.equal(false);
+  });
+});
+
+describe('pod classification', () => {
+  const opts = { get now() { return Date.now(); }, imagePullTimeoutMs: 60_000 };
+  const pod = (status: V1Pod['status'], created = new Date()): V1Pod => ({ metadata: { creationTimestamp: created }, spec: { containers: [{ name: 'runner', image: 'x' }] }, status });
+
+  it('reads OOMKilled, DeadlineExceeded, Evicted and exit codes', () => {
+    expect(classifyPod(pod({ phase: 'Failed', containerStatuses: [{ name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 137, reason: 'OOMKilled' } } }] }), opts)).to.include({ reason: 'OOMKilled' });
+    expect(classifyPod(pod({ phase: 'Failed', reason: 'DeadlineExceeded' }), opts)).to.include({ reason: 'DeadlineExceeded' });
+    expect(classifyPod(pod({ phase: 'Failed', reason: 'Evicted' }), opts)).to.include({ reason: 'Evicted' });
+    const crashed = classifyPod(pod({ phase: 'Failed', containerStatuses: [{ name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 3, reason: 'Error' } } }] }), opts);
+    expect(crashed).to.deep.include({ state: 'failed', reason: 'RunnerFailed' });
+    expect((crashed as { message: string }).message).to.contain('code 3');
+    expect(classifyPod(pod({ phase: 'Succeeded' }), opts)).to.deep.equal({ state: 'succeeded' });
+    expect(classifyPod(pod({ phase: 'Running' }), opts)).to.deep.equal({ state: 'running' });
+  });
+
+  it('fails an image pull only after the timeout', () => {
+    const waiting = { phase: 'Pending', containerStatuses: [{ name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff' } } }] };
+    expect(classifyPod(pod(waiting), opts)).to.deep.equal({ state: 'pending' });
+    expect(classifyPod(pod(waiting, new Date(Date.now() - 120_000)), opts)).to.include({ reason: 'ImagePullFailed' });
+  });
+});
+
+describe('status transitions', () => {
+  const result = (attempt: number, status: 'completed' | 'failed' = 'completed'): JobResult => ({
+    job_id: 'x',
+    attempt,
+    status,
+    reason: status === 'failed' ? 'CodexFailed' : null,
+    error: status === 'failed' ? 'boom' : null,
+    files_changed: 1,
+    files: ['index.html'],
+    summary: 'done',
+    base_version: 'a'.repeat(64),
+    output_version: 'b'.repeat(64),
+    started_at: new Date().toISOString(),
+    finished_at: new Date().toISOString(),
+    phase_durations_ms: { executing_codex: 12.4 },
+  });
+
+  it('records a result once, only for the current attempt', () => {
+    const j = job({ status: { phase: 'Running', attempt: 2 } });
+    expect(t.resultReported(result(1))(j)).to.equal(null);
+    const next = t.resultReported(result(2))(j)!;
+    expect(next).to.include({ reportedAttempt: 2, runnerPhase: 'completed', filesChanged: 1, outputVersion: 'b'.repeat(64) });
+    expect(next.phaseDurationsMs).to.deep.equal({ executing_codex: 12 });
+    const after = PagewrightJob.parse({ ...j, status: next });
+    expect(t.resultOutcome(after, 2)).to.equal('duplicate');
+    expect(t.resultReported(result(2))(after)).to.equal(null);
+  });
+
+  it('sets the conditions kubectl wait understands', () => {
+    const j = job({ status: { phase: 'Running', attempt: 1, reportedAttempt: 1, runnerPhase: 'completed', summary: 's' } });
+    const done = t.succeeded(1, undefined)(j)!;
+    expect(done.phase).to.equal('Succeeded');
+    expect(done.completionTime).to.be.a('string');
+    expect(done.conditions?.find((c) => c.type === 'Complete')).to.include({ status: 'True' });
+    expect(done.conditions?.find((c) => c.type === 'Running')).to.include({ status: 'False' });
+    const terminal = PagewrightJob.parse({ ...j, status: done });
+    expect(t.failed(1, 'Internal', 'late')(terminal)).to.equal(null); // never leaves a terminal phase
+    expect(t.cancelled('x')(terminal)).to.equal(null);
+  });
+
+  it('retries with exponential backoff, capped', () => {
+    expect([1, 2, 3, 4].map((n) => t.retryDelayMs(n, 10, 60))).to.deep.equal([10_000, 20_000, 40_000, 60_000]);
+    const j = job({ status: { phase: 'Running', attempt: 1 } });
+    const next = t.retrying(1, 'OOMKilled', 'too big', 10_000)(j)!;
+    expect(next.phase).to.equal('Queued');
+    expect(Date.parse(next.nextAttemptTime!)).to.be.greaterThan(Date.now() + 9000);
+  });
+});
+
+describe('runner pod spec', () => {
+  const cfg = {
+    runnerImage: 'pagewright-runner:1',
+    runnerImagePullPolicy: 'IfNotPresent' as const,
+    runnerPort: 8082,
+    runnerCpuRequest: '250m',
+    runnerCpuLimit: '2',
+    runnerMemoryRequest: '512Mi',
+    runnerMemoryLimit: '2Gi',
+    runnerWorkSizeLimit: '4Gi',
+    runnerEnv: { PAGEWRIGHT_KILL_GRACE_MS: '1000' },
+    runnerSchedulerName: undefined,
+    podDeadlineSlackSeconds: 120,
+    managerUrl: 'http://manager:8081',
+    storageUrl: 'http://storage:8080',
+    llmUrl: 'https://api.openai.com/v1',
+    codexModel: 'gpt-5.5',
+  };
+
+  it('is hardened, owned, labelled and carries no secret in plain env', () => {
+    const j = job({ name: 'a'.repeat(120) });
+    const pod = buildPod(j, 3, cfg);
+    expect(pod.metadata?.name).to.equal(podName(j, 3));
+    expect(pod.metadata!.name!.length).to.be.at.most(63);
+    expect(pod.metadata?.ownerReferences?.[0]).to.include({ uid: j.metadata.uid, controller: true });
+    expect(pod.spec).to.include({ restartPolicy: 'Never', automountServiceAccountToken: false, activeDeadlineSeconds: 1800 + 120 });
+    const c = pod.spec!.containers[0]!;
+    expect(c.securityContext).to.deep.include({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true });
+    expect(c.securityContext?.capabilities?.drop).to.deep.equal(['ALL']);
+    const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
+    expect(env.PAGEWRIGHT_JOB_TOKEN?.value).to.equal(undefined);
+    expect(env.PAGEWRIGHT_JOB_TOKEN?.valueFrom?.secretKeyRef).to.be.an('object');
+    expect(env.PAGEWRIGHT_LLM_KEY?.valueFrom?.secretKeyRef).to.be.an('object');
+    expect(JSON.parse(env.PAGEWRIGHT_JOB!.value!)).to.include({ job_id: j.metadata.uid, attempt: 3, model: 'gpt-5.5' });
+    expect(env.PAGEWRIGHT_KILL_GRACE_MS?.value).to.equal('1000');
+  });
+});

@@ -129,6 +129,9 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
             { name: 'PAGEWRIGHT_MANAGER_URL', value: cfg.managerUrl },
             { name: 'PAGEWRIGHT_STORAGE_URL', value: cfg.storageUrl },
             { name: 'PAGEWRIGHT_CODEX_MODEL', value: job.spec.model ?? cfg.codexModel },
+            // the image's layout (Dockerfile.runner), spelled out so the contract is visible here
+            { name: 'PAGEWRIGHT_CODEX_BINARY', value: '/usr/local/bin/codex' },
+            { name: 'PAGEWRIGHT_INSTRUCTIONS_PATH', value: '/.codex/instructions.md' },
             // codex and its tools write their state under HOME; the root filesystem is read-only
             { name: 'HOME', value: '/tmp' },
             ...Object.entries(cfg.runnerEnv).map(([name, value]) => ({ name, value })),

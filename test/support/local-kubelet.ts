@@ -236,7 +236,10 @@ export class LocalKubelet {
       return;
     }
     const marker = `pod-${meta.uid}`;
-    const argv = runtime.command(container).map((a) => podEnv.mapPath(a));
+    // container paths are mapped before the runtime turns the container into host argv: a host
+    // path (say /work/...) must never be mistaken for a mount (/work)
+    const mapped = { ...container, command: container.command?.map((a) => podEnv.mapPath(a)), args: container.args?.map((a) => podEnv.mapPath(a)) };
+    const argv = runtime.command(mapped);
     const log = createWriteStream(join(this.#logDir, `${meta.namespace}_${meta.name}.log`), { flags: 'a' });
     const child = spawn(argv[0]!, argv.slice(1), {
       env: { PATH: process.env.PATH, ...podEnv.env, ...runtime.env?.(ctx), [PROCESS_MARKER_ENV]: marker, [OWNER_ENV]: this.#owner },

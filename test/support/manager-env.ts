@@ -102,7 +102,7 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
   const scratch = await mkdtemp(join(tmpdir(), 'pw-mgr-'));
   await packDirectory(EXAMPLE_SITE, join(scratch, 'site.tar.gz'));
   const baseVersion = (await storage.admin.putSiteArtifact(EXAMPLE_SITE_ID, await readFile(join(scratch, 'site.tar.gz')))).version;
-  for (const site of ['site-a', 'site-b', 'site-c']) await storage.admin.putSiteArtifact(site, await readFile(join(scratch, 'site.tar.gz')));
+  for (const site of ['site-a', 'site-b', 'site-c', 'site-crash', 'site-oom', 'site-deadline']) await storage.admin.putSiteArtifact(site, await readFile(join(scratch, 'site.tar.gz')));
   const model = await startModelServer({ script: routedScript });
 
   const runner = runnerImageRuntime();

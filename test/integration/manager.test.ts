@@ -1,0 +1,146 @@
+/**
+ * The manager on the real control plane: schema validation by the apiserver, cancel and delete
+ * of a running job, failure classification and retries, deadlines, and publish compare-and-swap.
+ * Real runner pods (local kubelet), storage and Codex CLI; only the model is scripted.
+ */
+import { expect } from 'chai';
+import { type ManagerEnv, EXAMPLE_SITE_ID, randomName, startManagerEnv } from '../support/manager-env.js';
+import { waitFor } from '../support/processes.js';
+import type { PagewrightJob } from '../../manager/resource.js';
+
+const finished = (j: PagewrightJob) => ['Succeeded', 'Failed', 'Cancelled'].includes(j.status.phase ?? '');
+
+describe('manager on a real control plane', function () {
+  this.timeout(180_000);
+  let env: ManagerEnv;
+
+  before(async () => {
+    env = await startManagerEnv('mgr');
+    // a short slack past timeoutSeconds keeps the deadline test near a minute
+    await env.startManager({ env: { PAGEWRIGHT_POD_DEADLINE_SLACK_SECONDS: '3' } });
+  });
+  after(async () => env?.stop());
+
+  async function expectNothingLeft(job: PagewrightJob): Promise<void> {
+    const pods = await env.jobPods(job.metadata.uid);
+    expect(pods.map((p) => p.metadata?.name), 'pods left').to.deep.equal([]);
+    const secrets = await env.core.listNamespacedSecret({ namespace: env.namespace, labelSelector: `pagewright.dev/job=${job.metadata.uid}` });
+    expect(secrets.items.map((s) => s.metadata?.name), 'secrets left').to.deep.equal([]);
+  }
+
+  it('has a CRD that kubectl explains and that rejects invalid jobs naming the field', async () => {
+    const explain = await env.cp.kubectl(['explain', 'pagewrightjob.spec']);
+    for (const field of ['siteId', 'prompt', 'baseVersion', 'model', 'timeoutSeconds', 'retries', 'priority', 'publish', 'cancel', 'ttlSecondsAfterFinished']) {
+      expect(explain.stdout, field).to.match(new RegExp(`^\\s+${field}\\s+<`, 'm'));
+    }
+    const cases: Array<[string, string, RegExp]> = [
+      ['missing prompt', 'siteId: ok-site', /spec\.prompt: Required value/],
+      ['bad siteId', 'siteId: Not_A_Label\n  prompt: x', /spec\.siteId: Invalid value: "Not_A_Label"/],
+      ['timeout too small', 'siteId: ok-site\n  prompt: x\n  timeoutSeconds: 10', /spec\.timeoutSeconds: Invalid value: 10: spec\.timeoutSeconds in body should be greater than or equal to 60/],
+      ['retries too many', 'siteId: ok-site\n  prompt: x\n  retries: 11', /spec\.retries: Invalid value: 11/],
+    ];
+    for (const [what, spec, message] of cases) {
+      const manifest = `apiVersion: pagewright.dev/v1alpha1\nkind: PagewrightJob\nmetadata:\n  name: invalid\nspec:\n  ${spec}\n`;
+      const res = await env.cp.kubectl(['-n', env.namespace, 'apply', '-f', '-'], { input: manifest, allowFailure: true });
+      expect(res.code, what).to.not.equal(0);
+      expect(res.stderr, what).to.match(message);
+    }
+    const none = await env.cp.kubectl(['-n', env.namespace, 'get', 'pwj', '-o', 'name']);
+    expect(none.stdout.trim()).to.equal('');
+  });
+
+  it('cancels a job while codex runs: Cancelled within 20 s, no pod, Secret or process left', async () => {
+    const name = randomName('cancel');
+    await env.createJob(name, { siteId: 'site-a', prompt: 'MODEL:hang until cancelled' });
+    const running = await env.waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex', 60_000);
+    const pod = (await env.jobPods(running.metadata.uid))[0]!;
+    expect(await env.kubelet.pids(pod.metadata!.uid!)).to.not.be.empty;
+
+    const start = Date.now();
+    await env.cp.kubectl(['-n', env.namespace, 'patch', 'pwj', name, '--type=merge', '-p', '{"spec":{"cancel":true}}']);
+    const cancelled = await env.waitForJob(name, 'Cancelled', (j) => j.status.phase === 'Cancelled', 20_000);
+    expect(Date.now() - start).to.be.below(20_000);
+    expect(cancelled.status).to.include({ reason: 'Cancelled' });
+    expect(cancelled.status.conditions?.find((c) => c.type === 'Failed')).to.include({ status: 'True', reason: 'Cancelled' });
+    await expectNothingLeft(cancelled);
+    expect(await env.kubelet.pids(pod.metadata!.uid!)).to.deep.equal([]);
+  });
+
+  it('deletes a running job: the resource goes, and its pod, Secret and processes with it', async () => {
+    const name = randomName('delete');
+    await env.createJob(name, { siteId: 'site-b', prompt: 'MODEL:hang until deleted' });
+    const running = await env.waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex', 60_000);
+    expect(running.metadata.finalizers).to.include('pagewright.dev/cleanup');
+    const pod = (await env.jobPods(running.metadata.uid))[0]!;
+
+    const start = Date.now();
+    await env.cp.kubectl(['-n', env.namespace, 'delete', 'pwj', name, '--wait=true', '--timeout=20s']);
+    expect(Date.now() - start).to.be.below(20_000);
+    const gone = await env.cp.kubectl(['-n', env.namespace, 'get', 'pwj', name], { allowFailure: true });
+    expect(gone.stderr).to.match(/NotFound/);
+    await expectNothingLeft(running);
+    expect(await env.kubelet.pids(pod.metadata!.uid!)).to.deep.equal([]);
+  });
+
+  for (const [fault, reason] of [
+    ['crash', 'RunnerFailed'],
+    ['oom', 'OOMKilled'],
+  ] as const) {
+    it(`retries a runner that ${fault === 'crash' ? 'exits non-zero without calling back' : 'is OOMKilled'}, with backoff, then fails with ${reason}`, async () => {
+      const name = randomName(fault);
+      await env.createJob(name, { siteId: `site-${fault}`, prompt: `FAULT:${fault}`, retries: 2 });
+      const failed = await env.waitForJob(name, 'Failed', finished, 90_000);
+      expect(failed.status, await env.diagnostics()).to.include({ phase: 'Failed', reason, attempt: 3 });
+      const pods = await env.jobPods(failed.metadata.uid);
+      expect(pods.map((p) => p.metadata?.labels?.['pagewright.dev/attempt']).sort()).to.deep.equal(['1', '2', '3']);
+      // backoff: attempt n+1 starts no sooner than RETRY_BASE_SECONDS * 2^(n-1) after attempt n ended
+      const started = (attempt: number) => Date.parse(String(pods.find((p) => p.metadata?.labels?.['pagewright.dev/attempt'] === String(attempt))!.metadata!.creationTimestamp));
+      const ended = (attempt: number) => {
+        const term = pods.find((p) => p.metadata?.labels?.['pagewright.dev/attempt'] === String(attempt))!.status?.containerStatuses?.[0]?.state?.terminated;
+        return Date.parse(String(term?.finishedAt));
+      };
+      expect(started(2) - ended(1)).to.be.at.least(900);
+      expect(started(3) - ended(2)).to.be.at.least(1900);
+      const events = await env.cp.kubectl(['-n', env.namespace, 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].reason}']);
+      expect(events.stdout.split(' ').filter((r) => r === 'Retrying')).to.have.length(2);
+    });
+  }
+
+  it('fails a pod that runs past activeDeadlineSeconds with DeadlineExceeded, without retrying', async function () {
+    this.timeout(150_000);
+    const name = randomName('deadline');
+    await env.createJob(name, { siteId: 'site-deadline', prompt: 'FAULT:hang', timeoutSeconds: 60, retries: 2 });
+    const failed = await env.waitForJob(name, 'Failed', finished, 120_000);
+    expect(failed.status).to.include({ phase: 'Failed', reason: 'DeadlineExceeded', attempt: 1 });
+    const pod = (await env.jobPods(failed.metadata.uid))[0]!;
+    expect(pod.spec?.activeDeadlineSeconds).to.equal(63);
+    expect(await env.kubelet.pids(pod.metadata!.uid!)).to.deep.equal([]);
+  });
+
+  it('publishes with compare-and-swap: of two jobs from the same base, exactly one wins', async () => {
+    const site = await env.storage.admin.getSite(EXAMPLE_SITE_ID);
+    const names = [randomName('publish'), randomName('publish')];
+    for (const [i, name] of names.entries()) {
+      await env.createJob(name, { siteId: EXAMPLE_SITE_ID, prompt: `Publish attempt ${i}`, baseVersion: site.version, publish: true });
+    }
+    const jobs = await Promise.all(names.map((n) => env.waitForJob(n, 'finished', finished, 90_000)));
+    const won = jobs.filter((j) => j.status.phase === 'Succeeded');
+    const lost = jobs.filter((j) => j.status.phase === 'Failed');
+    expect(won, JSON.stringify(jobs.map((j) => j.status))).to.have.length(1);
+    expect(lost).to.have.length(1);
+    expect(lost[0]!.status.reason).to.equal('PublishConflict');
+    expect(won[0]!.status.publishedVersion).to.equal(won[0]!.status.outputVersion);
+    const after = await env.storage.admin.getSite(EXAMPLE_SITE_ID);
+    expect(after.version).to.equal(won[0]!.status.outputVersion);
+    expect(after.history[0]?.job_id).to.equal(won[0]!.metadata.uid);
+  });
+
+  it('deletes a finished job after ttlSecondsAfterFinished', async () => {
+    const name = randomName('ttl');
+    await env.createJob(name, { siteId: 'site-c', prompt: 'Quick edit', ttlSecondsAfterFinished: 1 });
+    const done = await env.waitForJob(name, 'finished', finished, 60_000);
+    expect(done.status.phase).to.equal('Succeeded');
+    await waitFor('job deleted by TTL', async () => (await env.getJob(name).catch(() => null)) === null, 20_000, 200);
+    await waitFor('pods deleted with it', async () => (await env.jobPods(done.metadata.uid)).length === 0, 20_000, 200);
+  });
+});

@@ -58,6 +58,7 @@ export class Admitter {
   /** A job stopped running (or waiting): the best waiting jobs get another look. */
   slotFreed(): void {
     if (!this.#o.synced()) return;
+    this.#expire();
     const decision = decideAdmission({
       jobs: [...this.#o.jobs()],
       maxConcurrent: this.#o.maxConcurrent,

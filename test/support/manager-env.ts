@@ -47,10 +47,28 @@ const FAULTS: Record<string, string> = {
   hang: 'setInterval(() => {}, 1000)',
 };
 
-/** Model behaviour by prompt: "MODEL:hang" never answers (a long executing_codex), else the demo edit. */
-export function routedScript(ctx: TurnContext): ModelTurn {
-  if (ctx.prompt.includes('MODEL:hang')) return { kind: 'hang' };
-  return demoScript(ctx);
+/** A gate tests open to let held model turns go on. */
+export class Gate {
+  #open!: () => void;
+  #opened = new Promise<void>((r) => (this.#open = r));
+  open(): void {
+    this.#open();
+  }
+  wait(): Promise<void> {
+    return this.#opened;
+  }
+}
+
+/**
+ * Model behaviour by prompt: "MODEL:hang" never answers (a long executing_codex); "MODEL:gate"
+ * holds the first turn until the env's gate opens; anything else gets the demo edit.
+ */
+export function routedScript(gate: Gate): (ctx: TurnContext) => Promise<ModelTurn> {
+  return async (ctx) => {
+    if (ctx.prompt.includes('MODEL:hang')) return { kind: 'hang' };
+    if (ctx.prompt.includes('MODEL:gate') && ctx.round === 0) await gate.wait();
+    return demoScript(ctx);
+  };
 }
 
 export interface ManagerProcess {
@@ -67,6 +85,7 @@ export interface ManagerEnv {
   namespace: string;
   storage: TestStorage;
   model: ModelServer;
+  modelGate: Gate;
   kubelet: LocalKubelet;
   core: CoreV1Api;
   custom: CustomObjectsApi;
@@ -103,7 +122,8 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
   await packDirectory(EXAMPLE_SITE, join(scratch, 'site.tar.gz'));
   const baseVersion = (await storage.admin.putSiteArtifact(EXAMPLE_SITE_ID, await readFile(join(scratch, 'site.tar.gz')))).version;
   for (const site of ['site-a', 'site-b', 'site-c', 'site-crash', 'site-oom', 'site-deadline']) await storage.admin.putSiteArtifact(site, await readFile(join(scratch, 'site.tar.gz')));
-  const model = await startModelServer({ script: routedScript });
+  const modelGate = new Gate();
+  const model = await startModelServer({ script: routedScript(modelGate) });
 
   const runner = runnerImageRuntime();
   const kubelet = new LocalKubelet({
@@ -135,6 +155,7 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
     namespace,
     storage,
     model,
+    modelGate,
     kubelet,
     core,
     custom,

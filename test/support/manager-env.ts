@@ -47,12 +47,15 @@ const FAULTS: Record<string, string> = {
   hang: 'setInterval(() => {}, 1000)',
 };
 
-/** A gate tests open to let held model turns go on. */
+/** A gate tests open to let held model turns go on (and close again for the next test). */
 export class Gate {
   #open!: () => void;
   #opened = new Promise<void>((r) => (this.#open = r));
   open(): void {
     this.#open();
+  }
+  close(): void {
+    this.#opened = new Promise<void>((r) => (this.#open = r));
   }
   wait(): Promise<void> {
     return this.#opened;

@@ -1,0 +1,127 @@
+/**
+ * The manager's informer against a real apiserver behind a TCP proxy the test controls: a
+ * connection cut (watch dropped, lists refused) and a watch that silently stops delivering.
+ * client-node's own ListWatch stops for good on the first and waits out its 30 s inactivity
+ * timeout on the second; ours must see every object in both cases.
+ */
+import { type Server, type Socket, connect, createServer } from 'node:net';
+import { once } from 'node:events';
+import { CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { expect } from 'chai';
+import { silentLogger } from '../../common/logger.js';
+import { ResilientInformer } from '../../manager/informer.js';
+import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
+import { getFreePort } from '../support/ports.js';
+import { waitFor } from '../support/processes.js';
+
+interface CutProxy {
+  url: string;
+  /** Drops every connection and refuses new ones. */
+  cut(): Promise<void>;
+  restore(): Promise<void>;
+  /** Existing connections stop moving bytes (a silent hang); new ones work. */
+  freezeExisting(): void;
+  close(): Promise<void>;
+}
+
+async function startCutProxy(target: URL): Promise<CutProxy> {
+  const port = await getFreePort();
+  const sockets = new Set<Socket>();
+  let server: Server | null = null;
+  const listen = async () => {
+    server = createServer((client) => {
+      const upstream = connect(Number(target.port), target.hostname);
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('close', () => sockets.delete(s));
+        s.on('error', () => undefined);
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    server.listen(port, '127.0.0.1');
+    await once(server, 'listening');
+  };
+  const stop = async () => {
+    const s = server;
+    server = null;
+    for (const sock of sockets) sock.destroy();
+    if (s) await new Promise((r) => s.close(r));
+  };
+  await listen();
+  return {
+    url: `https://127.0.0.1:${port}`,
+    cut: stop,
+    restore: listen,
+    freezeExisting() {
+      for (const s of sockets) {
+        s.unpipe();
+        s.pause();
+      }
+    },
+    close: stop,
+  };
+}
+
+describe('ResilientInformer on a real apiserver', function () {
+  this.timeout(90_000);
+  let cp: ControlPlane;
+  let core: CoreV1Api;
+  let ns: string;
+  let proxy: CutProxy;
+  let informer: ResilientInformer<V1ConfigMap>;
+  const restarts: string[] = [];
+
+  before(async () => {
+    cp = await sharedControlPlane();
+    core = cp.kubeConfig().makeApiClient(CoreV1Api);
+    ns = await createNamespace(cp, 'informer');
+    proxy = await startCutProxy(new URL(cp.server));
+    const viaProxy = new KubeConfig();
+    viaProxy.loadFromString(cp.kubeConfig().exportConfig().replace(cp.server, proxy.url));
+    const proxied = viaProxy.makeApiClient(CoreV1Api);
+    informer = new ResilientInformer<V1ConfigMap>({
+      name: 'configmaps',
+      kubeConfig: viaProxy,
+      path: `/api/v1/namespaces/${ns}/configmaps`,
+      list: () => proxied.listNamespacedConfigMap({ namespace: ns }),
+      logger: silentLogger,
+      watchdogMs: 2000,
+      maxBackoffMs: 1000,
+      onRestart: (cause) => restarts.push(cause),
+    });
+    await informer.start();
+  });
+  after(async () => {
+    await informer?.stop();
+    await proxy?.close();
+  });
+
+  const create = (name: string) => core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name }, data: { a: 'b' } } });
+  const seen = (name: string, timeoutMs = 15_000) => waitFor(`informer sees ${name}`, async () => informer.get(name, ns), timeoutMs, 50);
+
+  it('sees objects created while the apiserver was unreachable, once it is back', async () => {
+    await create('before-cut');
+    await seen('before-cut');
+    await proxy.cut();
+    await create('during-cut');
+    await new Promise((r) => setTimeout(r, 3000)); // the watch dropped; relists were refused
+    expect(informer.get('during-cut', ns)).to.equal(undefined);
+    await proxy.restore();
+    await seen('during-cut');
+    await create('after-cut');
+    await seen('after-cut');
+    expect(restarts).to.include('error');
+  });
+
+  it('replaces a watch that silently stopped delivering events', async () => {
+    await create('before-freeze');
+    await seen('before-freeze');
+    restarts.length = 0;
+    proxy.freezeExisting();
+    await create('during-freeze');
+    await seen('during-freeze', 10_000); // well before client-node's 30 s inactivity timeout
+    expect(restarts).to.include('watchdog');
+  });
+});

@@ -35,13 +35,14 @@ typecheck: deps
 control-plane:
 	@$(CONTROL_PLANE_BUILD) >/dev/null
 
-test: typecheck control-plane
+# runner pods run the built runner (dist/), as the image does
+test: typecheck build control-plane
 	mocha $(TEST_SPECS)
 
 test-unit: typecheck
 	mocha 'test/unit/**/*.test.ts'
 
-test-integration: typecheck control-plane
+test-integration: typecheck build control-plane
 	mocha 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'
 
 demo: build

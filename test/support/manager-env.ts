@@ -94,7 +94,7 @@ export interface ManagerEnv {
   custom: CustomObjectsApi;
   baseVersion: string;
   tokenSecret: string;
-  startManager(opts?: { env?: Record<string, string>; port?: number }): Promise<ManagerProcess>;
+  startManager(opts?: { env?: Record<string, string>; port?: number; kubeconfigPath?: string }): Promise<ManagerProcess>;
   getJob(name: string): Promise<PagewrightJob>;
   waitForJob(name: string, what: string, predicate: (job: PagewrightJob) => boolean, timeoutMs?: number): Promise<PagewrightJob>;
   createJob(name: string, spec: Record<string, unknown>): Promise<void>;
@@ -172,7 +172,7 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
         env: {
           PATH: process.env.PATH,
           HOME: process.env.HOME,
-          KUBECONFIG: cp.kubeconfigPath,
+          KUBECONFIG: opts.kubeconfigPath ?? cp.kubeconfigPath,
           [OWNER_ENV]: owner,
           PAGEWRIGHT_MANAGER_HOST: '127.0.0.1',
           PAGEWRIGHT_MANAGER_PORT: String(port),

@@ -1,0 +1,154 @@
+/**
+ * deploy/k8s against the real apiserver: the kustomize base is accepted by server-side dry run,
+ * the manager's runner pods pass Pod Security admission at "restricted", and the manager's Role
+ * is enough to run a job and nothing more.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { expect } from 'chai';
+import { buildPod } from '../../manager/pod-spec.js';
+import { PagewrightJob } from '../../manager/resource.js';
+import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
+import { type ManagerEnv, ensureCrd, randomName, startManagerEnv } from '../support/manager-env.js';
+import { REPO_ROOT } from '../support/sites.js';
+
+const DEPLOY = join(REPO_ROOT, 'deploy/k8s');
+
+describe('deploy/k8s on a real apiserver', function () {
+  this.timeout(120_000);
+  let cp: ControlPlane;
+
+  before(async () => {
+    cp = await sharedControlPlane();
+    await ensureCrd(cp);
+  });
+
+  it('kubectl apply -k deploy/k8s --dry-run=server accepts every object, without Pod Security warnings', async () => {
+    await cp.kubectl(['apply', '-f', join(DEPLOY, 'namespace.yaml')]); // dry-run objects need their namespace
+    const res = await cp.kubectl(['apply', '-k', DEPLOY, '--dry-run=server']);
+    const applied = res.stdout.trim().split('\n');
+    for (const object of [
+      'customresourcedefinition.apiextensions.k8s.io/pagewrightjobs.pagewright.dev',
+      'serviceaccount/pagewright-manager',
+      'role.rbac.authorization.k8s.io/pagewright-manager',
+      'rolebinding.rbac.authorization.k8s.io/pagewright-manager',
+      'secret/pagewright-llm',
+      'persistentvolumeclaim/pagewright-storage',
+      'deployment.apps/pagewright-storage',
+      'deployment.apps/pagewright-manager',
+      'service/pagewright-manager',
+      'service/pagewright-storage',
+      'networkpolicy.networking.k8s.io/pagewright-runner',
+    ]) {
+      expect(applied.some((l) => l.startsWith(`${object} `)), `${object} in:\n${res.stdout}`).to.equal(true);
+    }
+    expect(res.stderr).to.not.match(/violate PodSecurity/);
+  });
+
+  it('runner pods from the manager pass Pod Security admission at "restricted"', async () => {
+    const ns = await createNamespace(cp, 'pss');
+    await cp.kubectl(['label', 'namespace', ns, 'pod-security.kubernetes.io/enforce=restricted']);
+    const job = PagewrightJob.parse({
+      metadata: { name: 'pss-check', namespace: ns, uid: '11111111-2222-3333-4444-555555555555', resourceVersion: '1' },
+      spec: { siteId: 'site', prompt: 'x' },
+    });
+    const pod = buildPod(job, 1, {
+      runnerImage: 'pagewright-runner:0.1.0',
+      runnerImagePullPolicy: 'IfNotPresent',
+      runnerPort: 8082,
+      runnerCpuRequest: '250m',
+      runnerCpuLimit: '2',
+      runnerMemoryRequest: '512Mi',
+      runnerMemoryLimit: '2Gi',
+      runnerWorkSizeLimit: '4Gi',
+      runnerEnv: {},
+      runnerSchedulerName: undefined,
+      podDeadlineSlackSeconds: 120,
+      managerUrl: 'http://pagewright-manager:8081',
+      storageUrl: 'http://pagewright-storage:8080',
+      llmUrl: 'https://api.openai.com/v1',
+      codexModel: 'gpt-5.5',
+    });
+    const core = cp.kubeConfig().makeApiClient(CoreV1Api);
+    await core.createNamespacedPod({ namespace: ns, body: pod, dryRun: 'All' });
+    // the control: the same pod without its hardening is refused, so admission really ran
+    const weak = structuredClone(pod);
+    delete weak.spec!.securityContext;
+    delete weak.spec!.containers[0]!.securityContext;
+    const refused = await core.createNamespacedPod({ namespace: ns, body: weak, dryRun: 'All' }).then(
+      () => null,
+      (err: { code?: number; body?: unknown }) => err,
+    );
+    expect(refused?.code).to.equal(403);
+    expect(String(refused?.body)).to.match(/violates PodSecurity "restricted/);
+  });
+
+  describe('the manager with only its ServiceAccount', () => {
+    let env: ManagerEnv;
+    let saKubeconfig: string;
+
+    before(async () => {
+      env = await startManagerEnv('rbac');
+      await cp.kubectl(['-n', env.namespace, 'apply', '-f', join(DEPLOY, 'rbac.yaml')]);
+      const token = (await cp.kubectl(['-n', env.namespace, 'create', 'token', 'pagewright-manager', '--duration=1h'])).stdout.trim();
+      saKubeconfig = join(cp.dir, `manager-${env.namespace}.kubeconfig`);
+      await writeFile(
+        saKubeconfig,
+        `apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: { server: ${cp.server}, insecure-skip-tls-verify: true }
+users:
+- name: manager
+  user: { token: ${token} }
+contexts:
+- name: manager
+  context: { cluster: test, user: manager, namespace: ${env.namespace} }
+current-context: manager
+`,
+        { mode: 0o600 },
+      );
+    });
+    after(async () => env?.stop());
+
+    it('completes a job with the Role of deploy/k8s/rbac.yaml', async () => {
+      await env.startManager({ kubeconfigPath: saKubeconfig, env: { PAGEWRIGHT_LEADER_ELECTION: 'true', PAGEWRIGHT_LEASE_NAME: 'pagewright-manager' } });
+      const name = randomName('rbac');
+      await env.createJob(name, { siteId: 'site-a', prompt: 'Edit with least privilege', ttlSecondsAfterFinished: 0 });
+      const done = await env.waitForJob(name, 'finished', (j) => ['Succeeded', 'Failed'].includes(j.status.phase ?? ''), 60_000).catch(async (err: Error) => {
+        throw new Error(`${err.message}\n${await env.diagnostics()}`);
+      });
+      expect(done.status.phase, await env.diagnostics()).to.equal('Succeeded');
+      expect(await env.managerLogs()).to.not.match(/forbidden/i);
+    });
+
+    it('is forbidden everything outside its Role', async () => {
+      const as = (args: string[]) => cp.kubectl([`--kubeconfig=${saKubeconfig}`, ...args], { allowFailure: true });
+      for (const args of [
+        ['get', 'secrets'],
+        ['get', 'secret', 'anything'],
+        ['get', 'configmaps'],
+        ['create', 'deployment', 'x', '--image=x'],
+        ['get', 'pods', '-n', 'default'],
+        ['get', 'pwj', '-n', 'default'],
+        ['get', 'nodes'],
+        ['get', 'lease', 'someone-elses-lease'],
+      ]) {
+        const res = await as(args);
+        expect(res.code, args.join(' ')).to.not.equal(0);
+        expect(res.stderr, args.join(' ')).to.match(/forbidden/i);
+      }
+      for (const [verb, resource] of [
+        ['create', 'pods'],
+        ['watch', 'pagewrightjobs.pagewright.dev'],
+        ['update', 'pagewrightjobs.pagewright.dev/status'],
+        ['delete', 'secrets'],
+      ] as const) {
+        const res = await as(['auth', 'can-i', verb, resource]);
+        expect(res.stdout.trim(), `${verb} ${resource}`).to.equal('yes');
+      }
+    });
+  });
+});

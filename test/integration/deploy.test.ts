@@ -81,7 +81,7 @@ describe('deploy/k8s on a real apiserver', function () {
       (err: { code?: number; body?: unknown }) => err,
     );
     expect(refused?.code).to.equal(403);
-    expect(String(refused?.body)).to.match(/violates PodSecurity "restricted/);
+    expect(String(refused?.body)).to.match(/violates PodSecurity \\"restricted/);
   });
 
   describe('the manager with only its ServiceAccount', () => {
@@ -140,13 +140,13 @@ current-context: manager
         expect(res.code, args.join(' ')).to.not.equal(0);
         expect(res.stderr, args.join(' ')).to.match(/forbidden/i);
       }
-      for (const [verb, resource] of [
+      for (const [verb, resource, ...more] of [
         ['create', 'pods'],
         ['watch', 'pagewrightjobs.pagewright.dev'],
-        ['update', 'pagewrightjobs.pagewright.dev/status'],
+        ['update', 'pagewrightjobs.pagewright.dev', '--subresource=status'],
         ['delete', 'secrets'],
       ] as const) {
-        const res = await as(['auth', 'can-i', verb, resource]);
+        const res = await as(['auth', 'can-i', verb, resource, ...more]);
         expect(res.stdout.trim(), `${verb} ${resource}`).to.equal('yes');
       }
     });

@@ -1,0 +1,86 @@
+/**
+ * Shared bench helpers: repeated runs, medians with min/max, a printed table, RSS sampling of a
+ * process from /proc, and results appended to bench/results/ for BENCHMARKS.md.
+ */
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
+export const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+
+export interface Summary {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+export function summarize(values: number[]): Summary {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { median, min: sorted[0]!, max: sorted[sorted.length - 1]!, n: sorted.length };
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+const fmt = (v: number, digits: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(digits));
+
+/** Prints rows of name -> values (one per run) as median [min..max]. */
+export function printTable(title: string, rows: Array<[string, number[], string]>, digits = 2): void {
+  console.log(`\n${title} (${RUNS} runs unless noted: median [min .. max])`);
+  const width = Math.max(...rows.map((r) => r[0].length));
+  for (const [name, values, unit] of rows) {
+    const s = summarize(values);
+    console.log(`  ${name.padEnd(width)}  ${fmt(s.median, digits).padStart(9)} ${unit.padEnd(6)} [${fmt(s.min, digits)} .. ${fmt(s.max, digits)}]${s.n !== RUNS ? ` (n=${s.n})` : ''}`);
+  }
+}
+
+export function headline(text: string): void {
+  console.log(`\nHEADLINE ${text}`);
+}
+
+export async function record(bench: string, data: Record<string, unknown>): Promise<void> {
+  const dir = join(BENCH_DIR, 'results');
+  await mkdir(dir, { recursive: true });
+  await appendFile(join(dir, `${bench}.jsonl`), `${JSON.stringify({ at: new Date().toISOString(), machine: machine(), ...data })}\n`);
+}
+
+export function machine(): Record<string, unknown> {
+  return { cores: cpus().length, memory_gib: Math.round((totalmem() / 1024 ** 3) * 10) / 10, node: process.version };
+}
+
+/** VmRSS and VmHWM (peak) of a process, in MiB. */
+export async function rss(pid: number): Promise<{ rssMiB: number; peakMiB: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+  return { rssMiB: kib('VmRSS') / 1024, peakMiB: kib('VmHWM') / 1024 };
+}
+
+/** Samples a process's RSS every `everyMs` until stopped; returns the samples in MiB. */
+export function sampleRss(pid: number, everyMs = 50): { stop(): number[] } {
+  const samples: number[] = [];
+  const timer = setInterval(() => {
+    rss(pid).then(
+      (r) => samples.push(r.rssMiB),
+      () => undefined,
+    );
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return samples;
+    },
+  };
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const start = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - start, value };
+}

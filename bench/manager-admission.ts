@@ -1,0 +1,120 @@
+/**
+ * Manager admission throughput and latency on the real local control plane: 500 PagewrightJobs
+ * created as fast as the apiserver takes them; time until every runner pod exists, and per job
+ * the latency from its create call returning to its pod appearing in a watch. Baseline in the
+ * same run: the same 500 pods created directly by a client at the same concurrency. No kubelet
+ * runs, so the pods stay Pending (admission is what is measured).
+ * Headline: manager rate / direct rate (goal >= 0.9), p50 latency (goal < 50 ms).
+ *
+ *   make bench-admission        (BENCH_RUNS=5, BENCH_JOBS=500, BENCH_CONCURRENCY=32, BENCH_WORKERS=8)
+ */
+import { CoreV1Api, CustomObjectsApi, type V1Pod, Watch } from '@kubernetes/client-node';
+import pLimit from 'p-limit';
+import { buildPod } from '../manager/pod-spec.js';
+import { GROUP, PLURAL, PagewrightJob, VERSION } from '../manager/resource.js';
+import { createNamespace } from '../test/support/control-plane.js';
+import { RUNS, headline, percentile, printTable, record, summarize } from './lib.js';
+import { startCluster, startManagerChild } from './support/cluster.js';
+
+const JOBS = Number(process.env.BENCH_JOBS ?? 500);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const WORKERS = process.env.BENCH_WORKERS ?? '8';
+
+const cp = await startCluster();
+const kc = cp.kubeConfig();
+const core = kc.makeApiClient(CoreV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+
+/** Resolves when `count` pods have been seen in `namespace`; records when each was first seen. */
+async function watchPods(namespace: string, count: number, key: (pod: V1Pod) => string) {
+  const seen = new Map<string, number>();
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  const req = await new Watch(kc).watch(`/api/v1/namespaces/${namespace}/pods`, {}, (type, pod: V1Pod) => {
+    if (type !== 'ADDED') return;
+    const k = key(pod);
+    if (!seen.has(k)) seen.set(k, performance.now());
+    if (seen.size >= count) done();
+  }, () => undefined);
+  return { seen, all, stop: () => req.abort() };
+}
+
+async function direct(): Promise<number> {
+  const ns = await createNamespace(cp, 'bench-direct');
+  const pods = Array.from({ length: JOBS }, (_, i) => {
+    const job = PagewrightJob.parse({ metadata: { name: `job-${i}`, namespace: ns, uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, resourceVersion: '1' }, spec: { siteId: `site-${i}`, prompt: 'x' } });
+    return buildPod(job, 1, podConfig);
+  });
+  const watch = await watchPods(ns, JOBS, (p) => p.metadata!.name!);
+  const limit = pLimit(CONCURRENCY);
+  const start = performance.now();
+  await Promise.all(pods.map((body) => limit(() => core.createNamespacedPod({ namespace: ns, body }))));
+  await watch.all;
+  const ms = performance.now() - start;
+  watch.stop();
+  return JOBS / (ms / 1000);
+}
+
+async function viaManager(): Promise<{ rate: number; latencies: number[] }> {
+  const ns = await createNamespace(cp, 'bench-manager');
+  const manager = await startManagerChild(cp, ns, { PAGEWRIGHT_MAX_CONCURRENT_JOBS: String(JOBS * 2), PAGEWRIGHT_WORKERS: WORKERS });
+  const created = new Map<string, number>();
+  const watch = await watchPods(ns, JOBS, (p) => p.metadata!.labels!['pagewright.dev/job']!);
+  const limit = pLimit(CONCURRENCY);
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: JOBS }, (_, i) =>
+      limit(async () => {
+        const job = (await custom.createNamespacedCustomObject({
+          group: GROUP, version: VERSION, plural: PLURAL, namespace: ns,
+          body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PagewrightJob', metadata: { name: `job-${i}` }, spec: { siteId: `site-${i}`, prompt: 'Edit the page' } },
+        })) as { metadata: { uid: string } };
+        created.set(job.metadata.uid, performance.now());
+      }),
+    ),
+  );
+  await watch.all;
+  const ms = performance.now() - start;
+  watch.stop();
+  await manager.stop();
+  const latencies = [...created].map(([uid, at]) => watch.seen.get(uid)! - at);
+  return { rate: JOBS / (ms / 1000), latencies };
+}
+
+const podConfig = {
+  runnerImage: 'pagewright-runner:0.1.0', runnerImagePullPolicy: 'IfNotPresent' as const, runnerPort: 8082,
+  runnerCpuRequest: '250m', runnerCpuLimit: '2', runnerMemoryRequest: '512Mi', runnerMemoryLimit: '2Gi', runnerWorkSizeLimit: '4Gi',
+  runnerEnv: {}, runnerSchedulerName: undefined, podDeadlineSlackSeconds: 120,
+  managerUrl: 'http://pagewright-manager:8081', storageUrl: 'http://pagewright-storage:8080', llmUrl: 'https://api.openai.com/v1', codexModel: 'gpt-5.5',
+};
+
+const rows = { direct: [] as number[], manager: [] as number[], ratio: [] as number[], p50: [] as number[], p99: [] as number[] };
+try {
+  for (let run = 0; run < RUNS; run++) {
+    let d: number;
+    let m: { rate: number; latencies: number[] };
+    if (run % 2 === 0) {
+      d = await direct();
+      m = await viaManager();
+    } else {
+      m = await viaManager();
+      d = await direct();
+    }
+    rows.direct.push(d);
+    rows.manager.push(m.rate);
+    rows.ratio.push(m.rate / d);
+    rows.p50.push(percentile(m.latencies, 50));
+    rows.p99.push(percentile(m.latencies, 99));
+  }
+} finally {
+  await cp.stop();
+}
+printTable(`admission of ${JOBS} jobs (client concurrency ${CONCURRENCY}, manager workers ${WORKERS})`, [
+  ['direct pod creation', rows.direct, 'pods/s'],
+  ['manager (CR -> pod)', rows.manager, 'jobs/s'],
+  ['ratio manager/direct', rows.ratio, 'x'],
+  ['CR create -> pod, p50', rows.p50, 'ms'],
+  ['CR create -> pod, p99', rows.p99, 'ms'],
+]);
+await record('manager-admission', { jobs: JOBS, concurrency: CONCURRENCY, workers: WORKERS, runs: RUNS, ...Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, summarize(v)])) });
+headline(`manager ${summarize(rows.ratio).median.toFixed(2)}x the direct pod creation rate (goal >= 0.9); p50 CR->pod ${summarize(rows.p50).median.toFixed(0)} ms (goal < 50 ms), p99 ${summarize(rows.p99).median.toFixed(0)} ms`);

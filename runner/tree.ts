@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import type { FileChange } from '../common/schemas.js';
@@ -21,6 +21,8 @@ export interface TreeEntry {
 
 export type Tree = Map<string, TreeEntry>;
 
+const SMALL_FILE_BYTES = 1024 * 1024;
+
 export interface SnapshotOptions {
   /** Relative POSIX paths to leave out, with everything below them. */
   exclude?: (relPath: string) => boolean;
@@ -31,39 +33,35 @@ export interface SnapshotOptions {
 
 export async function snapshotTree(root: string, opts: SnapshotOptions = {}): Promise<Tree> {
   const tree: Tree = new Map();
-  const limit = pLimit(opts.concurrency ?? 4);
-  const hashing: Promise<void>[] = [];
+  // stat and hash calls go to libuv's threadpool: keep it busy, one directory level at a time
+  const limit = pLimit(opts.concurrency ?? 16);
+
+  async function visit(full: string, relPath: string): Promise<string | null> {
+    const st = await lstat(full);
+    const statKey = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    if (st.isDirectory()) {
+      tree.set(relPath, { type: 'dir', size: 0, sha256: '', statKey });
+      return full;
+    }
+    if (st.isSymbolicLink()) {
+      const target = await readlink(full);
+      tree.set(relPath, { type: 'symlink', size: 0, sha256: sha256Of(target), target, statKey });
+    } else if (st.isFile()) {
+      const prev = opts.previous?.get(relPath);
+      const reuse = prev && prev.type === 'file' && prev.statKey === statKey;
+      tree.set(relPath, reuse ? prev : { type: 'file', size: st.size, sha256: await hashFile(full, st.size), statKey });
+    }
+    // sockets, FIFOs, devices: never part of a site, and never packed
+    return null;
+  }
 
   async function walk(dir: string, rel: string): Promise<void> {
-    const entries = await readdir(dir, { withFileTypes: true });
-    for (const dirent of entries) {
-      const relPath = rel ? `${rel}/${dirent.name}` : dirent.name;
-      if (opts.exclude?.(relPath)) continue;
-      const full = join(dir, dirent.name);
-      const st = await lstat(full);
-      const statKey = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-      if (st.isDirectory()) {
-        tree.set(relPath, { type: 'dir', size: 0, sha256: '', statKey });
-        await walk(full, relPath);
-      } else if (st.isSymbolicLink()) {
-        const target = await readlink(full);
-        tree.set(relPath, { type: 'symlink', size: 0, sha256: sha256Of(target), target, statKey });
-      } else if (st.isFile()) {
-        const prev = opts.previous?.get(relPath);
-        if (prev && prev.type === 'file' && prev.statKey === statKey) {
-          tree.set(relPath, prev);
-        } else {
-          const entry: TreeEntry = { type: 'file', size: st.size, sha256: '', statKey };
-          tree.set(relPath, entry);
-          hashing.push(limit(async () => void (entry.sha256 = await hashFile(full))));
-        }
-      }
-      // sockets, FIFOs, devices: never part of a site, and never packed
-    }
+    const names = (await readdir(dir)).map((name) => ({ name, relPath: rel ? `${rel}/${name}` : name })).filter((e) => !opts.exclude?.(e.relPath));
+    const subdirs = await Promise.all(names.map((e) => limit(() => visit(join(dir, e.name), e.relPath))));
+    await Promise.all(subdirs.map((sub, i) => (sub ? walk(sub, names[i]!.relPath) : undefined)));
   }
 
   await walk(root, '');
-  await Promise.all(hashing);
   return new Map([...tree.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
@@ -84,7 +82,9 @@ export function diffTrees(before: Tree, after: Tree): FileChange[] {
   return changes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-export async function hashFile(path: string): Promise<string> {
+/** Small files in one read; large ones streamed, so memory never grows with file size. */
+export async function hashFile(path: string, size = Infinity): Promise<string> {
+  if (size <= SMALL_FILE_BYTES) return createHash('sha256').update(await readFile(path)).digest('hex');
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');

@@ -182,3 +182,6 @@ printTable(`runner artifact path, ${SITE_MIB} MiB site`, [
 ]);
 await record('runner-artifacts', { site_mib: SITE_MIB, big_site_mib: BIG_SITE_MIB, runs: RUNS, ratio: summarize(results.ratio!), runner_ms: summarize(results.runner!), baseline_ms: summarize(results.baseline!), rss_mib: summarize(results.rss!), big_rss_mib: bigRss, big_ratio: bigRatio, phases: Object.fromEntries(Object.entries(phaseRows).map(([k, v]) => [k, summarize(v)])) });
 headline(`runner/baseline ${summarize(results.ratio!).median.toFixed(2)}x at ${SITE_MIB} MiB (goal <= 1.2); runner peak RSS ${summarize(results.rss!).median.toFixed(0)} MiB at ${SITE_MIB} MiB, ${bigRss.toFixed(0)} MiB at ${BIG_SITE_MIB} MiB`);
+
+// open handles (watches, agents) must not keep a finished benchmark alive
+process.exit(0);

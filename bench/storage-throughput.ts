@@ -99,3 +99,6 @@ printTable(`storage throughput, ${SIZE_MIB} MiB objects`, [
 ]);
 await record('storage-throughput', { size_mib: SIZE_MIB, runs: RUNS, ...Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, summarize(v)])) });
 headline(`storage upload ${summarize(rows.upRatio).median.toFixed(2)}x, download ${summarize(rows.downRatio).median.toFixed(2)}x of the raw-disk baseline (goal >= 0.8); RSS growth ${summarize(rows.rssGrowth).median.toFixed(0)} MiB over ${SIZE_MIB} MiB`);
+
+// open handles (watches, agents) must not keep a finished benchmark alive
+process.exit(0);

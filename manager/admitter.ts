@@ -25,14 +25,16 @@ export class Admitter {
   }
 
   /**
-   * If `job` may start now, runs `store` (which writes the Scheduled status) under the lock and
-   * returns its result; otherwise null. Jobs that the same decision would admit are enqueued.
+   * If `job` may start now, reserves its slot and site, runs `store` (which writes the Scheduled
+   * status) and returns its result; otherwise null. Only the decision is serialised: the write
+   * runs outside the lock, its reservation counting against capacity and the site until the
+   * cache shows it (or the write fails). Jobs the same decision would admit are enqueued.
    */
   async admit<T extends PagewrightJob>(job: PagewrightJob, attempt: number, store: () => Promise<T | null>): Promise<T | null> {
-    const run = this.#tail.then(async () => {
-      if (!this.#o.synced()) return null;
+    const key = jobKey(job);
+    const decide = this.#tail.then(() => {
+      if (!this.#o.synced()) return false;
       this.#expire();
-      const key = jobKey(job);
       const decision = decideAdmission({
         jobs: [...this.#o.jobs()],
         maxConcurrent: this.#o.maxConcurrent,
@@ -40,19 +42,20 @@ export class Admitter {
         now: Date.now(),
       });
       for (const other of decision.admit) if (other !== key) this.#o.enqueue(other);
-      if (!decision.admit.includes(key)) return null;
+      if (!decision.admit.includes(key)) return false;
       this.#inFlight.set(key, { siteId: job.spec.siteId, attempt });
-      try {
-        const stored = await store();
-        if (!stored) this.#inFlight.delete(key);
-        return stored;
-      } catch (err) {
-        this.#inFlight.delete(key);
-        throw err;
-      }
+      return true;
     });
-    this.#tail = run.catch(() => undefined);
-    return run;
+    this.#tail = decide.catch(() => undefined);
+    if (!(await decide)) return null;
+    try {
+      const stored = await store();
+      if (!stored) this.#inFlight.delete(key);
+      return stored;
+    } catch (err) {
+      this.#inFlight.delete(key);
+      throw err;
+    }
   }
 
   /** A job stopped running (or waiting): the best waiting jobs get another look. */

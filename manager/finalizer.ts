@@ -1,6 +1,6 @@
 /** The manager's finalizer on PagewrightJobs, and deleting a job (TTL). */
 import { type CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { FINALIZER, GROUP, PLURAL, type PagewrightJob, VERSION } from './resource.js';
+import { FINALIZER, GROUP, PLURAL, PagewrightJob, VERSION } from './resource.js';
 import { apiCode } from './status.js';
 
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
@@ -13,8 +13,10 @@ export class FinalizerPatcher {
     this.#api = api;
   }
 
-  async add(job: PagewrightJob): Promise<void> {
-    await this.#set(job, [...(job.metadata.finalizers ?? []), FINALIZER]);
+  /** Returns the patched job (null if it is gone). */
+  async add(job: PagewrightJob): Promise<PagewrightJob | null> {
+    const patched = await this.#set(job, [...(job.metadata.finalizers ?? []), FINALIZER]);
+    return patched ? PagewrightJob.parse(patched) : null;
   }
 
   async remove(job: PagewrightJob): Promise<void> {
@@ -40,9 +42,9 @@ export class FinalizerPatcher {
   }
 
   /** A merge patch of the list guarded by resourceVersion: a concurrent change is a 409, retried by the queue. */
-  async #set(job: PagewrightJob, finalizers: string[]): Promise<void> {
+  async #set(job: PagewrightJob, finalizers: string[]): Promise<unknown> {
     try {
-      await this.#api.patchNamespacedCustomObject(
+      return await this.#api.patchNamespacedCustomObject(
         {
           group: GROUP,
           version: VERSION,
@@ -55,6 +57,7 @@ export class FinalizerPatcher {
       );
     } catch (err) {
       if (apiCode(err) !== 404) throw err;
+      return null;
     }
   }
 }

@@ -45,24 +45,29 @@ export interface ReconcilerDeps {
 
 /** How often a job waiting on something outside the cache (pod removal, image pull) is looked at. */
 const POLL_MS = 1000;
+/** How long a created pod may take to show up in the cache before the API is asked directly. */
+const EXPECTATION_TIMEOUT_MS = 5000;
 
 export class Reconciler {
   readonly #d: ReconcilerDeps;
   /** Jobs whose Secret this process deleted, so idle finished jobs cost no API call on resync. */
   readonly #secretGone = new Set<string>();
+  /** Pods this process created and has not seen in its cache yet (controller-runtime's expectations). */
+  readonly #createdPods = new Map<string, number>();
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
   }
 
   async reconcile(key: string): Promise<void> {
-    const job = this.#d.cache.job(key);
+    let job = this.#d.cache.job(key);
     if (!job) return; // deleted; its finalizer already ran
     if (job.metadata.deletionTimestamp) return this.#finalize(job);
     if (!job.metadata.finalizers?.includes(this.#d.finalizers.name)) {
-      // the next event (our own patch) reconciles again with the finalizer in place
-      await this.#d.finalizers.add(job);
-      return;
+      // go on with the patched object rather than wait for its watch event
+      const patched = await this.#d.finalizers.add(job);
+      if (!patched) return;
+      job = patched;
     }
     if (isTerminal(job)) return this.#finished(job);
     if (job.spec.cancel) return this.#cancel(job);
@@ -104,6 +109,7 @@ export class Reconciler {
       ignoreConflict(core.createNamespacedSecret({ namespace: ns, body: buildSecret(job, token, config.llmKey) })),
       ignoreConflict(core.createNamespacedPod({ namespace: ns, body: buildPod(job, attempt, config) })),
     ]);
+    this.#createdPods.set(podName(job, attempt), Date.now());
   }
 
   // --- the running attempt -----------------------------------------------------------------
@@ -114,13 +120,18 @@ export class Reconciler {
     if (s.reportedAttempt === attempt && (s.runnerPhase === 'completed' || s.runnerPhase === 'failed')) return this.#finishAttempt(job);
 
     const pod = this.#attemptPod(job, attempt);
+    const name = podName(job, attempt);
     if (!pod) {
-      const live = await this.#readPod(job.metadata.namespace, podName(job, attempt));
+      // created by us a moment ago: its watch event is on its way (and will bring us back)
+      const created = this.#createdPods.get(name);
+      if (created !== undefined && Date.now() - created < EXPECTATION_TIMEOUT_MS) return this.#d.requeueAfter(jobKey(job), EXPECTATION_TIMEOUT_MS);
+      const live = await this.#readPod(job.metadata.namespace, name);
       if (live) return; // the cache is behind; the pod's event will bring us back
-      if (await this.#recoverFromManifest(job, attempt)) return;
       if (s.phase === 'Scheduled') return this.#createAttempt(job, attempt); // stored, then crashed before creating it
+      if (await this.#recoverFromManifest(job, attempt)) return;
       return this.#attemptFailed(job, attempt, 'PodLost', `runner pod ${s.podName} disappeared`);
     }
+    this.#createdPods.delete(name);
 
     const verdict = classifyPod(pod, { now: Date.now(), imagePullTimeoutMs: this.#d.config.imagePullTimeoutSeconds * 1000 });
     switch (verdict.state) {
@@ -235,6 +246,7 @@ export class Reconciler {
 
   /** A finished job: no credentials left behind; deleted once its TTL has passed. */
   async #finished(job: PagewrightJob): Promise<void> {
+    for (let a = 1; a <= (job.status.attempt ?? 0); a++) this.#createdPods.delete(podName(job, a));
     await this.#deleteSecret(job);
     const ttl = job.spec.ttlSecondsAfterFinished;
     if (ttl === undefined || !job.status.completionTime) return;

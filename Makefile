@@ -18,6 +18,9 @@ help:
 	@echo "make test-unit     unit tests only (no control plane, no codex)"
 	@echo "make build         compile TypeScript to dist/"
 	@echo "make control-plane build or reuse kube-apiserver, etcd and kubectl from Go modules"
+	@echo "make bench         every benchmark (or bench-storage, bench-runner, bench-admission, bench-memory, bench-e2e)"
+	@echo "make kind-up       images + a local kind cluster with Pagewright deployed (needs docker, kind, kubectl)"
+	@echo "make dev-cluster   the test control plane + local kubelet in the background, for kubectl"
 
 # npm writes node_modules/.package-lock.json on every install: a cheap "installed and current" stamp
 $(NPM_STAMP): package.json package-lock.json

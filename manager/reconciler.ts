@@ -93,8 +93,9 @@ export class Reconciler {
       return stored.status.phase === 'Scheduled' && stored.status.attempt === attempt ? stored : null;
     });
     if (admitted) {
-      this.#d.events.normal(admitted, 'Scheduled', `attempt ${attempt}: creating runner pod ${podName(admitted, attempt)}`);
       await this.#createAttempt(admitted, attempt);
+      // after the pod: the Event is not on the path from admission to a running pod
+      this.#d.events.normal(admitted, 'Scheduled', `attempt ${attempt}: created runner pod ${podName(admitted, attempt)}`);
     } else if (job.status.phase === undefined) {
       await this.#write(job, t.queued('waiting for a free slot or for another job of this site'));
     }

@@ -1,0 +1,34 @@
+# Benchmarks (not part of make test): each prints a table and a HEADLINE line, and appends its
+# figures to bench/results/*.jsonl. BENCH_RUNS (default 5) sets the repetitions.
+.PHONY: bench bench-storage bench-runner bench-admission bench-memory bench-e2e
+
+bench: build control-plane
+	tsx bench/storage-throughput.ts
+	tsx bench/runner-artifacts.ts
+	tsx bench/manager-admission.ts
+	tsx bench/manager-memory.ts
+	tsx bench/e2e.ts
+
+bench-storage: build
+	tsx bench/storage-throughput.ts
+
+bench-runner: build
+	tsx bench/runner-artifacts.ts
+
+bench-admission: build control-plane
+	tsx bench/manager-admission.ts
+
+bench-memory: build control-plane
+	tsx bench/manager-memory.ts
+
+bench-e2e: build control-plane
+	tsx bench/e2e.ts
+
+# TEMP-COMPAT (remove after the running bench)
+BENCH_SCRIPT_storage := bench/storage-throughput.ts
+BENCH_SCRIPT_runner := bench/runner-artifacts.ts
+BENCH_SCRIPT_admission := bench/manager-admission.ts
+BENCH_SCRIPT_memory := bench/manager-memory.ts
+BENCH_SCRIPT_e2e := bench/e2e.ts
+bench-%-only:
+	tsx $(BENCH_SCRIPT_$*)

@@ -1,0 +1,126 @@
+/**
+ * The manager's HTTP API against hostile and confused callers: missing, forged, expired and
+ * other jobs' tokens, bad bodies, unknown jobs, stale and duplicate results. Each gets a clear
+ * 4xx (or an acknowledged no-op) and the job's status does not change.
+ */
+import { expect } from 'chai';
+import { request } from 'undici';
+import { JobTokens } from '../../common/tokens.js';
+import type { JobResult } from '../../common/schemas.js';
+import { type ManagerEnv, type ManagerProcess, randomName, startManagerEnv } from '../support/manager-env.js';
+
+describe('manager HTTP API', function () {
+  this.timeout(120_000);
+  let env: ManagerEnv;
+  let manager: ManagerProcess;
+  let tokens: JobTokens;
+  let uid: string;
+  let name: string;
+
+  before(async () => {
+    env = await startManagerEnv('api');
+    manager = await env.startManager();
+    tokens = new JobTokens(env.tokenSecret);
+    name = randomName('api');
+    await env.createJob(name, { siteId: 'site-a', prompt: 'MODEL:gate held for the API tests' });
+    const job = await env.waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex', 60_000);
+    uid = job.metadata.uid;
+  });
+  after(async () => {
+    env?.modelGate.open();
+    await env?.stop();
+  });
+
+  const post = async (path: string, body: unknown, token?: string | null, raw?: string) => {
+    const res = await request(`${manager.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: raw ?? JSON.stringify(body),
+    });
+    return { status: res.statusCode, body: (await res.body.json()) as { error?: string; message?: string; outcome?: string } };
+  };
+  const result = (attempt: number, over: Partial<JobResult> = {}): JobResult => ({
+    job_id: uid,
+    attempt,
+    status: 'completed',
+    reason: null,
+    error: null,
+    files_changed: 1,
+    files: ['index.html'],
+    summary: 'forged',
+    base_version: null,
+    output_version: null,
+    started_at: new Date().toISOString(),
+    finished_at: new Date().toISOString(),
+    phase_durations_ms: {},
+    ...over,
+  });
+
+  it('rejects callbacks without the job\'s own valid token', async () => {
+    const other = await tokens.issue({ jobId: 'another-job', siteId: 'site-a', ttlSeconds: 60 });
+    const expired = await tokens.issue({ jobId: uid, siteId: 'site-a', ttlSeconds: 1, now: Date.now() - 10_000 });
+    const forged = await new JobTokens('x'.repeat(40)).issue({ jobId: uid, siteId: 'site-a', ttlSeconds: 60 });
+    const readOnly = await tokens.issue({ jobId: uid, siteId: 'site-a', scopes: ['site:read'], ttlSeconds: 60 });
+    for (const [what, token, status, error] of [
+      ['no token', null, 401, 'TokenMissing'],
+      ['a forged token', forged, 401, 'TokenInvalid'],
+      ['an expired token', expired, 401, 'TokenExpired'],
+      ['another job\'s token', other, 403, 'TokenForbidden'],
+      ['a token without the callback scope', readOnly, 403, 'TokenForbidden'],
+    ] as const) {
+      const res = await post(`/jobs/${uid}/result`, result(1), token);
+      expect(res.status, what).to.equal(status);
+      expect(res.body.error, what).to.equal(error);
+    }
+    const job = await env.getJob(name);
+    expect(job.status.reportedAttempt).to.equal(undefined);
+    expect(job.status.phase).to.equal('Running');
+  });
+
+  it('answers bad bodies and unknown jobs with a clear 4xx', async () => {
+    const token = await tokens.issue({ jobId: uid, siteId: 'site-a', ttlSeconds: 60 });
+    const notJson = await post(`/jobs/${uid}/result`, null, token, '{not json');
+    expect(notJson.status).to.equal(400);
+    const missing = await post(`/jobs/${uid}/result`, { job_id: uid, attempt: 1 }, token);
+    expect(missing.status).to.equal(400);
+    expect(missing.body.message).to.match(/invalid body: status/);
+    const mismatch = await post(`/jobs/${uid}/result`, { ...result(1), job_id: 'someone-else' }, token);
+    expect(mismatch.status).to.equal(400);
+    const ghost = '99999999-0000-4000-8000-000000000000';
+    const unknown = await post(`/jobs/${ghost}/result`, { ...result(1), job_id: ghost }, await tokens.issue({ jobId: ghost, siteId: 'site-a', ttlSeconds: 60 }));
+    expect(unknown.status).to.equal(404);
+    expect(unknown.body.error).to.equal('JobNotFound');
+    const route = await post('/nope', {}, token);
+    expect(route.status).to.equal(404);
+    expect((await env.getJob(name)).status.reportedAttempt).to.equal(undefined);
+  });
+
+  it('acknowledges a result for another attempt as stale, changing nothing', async () => {
+    const token = await tokens.issue({ jobId: uid, siteId: 'site-a', ttlSeconds: 60 });
+    const stale = await post(`/jobs/${uid}/result`, result(7), token);
+    expect(stale.status).to.equal(200);
+    expect(stale.body.outcome).to.equal('stale');
+    expect((await env.getJob(name)).status.reportedAttempt).to.equal(undefined);
+  });
+
+  it('records the real result once; a duplicate is acknowledged and ignored', async () => {
+    env.modelGate.open();
+    const done = await env.waitForJob(name, 'Succeeded', (j) => j.status.phase === 'Succeeded', 60_000);
+    expect(done.status.summary).to.match(/Added a note/);
+    const token = await tokens.issue({ jobId: uid, siteId: 'site-a', ttlSeconds: 60 });
+    const dup = await post(`/jobs/${uid}/result`, result(1, { summary: 'a late duplicate' }), token);
+    expect(dup.status).to.equal(200);
+    expect(dup.body.outcome).to.equal('duplicate');
+    const after = await env.getJob(name);
+    expect(after.status.summary).to.equal(done.status.summary);
+    expect(after.metadata.resourceVersion).to.equal(done.metadata.resourceVersion);
+  });
+
+  it('serves health, readiness and Prometheus metrics', async () => {
+    for (const path of ['/healthz', '/readyz']) expect((await request(`${manager.url}${path}`)).statusCode, path).to.equal(200);
+    const metrics = await (await request(`${manager.url}/metrics`)).body.text();
+    for (const m of ['pagewright_jobs{phase="Succeeded"} 1', 'pagewright_workqueue_depth', 'pagewright_reconcile_duration_seconds_bucket', 'pagewright_job_duration_seconds_count{phase="Succeeded"} 1', 'pagewright_runner_phase_duration_seconds_count{phase="executing_codex"} 1', 'pagewright_callbacks_total{kind="result",outcome="recorded"} 1']) {
+      expect(metrics, m).to.contain(m);
+    }
+  });
+});

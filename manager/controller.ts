@@ -18,7 +18,7 @@ import { Admitter } from './admitter.js';
 import type { ManagerConfig } from './config.js';
 import { EventRecorder } from './events.js';
 import { FinalizerPatcher } from './finalizer.js';
-import { ResilientInformer } from './informer.js';
+import { ResilientInformer, listInPages } from './informer.js';
 import { JobCache } from './job-cache.js';
 import { LeaderElector } from './leader.js';
 import { ManagerMetrics } from './metrics.js';
@@ -75,11 +75,15 @@ export class Controller {
       name: 'pagewrightjobs',
       kubeConfig,
       logger,
+      cacheIdentityOnly: true,
       path: ns ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      list: async () =>
-        (ns
-          ? await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL })
-          : await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })) as KubernetesListObject<RawObject>,
+      list: () =>
+        listInPages(
+          async (page) =>
+            (ns
+              ? await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, ...page })
+              : await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, ...page })) as KubernetesListObject<RawObject>,
+        ),
       onRestart: onRestart('pagewrightjobs'),
     });
     this.#pods = new ResilientInformer<V1Pod>({
@@ -88,7 +92,10 @@ export class Controller {
       logger,
       path: ns ? `/api/v1/namespaces/${ns}/pods` : '/api/v1/pods',
       labelSelector: LABEL_JOB,
-      list: () => (ns ? core.listNamespacedPod({ namespace: ns, labelSelector: LABEL_JOB }) : core.listPodForAllNamespaces({ labelSelector: LABEL_JOB })),
+      list: () =>
+        listInPages((page) =>
+          ns ? core.listNamespacedPod({ namespace: ns, labelSelector: LABEL_JOB, ...page }) : core.listPodForAllNamespaces({ labelSelector: LABEL_JOB, ...page }),
+        ),
       onRestart: onRestart('pods'),
     });
 

@@ -4,9 +4,13 @@
  * list, a refused connection, a 5xx) stops it and only emits 'error'. This wrapper restarts it
  * with capped backoff, ignores the AbortError of its own stop(), and runs a watchdog that
  * replaces the ListWatch when nothing (not even a reconnect) happened for too long.
+ *
+ * Cached objects lose metadata.managedFields (as controller-runtime's TransformStripManagedFields
+ * does): the manager never reads them and they are a large part of every object it holds.
  */
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
 import type { Logger } from '../common/logger.js';
+import { PooledKubeConfig } from './kube-client.js';
 
 export type InformerEvent = 'add' | 'update' | 'delete';
 
@@ -20,6 +24,12 @@ export interface ResilientInformerOptions<T extends KubernetesObject> {
   /** Replace the watch when no event or reconnect was seen for this long (default 5 min). */
   watchdogMs?: number;
   maxBackoffMs?: number;
+  /**
+   * The handlers keep their own copy of every object (the JobCache's parsed jobs), so the
+   * informer's cache keeps only what ListWatch itself reads (namespace, name, uid and
+   * resourceVersion) and each object is held once; get() and list() then return those stubs.
+   */
+  cacheIdentityOnly?: boolean;
   onRestart?: (cause: 'error' | 'watchdog') => void;
 }
 
@@ -84,9 +94,12 @@ export class ResilientInformer<T extends KubernetesObject> {
     const current = () => lw === this.#lw && !this.#stopped;
     for (const event of ['add', 'update', 'delete'] as const) {
       lw.on(event, (obj: T) => {
+        // ListWatch cached this very object just before calling back, so this trims its cache
+        if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
         if (!current()) return;
         this.#activity();
         for (const h of this.#handlers[event]) h(obj);
+        if (this.#o.cacheIdentityOnly && event !== 'delete') toIdentity(obj);
       });
     }
     lw.on('connect', () => {
@@ -123,6 +136,8 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.#o.onRestart?.('watchdog');
     // a fresh ListWatch: restarting the old one races with its own late abort handler
     const old = this.#lw;
+    // whatever silenced the watch most likely took the pooled idle connections too
+    if (this.#o.kubeConfig instanceof PooledKubeConfig) this.#o.kubeConfig.resetConnections();
     const fresh = this.#create();
     this.#lw = fresh;
     this.#lastActivity = Date.now();
@@ -131,8 +146,36 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 }
 
+/** Trims, in place, an object ListWatch holds to the fields it compares objects by. */
+function toIdentity(obj: KubernetesObject): void {
+  const { namespace, name, uid, resourceVersion } = obj.metadata ?? {};
+  for (const key of Object.keys(obj)) delete (obj as Record<string, unknown>)[key];
+  obj.metadata = { namespace, name, uid, resourceVersion };
+}
+
 function describe(err: unknown): string {
   if (err instanceof Error) return `${err.name}: ${err.message}`;
   if (err && typeof err === 'object') return JSON.stringify(err).slice(0, 300);
   return String(err);
 }
+
+/**
+ * Lists in pages of `limit` items, as client-go's reflector does: the apiserver serves every page
+ * from one snapshot, and no single response holds all 10,000 objects, so the list never needs
+ * its whole JSON text and parsed copy in memory at once.
+ */
+export async function listInPages<T extends KubernetesObject>(
+  page: (params: { limit: number; _continue?: string }) => Promise<KubernetesListObject<T>>,
+  limit = 500,
+): Promise<KubernetesListObject<T>> {
+  const items: T[] = [];
+  let token: string | undefined;
+  for (;;) {
+    const result = await page({ limit, ...(token ? { _continue: token } : {}) });
+    for (const item of result.items) items.push(item);
+    // typed lists (pods) come deserialized as `_continue`; custom objects arrive as raw JSON
+    token = result.metadata?._continue ?? (result.metadata as { continue?: string } | undefined)?.continue;
+    if (!token) return { ...result, items };
+  }
+}
+

@@ -5,7 +5,6 @@
  */
 import { once } from 'node:events';
 import { hostname } from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
 import winston from 'winston';
 import { loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
@@ -15,6 +14,7 @@ import { JobTokens } from '../common/tokens.js';
 import { createManagerApp } from './api.js';
 import { managerConfigSpec } from './config.js';
 import { Controller } from './controller.js';
+import { PooledKubeConfig } from './kube-client.js';
 
 await runMain('manager', async () => {
   const config = loadConfig(managerConfigSpec);
@@ -25,7 +25,7 @@ await runMain('manager', async () => {
     fields: { instance: identity },
     transports: [new winston.transports.Console({ stderrLevels: ['debug', 'info', 'warn', 'error'] })],
   });
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new PooledKubeConfig();
   kubeConfig.loadFromDefault();
   const tokens = new JobTokens(config.tokenSecret);
   let live = true;
@@ -64,6 +64,7 @@ await runMain('manager', async () => {
     await controller.stop();
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
+    await kubeConfig.close();
     logger.info('stopped');
   };
 });

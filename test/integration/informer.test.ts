@@ -4,65 +4,14 @@
  * client-node's own ListWatch stops for good on the first and waits out its 30 s inactivity
  * timeout on the second; ours must see every object in both cases.
  */
-import { type Server, type Socket, connect, createServer } from 'node:net';
-import { once } from 'node:events';
-import { CoreV1Api, KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { CoreV1Api, type V1ConfigMap } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { silentLogger } from '../../common/logger.js';
 import { ResilientInformer } from '../../manager/informer.js';
+import { PooledKubeConfig } from '../../manager/kube-client.js';
 import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
-import { getFreePort } from '../support/ports.js';
+import { type CutProxy, startCutProxy } from '../support/cut-proxy.js';
 import { waitFor } from '../support/processes.js';
-
-interface CutProxy {
-  url: string;
-  /** Drops every connection and refuses new ones. */
-  cut(): Promise<void>;
-  restore(): Promise<void>;
-  /** Existing connections stop moving bytes (a silent hang); new ones work. */
-  freezeExisting(): void;
-  close(): Promise<void>;
-}
-
-async function startCutProxy(target: URL): Promise<CutProxy> {
-  const port = await getFreePort();
-  const sockets = new Set<Socket>();
-  let server: Server | null = null;
-  const listen = async () => {
-    server = createServer((client) => {
-      const upstream = connect(Number(target.port), target.hostname);
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on('close', () => sockets.delete(s));
-        s.on('error', () => undefined);
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    server.listen(port, '127.0.0.1');
-    await once(server, 'listening');
-  };
-  const stop = async () => {
-    const s = server;
-    server = null;
-    for (const sock of sockets) sock.destroy();
-    if (s) await new Promise((r) => s.close(r));
-  };
-  await listen();
-  return {
-    url: `https://127.0.0.1:${port}`,
-    cut: stop,
-    restore: listen,
-    freezeExisting() {
-      for (const s of sockets) {
-        s.unpipe();
-        s.pause();
-      }
-    },
-    close: stop,
-  };
-}
 
 describe('ResilientInformer on a real apiserver', function () {
   this.timeout(90_000);
@@ -78,7 +27,7 @@ describe('ResilientInformer on a real apiserver', function () {
     core = cp.kubeConfig().makeApiClient(CoreV1Api);
     ns = await createNamespace(cp, 'informer');
     proxy = await startCutProxy(new URL(cp.server));
-    const viaProxy = new KubeConfig();
+    const viaProxy = new PooledKubeConfig(); // the manager's client: pooled connections survive the faults too
     viaProxy.loadFromString(cp.kubeConfig().exportConfig().replace(cp.server, proxy.url));
     const proxied = viaProxy.makeApiClient(CoreV1Api);
     informer = new ResilientInformer<V1ConfigMap>({

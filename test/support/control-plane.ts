@@ -13,7 +13,8 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { PooledKubeConfig } from '../../manager/kube-client.js';
 import { Agent, request } from 'undici';
 import { OWNER_ENV, isOwnerAlive, killOwnedBy, onTermination, reapOrphans, selfOwner } from './control-plane/owner.js';
 import { getFreePort } from './ports.js';
@@ -143,7 +144,7 @@ export async function startControlPlane(opts: { extraApiserverFlags?: string[] }
       dir,
       binDir,
       kubeConfig() {
-        const kc = new KubeConfig();
+        const kc = new PooledKubeConfig();
         kc.loadFromFile(kubeconfigPath);
         return kc;
       },

@@ -3,7 +3,9 @@
  * informer cache. Measures the manager's RSS after its first full pass and after each periodic
  * resync, and the reconcile time per idle job (from its own reconcile histogram, between
  * resyncs). Baseline in the same run: the RSS of the same manager watching an empty namespace.
- * Headline: RSS with 10,000 jobs (goal < 300 MB) and reconcile time per idle job.
+ * Headline: RSS with 10,000 jobs (goal < 300 MB) and reconcile time per idle job. The manager
+ * runs with the NODE_OPTIONS of its Deployment; BENCH_MANAGER_ENV='{"NODE_OPTIONS":""}' (JSON,
+ * merged into its env) runs it otherwise.
  *
  *   make bench-memory        (BENCH_RUNS=5 resyncs, BENCH_MEMORY_JOBS=10000)
  */
@@ -75,7 +77,7 @@ try {
   console.log(`created ${JOBS} finished jobs in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
   const t0 = performance.now();
-  const manager = await startManagerChild(cp, ns, { PAGEWRIGHT_RESYNC_SECONDS: String(RESYNC_SECONDS) });
+  const manager = await startManagerChild(cp, ns, { PAGEWRIGHT_RESYNC_SECONDS: String(RESYNC_SECONDS), ...(process.env.BENCH_MANAGER_ENV ? JSON.parse(process.env.BENCH_MANAGER_ENV) : {}) });
   const syncMs = performance.now() - t0;
   const count = () => manager.metric('pagewright_reconcile_duration_seconds_count{result="ok"}');
   const sum = () => manager.metric('pagewright_reconcile_duration_seconds_sum{result="ok"}');
@@ -95,14 +97,17 @@ try {
     [c0, s0] = [c1, s1];
   }
   const peak = (await rss(manager.pid)).peakMiB;
+  const heapMiB = (await manager.metric('pagewright_manager_nodejs_heap_size_used_bytes')) / 1024 / 1024;
+  const heapTotalMiB = (await manager.metric('pagewright_manager_nodejs_heap_size_total_bytes')) / 1024 / 1024;
   await manager.stop();
   printTable(`manager with ${JOBS} finished jobs (resync every ${RESYNC_SECONDS} s)`, [
     ['RSS after a full resync', rssAfterResync, 'MiB'],
     ['reconcile per idle job', perJobMs, 'ms'],
   ], 3);
   console.log(`  RSS watching an empty namespace (baseline): ${emptyRss.toFixed(0)} MiB; after the first pass: ${afterFirst.toFixed(0)} MiB; peak: ${peak.toFixed(0)} MiB`);
+  console.log(`  V8 heap used ${heapMiB.toFixed(0)} MiB of ${heapTotalMiB.toFixed(0)} MiB allocated`);
   console.log(`  start to ready (list of ${JOBS} jobs): ${(syncMs / 1000).toFixed(1)} s; first pass over all jobs: ${(firstPassMs / 1000).toFixed(1)} s`);
-  await record('manager-memory', { jobs: JOBS, runs: RUNS, rss_mib: summarize(rssAfterResync), per_job_ms: summarize(perJobMs), empty_rss_mib: emptyRss, first_pass_rss_mib: afterFirst, peak_mib: peak, sync_ms: syncMs, first_pass_ms: firstPassMs });
+  await record('manager-memory', { jobs: JOBS, runs: RUNS, rss_mib: summarize(rssAfterResync), per_job_ms: summarize(perJobMs), empty_rss_mib: emptyRss, first_pass_rss_mib: afterFirst, peak_mib: peak, heap_used_mib: heapMiB, heap_total_mib: heapTotalMiB, sync_ms: syncMs, first_pass_ms: firstPassMs });
   headline(`manager RSS ${summarize(rssAfterResync).median.toFixed(0)} MiB with ${JOBS} jobs after a full resync (goal < 300 MB; ${(summarize(rssAfterResync).median / emptyRss).toFixed(2)}x its empty-namespace RSS); ${summarize(perJobMs).median.toFixed(3)} ms reconcile per idle job`);
 } finally {
   await cp.stop();

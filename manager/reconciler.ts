@@ -50,8 +50,6 @@ const EXPECTATION_TIMEOUT_MS = 5000;
 
 export class Reconciler {
   readonly #d: ReconcilerDeps;
-  /** Jobs whose Secret this process deleted, so idle finished jobs cost no API call on resync. */
-  readonly #secretGone = new Set<string>();
   /** Pods this process created and has not seen in its cache yet (controller-runtime's expectations). */
   readonly #createdPods = new Map<string, number>();
 
@@ -221,6 +219,10 @@ export class Reconciler {
   }
 
   async #end(job: PagewrightJob, change: StatusChange, phase: 'Succeeded' | 'Failed' | 'Cancelled'): Promise<void> {
+    // the credentials go before the terminal phase is written, so a finished job never needs
+    // another API call: a restarted manager's pass over 10,000 finished jobs makes none (should
+    // the job not end after all, its next attempt creates the Secret again)
+    await this.#deleteSecret(job);
     const stored = await this.#write(job, change);
     if (stored.status.phase !== phase) return;
     const s = stored.status;
@@ -245,10 +247,9 @@ export class Reconciler {
     await this.#end(job, t.cancelled('cancelled by spec.cancel'), 'Cancelled');
   }
 
-  /** A finished job: no credentials left behind; deleted once its TTL has passed. */
+  /** A finished job (its Secret went in #end): deleted once its TTL has passed. */
   async #finished(job: PagewrightJob): Promise<void> {
     for (let a = 1; a <= (job.status.attempt ?? 0); a++) this.#createdPods.delete(podName(job, a));
-    await this.#deleteSecret(job);
     const ttl = job.spec.ttlSecondsAfterFinished;
     if (ttl === undefined || !job.status.completionTime) return;
     const due = timestamp(job.status.completionTime) + ttl * 1000 - Date.now();
@@ -262,7 +263,6 @@ export class Reconciler {
     if (await this.#stopPods(job)) return this.#d.requeueAfter(jobKey(job), POLL_MS);
     await this.#deleteSecret(job);
     await this.#d.finalizers.remove(job);
-    this.#secretGone.delete(job.metadata.uid);
     if (!isTerminal(job)) this.#d.admitter.slotFreed();
   }
 
@@ -317,9 +317,7 @@ export class Reconciler {
   }
 
   async #deleteSecret(job: PagewrightJob): Promise<void> {
-    if (this.#secretGone.has(job.metadata.uid)) return;
     await ignoreNotFound(this.#d.core.deleteNamespacedSecret({ namespace: job.metadata.namespace, name: secretName(job) }));
-    this.#secretGone.add(job.metadata.uid);
   }
 
   #attemptPod(job: PagewrightJob, attempt: number): V1Pod | undefined {

@@ -23,12 +23,3 @@ bench-memory: build control-plane
 
 bench-e2e: build control-plane
 	tsx bench/e2e.ts
-
-# TEMP-COMPAT (remove after the running bench)
-BENCH_SCRIPT_storage := bench/storage-throughput.ts
-BENCH_SCRIPT_runner := bench/runner-artifacts.ts
-BENCH_SCRIPT_admission := bench/manager-admission.ts
-BENCH_SCRIPT_memory := bench/manager-memory.ts
-BENCH_SCRIPT_e2e := bench/e2e.ts
-bench-%-only:
-	tsx $(BENCH_SCRIPT_$*)

@@ -9,6 +9,8 @@ import { getFreePort } from '../../test/support/ports.js';
 import { waitFor } from '../../test/support/processes.js';
 import { REPO_ROOT } from '../../test/support/sites.js';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { loadAllYaml } from '@kubernetes/client-node';
 
 export async function startCluster(): Promise<ControlPlane> {
   const cp = await startControlPlane();
@@ -22,6 +24,13 @@ export interface ManagerChild {
   proc: ChildProcess;
   metric(name: string): Promise<number>;
   stop(): Promise<void>;
+}
+
+/** The NODE_OPTIONS the manager's Deployment sets, so the bench runs the manager as deployed. */
+export function deployedManagerNodeOptions(): string {
+  const docs = loadAllYaml(readFileSync(join(REPO_ROOT, 'deploy/k8s/manager.yaml'), 'utf8')) as Array<{ kind?: string; spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } }>;
+  const deployment = docs.find((d) => d?.kind === 'Deployment');
+  return deployment?.spec?.template?.spec?.containers?.[0]?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
 }
 
 export async function startManagerChild(cp: ControlPlane, namespace: string, env: Record<string, string> = {}): Promise<ManagerChild> {
@@ -41,6 +50,7 @@ export async function startManagerChild(cp: ControlPlane, namespace: string, env
       PAGEWRIGHT_TOKEN_SECRET: randomBytes(32).toString('hex'),
       PAGEWRIGHT_LLM_KEY: 'unused',
       PAGEWRIGHT_LOG_LEVEL: 'warn',
+      NODE_OPTIONS: deployedManagerNodeOptions(),
       ...env,
     },
   });

@@ -6,7 +6,10 @@
  * opens a new TLS connection to the apiserver and the process's native memory grows with the
  * number of requests made: 3,000 requests took a bare client from 192 to 529 MiB RSS with a
  * 70 MiB heap (bench/manager-memory.ts shows the manager at scale). Here one Agent per distinct
- * TLS configuration is kept and reused, as client-go does with its transport cache.
+ * TLS configuration is kept and reused, as client-go does with its transport cache. It speaks
+ * HTTP/1.1 (one request per connection at a time, as client-node's own https.Agent did): over
+ * undici 8's default HTTP/2, every request and watch multiplexed onto one connection, and a pod
+ * watch stalled for good after ~64 KB of events while creates went on (bench/manager-admission.ts).
  *
  * A pool brings the failure mode client-go answers with HTTP/2 pings: an idle connection that
  * died silently (a NAT or load balancer dropped it) takes the next request with it. So requests
@@ -45,7 +48,7 @@ export class PooledKubeConfig extends KubeConfig {
       if (!this.#dispatchers.has(key)) {
         // the plain TLS case (every in-cluster and kind config) gets the timeout; proxies keep
         // client-node's own construction
-        this.#dispatchers.set(key, options.type === 'agent' ? new Agent({ connect: options.connect, headersTimeout }) : build(cluster, agentOptions));
+        this.#dispatchers.set(key, options.type === 'agent' ? new Agent({ connect: options.connect, headersTimeout, allowH2: false }) : build(cluster, agentOptions));
       }
       return this.#dispatchers.get(key);
     };

@@ -3,7 +3,8 @@
  * The second case pins the upstream behaviour the pool works around: when a client-node release
  * stops opening a connection per request, it fails, and manager/kube-client.ts can go.
  */
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
+import pLimit from 'p-limit';
 import { expect } from 'chai';
 import { PooledKubeConfig } from '../../manager/kube-client.js';
 import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
@@ -43,6 +44,28 @@ describe('PooledKubeConfig on a real apiserver', function () {
     await kc.close();
   });
 
+  it('keeps a pod watch delivering while 32 concurrent creates share the pool', async () => {
+    // over one multiplexed HTTP/2 connection (undici 8's default) this watch stalled for good
+    // after a few dozen events; the pool speaks HTTP/1.1, one request per connection at a time
+    const kc = new PooledKubeConfig();
+    kc.loadFromFile(cp.kubeconfigPath);
+    const core = kc.makeApiClient(CoreV1Api);
+    const watchNs = await createNamespace(cp, 'kube-client-watch');
+    const names = new Set<string>();
+    const watch = await new Watch(kc).watch(`/api/v1/namespaces/${watchNs}/pods`, {}, (type, obj: { metadata: { name: string } }) => {
+      if (type === 'ADDED') names.add(obj.metadata.name);
+    }, () => undefined);
+    const limit = pLimit(32);
+    const env = Array.from({ length: 40 }, (_, k) => ({ name: `VAR_${k}`, value: 'v'.repeat(40) }));
+    const pod = (i: number) => ({ metadata: { name: `pod-${i}` }, spec: { containers: [{ name: 'runner', image: 'pagewright-runner:0.1.0', env }] } });
+    await Promise.all(Array.from({ length: 300 }, (_, i) => limit(() => core.createNamespacedPod({ namespace: watchNs, body: pod(i) }))));
+    const deadline = Date.now() + 20_000;
+    while (names.size < 300 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    watch.abort();
+    expect(names.size, 'pods the watch saw').to.equal(300);
+    await kc.close();
+  });
+
   it('(upstream) plain client-node 2.0.1 opens a connection for every call', async () => {
     const opened = await calls(viaProxy(new KubeConfig()), 40);
     expect(opened).to.be.at.least(40);
@@ -57,19 +80,6 @@ describe('PooledKubeConfig on a real apiserver', function () {
     Object.assign(user, { certData: Buffer.from(Buffer.from(user.certData!, 'base64').toString('utf8') + '\n').toString('base64') });
     await core.listNamespacedConfigMap({ namespace: ns });
     expect(kc.dispatcherCount).to.equal(2);
-    await kc.close();
-  });
-
-  it('fails a request stuck on a silently dead connection at the headers timeout, then recovers', async () => {
-    const kc = viaProxy(new PooledKubeConfig({ headersTimeoutMs: 1000 }));
-    const core = kc.makeApiClient(CoreV1Api);
-    await core.listNamespacedConfigMap({ namespace: ns });
-    proxy.freezeExisting(); // the pooled keep-alive connection stops moving bytes
-    const started = Date.now();
-    const err = await core.listNamespacedConfigMap({ namespace: ns }).then(() => null, (e: unknown) => e as Error);
-    expect(err, 'request on the frozen connection').to.be.instanceOf(Error);
-    expect(Date.now() - started).to.be.below(10_000);
-    await core.listNamespacedConfigMap({ namespace: ns }); // the dead connection was dropped
     await kc.close();
   });
 });

@@ -13,6 +13,7 @@ import pLimit from 'p-limit';
 import { buildPod } from '../manager/pod-spec.js';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../manager/resource.js';
 import { createNamespace } from '../test/support/control-plane.js';
+import { waitFor } from '../test/support/processes.js';
 import { RUNS, headline, percentile, printTable, record, summarize } from './lib.js';
 import { startCluster, startManagerChild } from './support/cluster.js';
 
@@ -63,6 +64,12 @@ async function watchPods(namespace: string, count: number, key: (pod: V1Pod) => 
   return { seen, all, stop: () => req.abort() };
 }
 
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer!: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 async function direct(): Promise<number> {
   const ns = await createNamespace(cp, 'bench-direct');
   const pods = Array.from({ length: JOBS }, (_, i) => {
@@ -74,7 +81,7 @@ async function direct(): Promise<number> {
   const before = await apiserverRequests();
   const start = performance.now();
   await Promise.all(pods.map((body) => limit(() => core.createNamespacedPod({ namespace: ns, body }))));
-  await watch.all;
+  await within(watch.all, 300_000, 'every pod in the watch');
   const ms = performance.now() - start;
   watch.stop();
   requestMix.direct = perJob(before, await apiserverRequests());
@@ -100,7 +107,7 @@ async function viaManager(): Promise<{ rate: number; latencies: number[]; isolat
       }),
     ),
   );
-  await watch.all;
+  await within(watch.all, 300_000, 'every pod in the watch');
   const ms = performance.now() - start;
   watch.stop();
   await new Promise((r) => setTimeout(r, 500)); // the Scheduled events and status writes still in flight
@@ -115,25 +122,20 @@ async function viaManager(): Promise<{ rate: number; latencies: number[]; isolat
 async function isolatedLatencies(ns: string): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < 20; i++) {
-    const watch = await watchPods(ns, 1, (p) => (p.metadata!.labels!['pagewright.dev/job'] === created ? 'x' : 'other'));
-    let created = '';
+    // keyed by the pod name's job-name prefix: the pod may show up before the create call returns
+    const name = `single-${i}`;
+    const watch = await watchPods(ns, 1, (p) => (p.metadata!.name!.startsWith(`${name}-`) ? 'x' : 'other'));
+    // from the create call (its round trip included): the pod can appear before the call returns
     const start = performance.now();
-    const job = (await custom.createNamespacedCustomObject({
+    await custom.createNamespacedCustomObject({
       group: GROUP, version: VERSION, plural: PLURAL, namespace: ns,
-      body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PagewrightJob', metadata: { name: `single-${i}` }, spec: { siteId: `single-${i}`, prompt: 'Edit the page' } },
-    })) as { metadata: { uid: string } };
-    const returned = performance.now();
-    created = job.metadata.uid;
-    await waitForPod(watch, 'x');
-    out.push(watch.seen.get('x')! - returned);
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PagewrightJob', metadata: { name }, spec: { siteId: name, prompt: 'Edit the page' } },
+    });
+    await waitFor(`pod of ${name}`, async () => watch.seen.has('x'), 30_000, 2);
+    out.push(watch.seen.get('x')! - start);
     watch.stop();
-    void start;
   }
   return out;
-}
-
-async function waitForPod(watch: { seen: Map<string, number> }, key: string): Promise<void> {
-  while (!watch.seen.has(key)) await new Promise((r) => setTimeout(r, 2));
 }
 
 const podConfig = {

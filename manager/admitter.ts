@@ -34,13 +34,7 @@ export class Admitter {
     const key = jobKey(job);
     const decide = this.#tail.then(() => {
       if (!this.#o.synced()) return false;
-      this.#expire();
-      const decision = decideAdmission({
-        jobs: [...this.#o.jobs()],
-        maxConcurrent: this.#o.maxConcurrent,
-        inFlight: new Map([...this.#inFlight].map(([k, v]) => [k, v.siteId])),
-        now: Date.now(),
-      });
+      const decision = this.#decide();
       for (const other of decision.admit) if (other !== key) this.#o.enqueue(other);
       if (!decision.admit.includes(key)) return false;
       this.#inFlight.set(key, { siteId: job.spec.siteId, attempt });
@@ -61,14 +55,19 @@ export class Admitter {
   /** A job stopped running (or waiting): the best waiting jobs get another look. */
   slotFreed(): void {
     if (!this.#o.synced()) return;
+    const decision = this.#decide();
+    decision.admit.forEach((key) => this.#o.enqueue(key));
+  }
+
+  /** One admission decision over the cache plus the reservations not yet in it. */
+  #decide(): ReturnType<typeof decideAdmission> {
     this.#expire();
-    const decision = decideAdmission({
+    return decideAdmission({
       jobs: [...this.#o.jobs()],
       maxConcurrent: this.#o.maxConcurrent,
       inFlight: new Map([...this.#inFlight].map(([k, v]) => [k, v.siteId])),
       now: Date.now(),
     });
-    decision.admit.forEach((key) => this.#o.enqueue(key));
   }
 
   get inFlight(): number {

@@ -36,7 +36,7 @@ export class PooledKubeConfig extends KubeConfig {
     super();
     const headersTimeout = options.headersTimeoutMs ?? 60_000;
     // createDispatcher is private in the typings, so it is wrapped on the instance rather than
-    // overridden; test/unit/kube-client.test.ts fails if a client-node upgrade renames it.
+    // overridden; test/integration/kube-client.test.ts fails if a client-node upgrade renames it.
     const self = this as unknown as { createDispatcher?: CreateDispatcher };
     const build = self.createDispatcher?.bind(this);
     if (!build) return;

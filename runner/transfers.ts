@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { PagewrightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { isTransientError, withRetry } from '../common/retry.js';
+import { type RetryOptions, isTransientError, withRetry } from '../common/retry.js';
 import { type JobObjectName, type StorageClient, StorageRequestError } from '../common/storage-client.js';
 import { Sha256Counter } from './archive.js';
 
@@ -49,15 +49,7 @@ export async function fetchSiteArtifact(
         throw classifyStorageError(err, `site ${siteId} artifact`);
       }
     },
-    {
-      retries: opts.retries ?? 6,
-      deadline: opts.deadline,
-      signal: opts.signal,
-      minDelayMs: opts.minRetryDelayMs ?? 500,
-      isRetryable: isRetryableTransfer,
-      onRetry: ({ error, attempt, delayMs }) =>
-        opts.logger.warn('artifact download failed, retrying', { attempt, delay_ms: delayMs, error: String(error) }),
-    },
+    retryPolicy(opts, 'artifact download failed, retrying'),
   );
 }
 
@@ -81,15 +73,7 @@ export async function uploadJobFile(
         throw classifyStorageError(err, `job ${name}`, 'UploadFailed');
       }
     },
-    {
-      retries: opts.retries ?? 6,
-      deadline: opts.deadline,
-      signal: opts.signal,
-      minDelayMs: opts.minRetryDelayMs ?? 500,
-      isRetryable: isRetryableTransfer,
-      onRetry: ({ error, attempt, delayMs }) =>
-        opts.logger.warn('upload failed, retrying', { object: name, attempt, delay_ms: delayMs, error: String(error) }),
-    },
+    retryPolicy(opts, 'upload failed, retrying', { object: name }),
   );
 }
 
@@ -112,4 +96,16 @@ export function classifyStorageError(err: unknown, what: string, transientReason
     return new PagewrightError(transientReason, `${what}: storage unreachable (${(err as Error).message})`, { cause: err });
   }
   return err;
+}
+
+/** Transfers retry transient failures with backoff, within the job's deadline, logging each retry. */
+function retryPolicy(opts: TransferOptions, message: string, fields: Record<string, unknown> = {}): RetryOptions {
+  return {
+    retries: opts.retries ?? 6,
+    deadline: opts.deadline,
+    signal: opts.signal,
+    minDelayMs: opts.minRetryDelayMs ?? 500,
+    isRetryable: isRetryableTransfer,
+    onRetry: ({ error, attempt, delayMs }) => opts.logger.warn(message, { ...fields, attempt, delay_ms: delayMs, error: String(error) }),
+  };
 }

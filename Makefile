@@ -30,7 +30,7 @@ $(NPM_STAMP): package.json package-lock.json
 deps: $(NPM_STAMP)
 
 build: deps
-	tsc -p tsconfig.build.json
+	npm run --silent build
 
 typecheck: deps
 	tsc -p tsconfig.json

@@ -65,7 +65,7 @@ async function runRunner(opts: { storageUrl: string; tokens: JobTokens; siteId: 
   const port = await getFreePort();
   const workDir = await mkdtemp(join(tmpdir(), 'pw-bench-runner-'));
   const token = await opts.tokens.issue({ jobId: opts.jobId, siteId: opts.siteId, ttlSeconds: 3600 });
-  const proc = spawn(process.execPath, [join(REPO_ROOT, 'dist/runner/main.js')], {
+  const proc = spawn(process.execPath, [join(REPO_ROOT, 'dist/runner/bundle.mjs')], {
     stdio: ['ignore', 'ignore', 'ignore'],
     env: {
       PATH: process.env.PATH,

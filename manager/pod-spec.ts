@@ -117,7 +117,7 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
           name: 'runner',
           image: cfg.runnerImage,
           imagePullPolicy: cfg.runnerImagePullPolicy,
-          command: ['node', '/app/dist/runner/main.js'],
+          command: ['node', '/app/dist/runner/bundle.mjs'],
           ports: [{ name: 'http', containerPort: cfg.runnerPort }],
           env: [
             { name: 'PAGEWRIGHT_WORKER_PORT', value: String(cfg.runnerPort) },

@@ -48,7 +48,7 @@ async function up(): Promise<void> {
     return existsSync(kubeconfig);
   }, 180_000, 200);
   console.log(`dev cluster is up: kube-apiserver, etcd and a local kubelet (node pagewright-local)
-image ${RUNNER_IMAGE} runs this checkout's dist/runner/main.js (run \`make build\` first)
+image ${RUNNER_IMAGE} runs this checkout's dist/runner/bundle.mjs (run \`make build\` first)
 logs: ${logFile}
 
 export KUBECONFIG=${kubeconfig}`);

@@ -111,7 +111,7 @@ export async function ensureCrd(cp: ControlPlane): Promise<void> {
 }
 
 export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
-  if (!existsSync(join(REPO_ROOT, 'dist/runner/main.js'))) {
+  if (!existsSync(join(REPO_ROOT, 'dist/runner/bundle.mjs'))) {
     throw new Error('the runner image maps to dist/: run `make build` first (make test does)');
   }
   const cp = await sharedControlPlane();

@@ -14,7 +14,8 @@ import { buildPod } from '../manager/pod-spec.js';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../manager/resource.js';
 import { createNamespace } from '../test/support/control-plane.js';
 import { waitFor } from '../test/support/processes.js';
-import { RUNS, headline, percentile, printTable, record, summarize } from './lib.js';
+import { defaultPodConfig } from '../test/support/pod-config.js';
+import { RUNS, alternating, headline, percentile, printTable, record, summarize, summarizeAll } from './lib.js';
 import { startCluster, startManagerChild } from './support/cluster.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 500);
@@ -138,25 +139,12 @@ async function isolatedLatencies(ns: string): Promise<number[]> {
   return out;
 }
 
-const podConfig = {
-  runnerImage: 'pagewright-runner:0.1.0', runnerImagePullPolicy: 'IfNotPresent' as const, runnerPort: 8082,
-  runnerCpuRequest: '250m', runnerCpuLimit: '2', runnerMemoryRequest: '512Mi', runnerMemoryLimit: '2Gi', runnerWorkSizeLimit: '4Gi',
-  runnerEnv: {}, runnerSchedulerName: undefined, podDeadlineSlackSeconds: 120,
-  managerUrl: 'http://pagewright-manager:8081', storageUrl: 'http://pagewright-storage:8080', llmUrl: 'https://api.openai.com/v1', codexModel: 'gpt-5.5',
-};
+const podConfig = defaultPodConfig();
 
 const rows = { direct: [] as number[], manager: [] as number[], ratio: [] as number[], p50: [] as number[], p99: [] as number[], isolatedP50: [] as number[] };
 try {
   for (let run = 0; run < RUNS; run++) {
-    let d: number;
-    let m: { rate: number; latencies: number[]; isolated: number[] };
-    if (run % 2 === 0) {
-      d = await direct();
-      m = await viaManager();
-    } else {
-      m = await viaManager();
-      d = await direct();
-    }
+    const [d, m] = await alternating(run, direct, viaManager);
     rows.direct.push(d);
     rows.manager.push(m.rate);
     rows.ratio.push(m.rate / d);
@@ -177,7 +165,7 @@ printTable(`admission of ${JOBS} jobs (client concurrency ${CONCURRENCY}, manage
 ]);
 console.log(`  apiserver requests per job (pods, jobs, secrets, events; no watches): direct: ${requestMix.direct}`);
 console.log(`                                                             manager: ${requestMix.manager}`);
-await record('manager-admission', { request_mix: requestMix, jobs: JOBS, concurrency: CONCURRENCY, workers: WORKERS, runs: RUNS, ...Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, summarize(v)])) });
+await record('manager-admission', { request_mix: requestMix, jobs: JOBS, concurrency: CONCURRENCY, workers: WORKERS, runs: RUNS, ...summarizeAll(rows) });
 headline(`manager ${summarize(rows.ratio).median.toFixed(2)}x the direct pod creation rate (goal >= 0.9); CR->pod p50 ${summarize(rows.p50).median.toFixed(0)} ms under the burst, ${summarize(rows.isolatedP50).median.toFixed(0)} ms for a job alone (goal < 50 ms)`);
 
 // open handles (watches, agents) must not keep a finished benchmark alive

@@ -11,6 +11,7 @@ import { buildPod } from '../../manager/pod-spec.js';
 import { PagewrightJob } from '../../manager/resource.js';
 import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
 import { type ManagerEnv, ensureCrd, randomName, startManagerEnv } from '../support/manager-env.js';
+import { defaultPodConfig } from '../support/pod-config.js';
 import { REPO_ROOT } from '../support/sites.js';
 
 const DEPLOY = join(REPO_ROOT, 'deploy/k8s');
@@ -53,23 +54,7 @@ describe('deploy/k8s on a real apiserver', function () {
       metadata: { name: 'pss-check', namespace: ns, uid: '11111111-2222-3333-4444-555555555555', resourceVersion: '1' },
       spec: { siteId: 'site', prompt: 'x' },
     });
-    const pod = buildPod(job, 1, {
-      runnerImage: 'pagewright-runner:0.1.0',
-      runnerImagePullPolicy: 'IfNotPresent',
-      runnerPort: 8082,
-      runnerCpuRequest: '250m',
-      runnerCpuLimit: '2',
-      runnerMemoryRequest: '512Mi',
-      runnerMemoryLimit: '2Gi',
-      runnerWorkSizeLimit: '4Gi',
-      runnerEnv: {},
-      runnerSchedulerName: undefined,
-      podDeadlineSlackSeconds: 120,
-      managerUrl: 'http://pagewright-manager:8081',
-      storageUrl: 'http://pagewright-storage:8080',
-      llmUrl: 'https://api.openai.com/v1',
-      codexModel: 'gpt-5.5',
-    });
+    const pod = buildPod(job, 1, defaultPodConfig());
     const core = cp.kubeConfig().makeApiClient(CoreV1Api);
     await core.createNamespacedPod({ namespace: ns, body: pod, dryRun: 'All' });
     // the control: the same pod without its hardening is refused, so admission really ran

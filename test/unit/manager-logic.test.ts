@@ -6,6 +6,7 @@ import { buildPod, podName } from '../../manager/pod-spec.js';
 import { PagewrightJob, type JobStatus } from '../../manager/resource.js';
 import * as t from '../../manager/transitions.js';
 import type { JobResult } from '../../common/schemas.js';
+import { defaultPodConfig } from '../support/pod-config.js';
 
 let seq = 0;
 function job(opts: { name?: string; site?: string; priority?: number; status?: JobStatus; created?: string; cancel?: boolean } = {}): PagewrightJob {
@@ -135,23 +136,7 @@ describe('status transitions', () => {
 });
 
 describe('runner pod spec', () => {
-  const cfg = {
-    runnerImage: 'pagewright-runner:1',
-    runnerImagePullPolicy: 'IfNotPresent' as const,
-    runnerPort: 8082,
-    runnerCpuRequest: '250m',
-    runnerCpuLimit: '2',
-    runnerMemoryRequest: '512Mi',
-    runnerMemoryLimit: '2Gi',
-    runnerWorkSizeLimit: '4Gi',
-    runnerEnv: { PAGEWRIGHT_KILL_GRACE_MS: '1000' },
-    runnerSchedulerName: undefined,
-    podDeadlineSlackSeconds: 120,
-    managerUrl: 'http://manager:8081',
-    storageUrl: 'http://storage:8080',
-    llmUrl: 'https://api.openai.com/v1',
-    codexModel: 'gpt-5.5',
-  };
+  const cfg = defaultPodConfig({ runnerImage: 'pagewright-runner:1', runnerEnv: { PAGEWRIGHT_KILL_GRACE_MS: '1000' } });
 
   it('is hardened, owned, labelled and carries no secret in plain env', () => {
     const j = job({ name: 'a'.repeat(120) });

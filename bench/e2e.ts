@@ -12,7 +12,7 @@ import { WORK_PHASES } from '../common/schemas.js';
 import type { PagewrightJob } from '../manager/resource.js';
 import { stopSharedControlPlane } from '../test/support/control-plane.js';
 import { startManagerEnv } from '../test/support/manager-env.js';
-import { headline, printTable, record, summarize } from './lib.js';
+import { headline, printTable, record, summarize, summarizeAll } from './lib.js';
 
 const JOBS = Number(process.env.BENCH_E2E_JOBS ?? 20);
 const env = await startManagerEnv('bench-e2e');
@@ -51,7 +51,7 @@ printTable(`${JOBS} jobs, kubectl apply -> Succeeded, one at a time (n = jobs)`,
 ]);
 const runnerOther = WORK_PHASES.filter((p) => p !== 'executing_codex').map((p) => summarize(phases[p]!).median).reduce((a, b) => a + b, 0);
 console.log(`  of the overhead, runner phases other than codex: ${runnerOther.toFixed(0)} ms (medians); the rest is apply, admission, pod start and the callback`);
-await record('e2e', { jobs: JOBS, total_ms: summarize(total), overhead_ms: summarize(overhead), phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, summarize(v)])) });
+await record('e2e', { jobs: JOBS, total_ms: summarize(total), overhead_ms: summarize(overhead), phases: summarizeAll(phases) });
 headline(`median overhead per job outside codex ${summarize(overhead).median.toFixed(0)} ms (goal < 1000 ms); apply -> Succeeded ${summarize(total).median.toFixed(0)} ms`);
 
 // open handles (watches, agents) must not keep a finished benchmark alive

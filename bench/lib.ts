@@ -24,6 +24,11 @@ export function summarize(values: number[]): Summary {
   return { median, min: sorted[0]!, max: sorted[sorted.length - 1]!, n: sorted.length };
 }
 
+/** summarize() of every series in a record of them, under the same keys. */
+export function summarizeAll(series: Record<string, number[]>): Record<string, Summary> {
+  return Object.fromEntries(Object.entries(series).map(([k, v]) => [k, summarize(v)]));
+}
+
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
@@ -77,6 +82,19 @@ export function sampleRss(pid: number, everyMs = 50): { stop(): number[] } {
       return samples;
     },
   };
+}
+
+/**
+ * Runs both measurements, the baseline first on even runs and second on odd ones, so that
+ * neither side always gets the warmer caches; returns them in argument order.
+ */
+export async function alternating<A, B>(run: number, a: () => Promise<A>, b: () => Promise<B>): Promise<[A, B]> {
+  if (run % 2 === 0) {
+    const first = await a();
+    return [first, await b()];
+  }
+  const second = await b();
+  return [await a(), second];
 }
 
 export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {

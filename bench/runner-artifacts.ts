@@ -25,7 +25,7 @@ import { startModelServer } from '../test/support/model-server.js';
 import { getFreePort } from '../test/support/ports.js';
 import { waitFor } from '../test/support/processes.js';
 import { REPO_ROOT } from '../test/support/sites.js';
-import { RUNS, headline, printTable, record, rss, summarize, timed } from './lib.js';
+import { RUNS, headline, printTable, record, rss, summarize, summarizeAll, timed } from './lib.js';
 import { startStorageChild } from './support/services.js';
 
 const run = promisify(execFile);
@@ -180,7 +180,7 @@ printTable(`runner artifact path, ${SITE_MIB} MiB site`, [
   ...ARTIFACT_PHASES.map((p) => [`  phase ${p}`, phaseRows[p]!, 'ms'] as [string, number[], string]),
   ['runner peak RSS', results.rss!, 'MiB'],
 ]);
-await record('runner-artifacts', { site_mib: SITE_MIB, big_site_mib: BIG_SITE_MIB, runs: RUNS, ratio: summarize(results.ratio!), runner_ms: summarize(results.runner!), baseline_ms: summarize(results.baseline!), rss_mib: summarize(results.rss!), big_rss_mib: bigRss, big_ratio: bigRatio, phases: Object.fromEntries(Object.entries(phaseRows).map(([k, v]) => [k, summarize(v)])) });
+await record('runner-artifacts', { site_mib: SITE_MIB, big_site_mib: BIG_SITE_MIB, runs: RUNS, ratio: summarize(results.ratio!), runner_ms: summarize(results.runner!), baseline_ms: summarize(results.baseline!), rss_mib: summarize(results.rss!), big_rss_mib: bigRss, big_ratio: bigRatio, phases: summarizeAll(phaseRows) });
 headline(`runner/baseline ${summarize(results.ratio!).median.toFixed(2)}x at ${SITE_MIB} MiB (goal <= 1.2); runner peak RSS ${summarize(results.rss!).median.toFixed(0)} MiB at ${SITE_MIB} MiB, ${bigRss.toFixed(0)} MiB at ${BIG_SITE_MIB} MiB`);
 
 // open handles (watches, agents) must not keep a finished benchmark alive

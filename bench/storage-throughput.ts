@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
-import { RUNS, headline, printTable, record, sampleRss, summarize, timed } from './lib.js';
+import { RUNS, alternating, headline, printTable, record, sampleRss, summarize, summarizeAll, timed } from './lib.js';
 import { type ChildService, startRawDiskServer, startStorageChild } from './support/services.js';
 
 const MIB = 1024 * 1024;
@@ -62,18 +62,11 @@ const auth = { authorization: `Bearer ${storage.adminToken}` };
 const rows = { sUp: [] as number[], sDown: [] as number[], bUp: [] as number[], bDown: [] as number[], upRatio: [] as number[], downRatio: [] as number[], rssGrowth: [] as number[], idle: [] as number[] };
 try {
   for (let run = 0; run < RUNS; run++) {
-    // alternate the order so neither side always gets the warmer page cache
-    const measureBase = () => measure(raw, '/object', '/object', {});
-    const measureStorage = () => measure(storage, '/sites/bench/artifact', '/sites/bench/artifact', auth);
-    let base;
-    let s;
-    if (run % 2 === 0) {
-      base = await measureBase();
-      s = await measureStorage();
-    } else {
-      s = await measureStorage();
-      base = await measureBase();
-    }
+    const [base, s] = await alternating(
+      run,
+      () => measure(raw, '/object', '/object', {}),
+      () => measure(storage, '/sites/bench/artifact', '/sites/bench/artifact', auth),
+    );
     rows.bUp.push(base.upMiBs);
     rows.bDown.push(base.downMiBs);
     rows.sUp.push(s.upMiBs);
@@ -97,7 +90,7 @@ printTable(`storage throughput, ${SIZE_MIB} MiB objects`, [
   ['storage RSS idle', rows.idle, 'MiB'],
   ['storage RSS growth during transfer', rows.rssGrowth, 'MiB'],
 ]);
-await record('storage-throughput', { size_mib: SIZE_MIB, runs: RUNS, ...Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, summarize(v)])) });
+await record('storage-throughput', { size_mib: SIZE_MIB, runs: RUNS, ...summarizeAll(rows) });
 headline(`storage upload ${summarize(rows.upRatio).median.toFixed(2)}x, download ${summarize(rows.downRatio).median.toFixed(2)}x of the raw-disk baseline (goal >= 0.8); RSS growth ${summarize(rows.rssGrowth).median.toFixed(0)} MiB over ${SIZE_MIB} MiB`);
 
 // open handles (watches, agents) must not keep a finished benchmark alive

@@ -13,7 +13,7 @@
  *
  * A pool brings the failure mode client-go answers with HTTP/2 pings: an idle connection that
  * died silently (a NAT or load balancer dropped it) takes the next request with it. So requests
- * give up when no response headers arrive within `headersTimeoutMs` (the apiserver's own
+ * give up when no response headers arrive within HEADERS_TIMEOUT_MS (the apiserver's own
  * request timeout is 60 s), and resetConnections() lets a caller that has seen the connection
  * go silent (the informer's watchdog) start over on fresh connections at once.
  */
@@ -24,17 +24,14 @@ import { Agent, type Dispatcher } from 'undici';
 type AgentOptions = Parameters<KubeConfig['createDispatcherOptions']>[1];
 type CreateDispatcher = (cluster: Cluster | null, agentOptions: AgentOptions) => Dispatcher | undefined;
 
-export interface PooledKubeConfigOptions {
-  /** Fail a request whose response headers have not arrived after this long (default 60 s). */
-  headersTimeoutMs?: number;
-}
+/** A request whose response headers have not arrived after this long fails. */
+const HEADERS_TIMEOUT_MS = 60_000;
 
 export class PooledKubeConfig extends KubeConfig {
   readonly #dispatchers = new Map<string, Dispatcher | undefined>();
 
-  constructor(options: PooledKubeConfigOptions = {}) {
+  constructor() {
     super();
-    const headersTimeout = options.headersTimeoutMs ?? 60_000;
     // createDispatcher is private in the typings, so it is wrapped on the instance rather than
     // overridden; test/integration/kube-client.test.ts fails if a client-node upgrade renames it.
     const self = this as unknown as { createDispatcher?: CreateDispatcher };
@@ -48,7 +45,7 @@ export class PooledKubeConfig extends KubeConfig {
       if (!this.#dispatchers.has(key)) {
         // the plain TLS case (every in-cluster and kind config) gets the timeout; proxies keep
         // client-node's own construction
-        this.#dispatchers.set(key, options.type === 'agent' ? new Agent({ connect: options.connect, headersTimeout, allowH2: false }) : build(cluster, agentOptions));
+        this.#dispatchers.set(key, options.type === 'agent' ? new Agent({ connect: options.connect, headersTimeout: HEADERS_TIMEOUT_MS, allowH2: false }) : build(cluster, agentOptions));
       }
       return this.#dispatchers.get(key);
     };

@@ -8,6 +8,7 @@ import { request } from 'undici';
 import { JobTokens } from '../../common/tokens.js';
 import type { JobResult } from '../../common/schemas.js';
 import { type ManagerEnv, type ManagerProcess, randomName, startManagerEnv } from '../support/manager-env.js';
+import { waitFor } from '../support/processes.js';
 
 describe('manager HTTP API', function () {
   this.timeout(120_000);
@@ -118,9 +119,15 @@ describe('manager HTTP API', function () {
 
   it('serves health, readiness and Prometheus metrics', async () => {
     for (const path of ['/healthz', '/readyz']) expect((await request(`${manager.url}${path}`)).statusCode, path).to.equal(200);
-    const metrics = await (await request(`${manager.url}/metrics`)).body.text();
-    for (const m of ['pagewright_jobs{phase="Succeeded"} 1', 'pagewright_workqueue_depth', 'pagewright_reconcile_duration_seconds_bucket', 'pagewright_job_duration_seconds_count{phase="Succeeded"} 1', 'pagewright_runner_phase_duration_seconds_count{phase="executing_codex"} 1', 'pagewright_callbacks_total{kind="result",outcome="recorded"} 1']) {
-      expect(metrics, m).to.contain(m);
-    }
+    const expected = ['pagewright_jobs{phase="Succeeded"} 1', 'pagewright_workqueue_depth', 'pagewright_reconcile_duration_seconds_bucket', 'pagewright_job_duration_seconds_count{phase="Succeeded"} 1', 'pagewright_runner_phase_duration_seconds_count{phase="executing_codex"} 1', 'pagewright_callbacks_total{kind="result",outcome="recorded"} 1'];
+    // the job's end is observed after its status write returns, which a watcher can see first
+    let metrics = '';
+    await waitFor('the finished job in /metrics', async () => {
+      metrics = await (await request(`${manager.url}/metrics`)).body.text();
+      return expected.every((m) => metrics.includes(m));
+    }, 5000, 100).catch(() => undefined);
+    const missing = expected.filter((m) => !metrics.includes(m));
+    // missing in 2 of 6 full `make test` runs, never when run alone: keep the evidence if it recurs
+    expect(missing, missing.length > 0 ? `metrics:\n${metrics}\n${await env.diagnostics()}` : '').to.deep.equal([]);
   });
 });

@@ -22,9 +22,17 @@ help:
 	@echo "make kind-up       images + a local kind cluster with Pagewright deployed (needs docker, kind, kubectl)"
 	@echo "make dev-cluster   the test control plane + local kubelet in the background, for kubectl"
 
-# npm writes node_modules/.package-lock.json on every install: a cheap "installed and current" stamp
+# npm writes node_modules/.package-lock.json on every install: a cheap "installed and current" stamp.
+# npm retries a request that fails, but not a download that stalls mid-body (a CI run died on an
+# EIDLETIMEOUT that way), so the whole install is retried; downloaded tarballs stay in npm's cache.
+NPM_CI_ATTEMPTS := 3
 $(NPM_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
+	@for attempt in $$(seq 1 $(NPM_CI_ATTEMPTS)); do \
+	  npm ci --no-audit --no-fund && break; \
+	  if (( attempt == $(NPM_CI_ATTEMPTS) )); then echo "deps: npm ci failed $(NPM_CI_ATTEMPTS) times" >&2; exit 1; fi; \
+	  echo "deps: npm ci failed (attempt $$attempt of $(NPM_CI_ATTEMPTS)); retrying in $$(( attempt * 15 )) s" >&2; \
+	  sleep $$(( attempt * 15 )); \
+	done
 	@touch $@
 
 deps: $(NPM_STAMP)

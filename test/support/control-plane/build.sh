@@ -33,7 +33,14 @@ done
 cd "$here"
 start=$(date +%s)
 echo "control plane: downloading modules (first time: ~700 MB into $(go env GOMODCACHE))" >&2
-go mod download -x 2>&1 | grep -c "^# get" | sed 's/^/control plane: fetched modules: /' >&2 || true
+# the module proxy is on the network: retry a failed download (finished modules stay cached)
+for attempt in 1 2 3; do
+  if go mod download 2>"$out/download.log"; then break; fi
+  if (( attempt == 3 )); then cat "$out/download.log" >&2; echo "control plane: go mod download failed 3 times" >&2; exit 1; fi
+  echo "control plane: go mod download failed (attempt $attempt of 3): $(tail -1 "$out/download.log"); retrying in $(( attempt * 15 )) s" >&2
+  sleep $(( attempt * 15 ))
+done
+rm -f "$out/download.log"
 echo "control plane: building kube-apiserver $K8S_VERSION (cold: many minutes on 2 cores)" >&2
 go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$out/kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver
 echo "control plane: building kubectl $K8S_VERSION" >&2

@@ -81,8 +81,8 @@ export function createManagerApp(d: ManagerApiDeps): express.Express {
     const live = await d.status.get(namespace, name);
     let outcome = resultOutcome(live, result.attempt);
     if (outcome === 'recorded') {
-      const stored = await d.status.update(live, resultReported(result));
-      outcome = stored.status.reportedAttempt === result.attempt ? 'recorded' : resultOutcome(stored, result.attempt);
+      const { job: stored, written } = await d.status.update(live, resultReported(result));
+      if (!written) outcome = resultOutcome(stored, result.attempt);
     }
     d.metrics.callbacks.inc({ kind: 'result', outcome });
     d.logger.info('result callback', { job: key, attempt: result.attempt, status: result.status, outcome });

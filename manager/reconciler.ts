@@ -19,7 +19,7 @@ import type { EventRecorder } from './events.js';
 import { LABEL_ATTEMPT, type PagewrightJob, isTerminal, jobKey, timestamp } from './resource.js';
 import type { ManagerMetrics } from './metrics.js';
 import { buildPod, buildSecret, podName, secretName } from './pod-spec.js';
-import { type StatusChange, type StatusWriter, apiCode } from './status.js';
+import { type StatusChange, type StatusUpdate, type StatusWriter, apiCode } from './status.js';
 import * as t from './transitions.js';
 import { FinalizerPatcher } from './finalizer.js';
 
@@ -86,14 +86,18 @@ export class Reconciler {
     const next = job.status.nextAttemptTime ? timestamp(job.status.nextAttemptTime) - Date.now() : 0;
     if (next > 0) return this.#d.requeueAfter(key, next);
     const attempt = (job.status.attempt ?? 0) + 1;
+    let written = false;
     const admitted = await this.#d.admitter.admit(job, attempt, async () => {
-      const stored = await this.#write(job, t.scheduled(attempt, podName(job, attempt)));
-      return stored.status.phase === 'Scheduled' && stored.status.attempt === attempt ? stored : null;
+      const update = await this.#write(job, t.scheduled(attempt, podName(job, attempt)));
+      written = update.written;
+      // scheduled by an earlier pass from a fresher copy: still ours to see through (creating
+      // its pod again is a no-op)
+      return update.job.status.phase === 'Scheduled' && update.job.status.attempt === attempt ? update.job : null;
     });
     if (admitted) {
       await this.#createAttempt(admitted, attempt);
       // after the pod: the Event is not on the path from admission to a running pod
-      this.#d.events.normal(admitted, 'Scheduled', `attempt ${attempt}: created runner pod ${podName(admitted, attempt)}`);
+      if (written) this.#d.events.normal(admitted, 'Scheduled', `attempt ${attempt}: created runner pod ${podName(admitted, attempt)}`);
     } else if (job.status.phase === undefined) {
       await this.#write(job, t.queued('waiting for a free slot or for another job of this site'));
     }
@@ -138,8 +142,8 @@ export class Reconciler {
         return this.#d.requeueAfter(jobKey(job), 10 * POLL_MS); // image pulls are not watched as events
       case 'running':
         if (s.phase === 'Scheduled') {
-          await this.#write(job, t.running(attempt));
-          this.#d.events.normal(job, 'Started', `runner pod ${pod.metadata?.name} is running`);
+          const { written } = await this.#write(job, t.running(attempt));
+          if (written) this.#d.events.normal(job, 'Started', `runner pod ${pod.metadata?.name} is running`);
         }
         return;
       case 'succeeded':
@@ -165,8 +169,8 @@ export class Reconciler {
     }
     if (manifest.attempt !== attempt) return false;
     this.#d.logger.info('result recovered from the manifest in storage', { job: jobKey(job), attempt });
-    const stored = await this.#write(job, t.resultReported(manifest.result));
-    this.#d.events.normal(stored, 'ResultRecovered', `attempt ${attempt}: result read from storage (the callback was lost)`);
+    const { job: stored, written } = await this.#write(job, t.resultReported(manifest.result));
+    if (written) this.#d.events.normal(stored, 'ResultRecovered', `attempt ${attempt}: result read from storage (the callback was lost)`);
     if (stored.status.reportedAttempt === attempt) await this.#finishAttempt(stored);
     return true;
   }
@@ -207,8 +211,8 @@ export class Reconciler {
     const { config } = this.#d;
     if (isInfrastructureFailure(reason) && attempt <= job.spec.retries) {
       const delay = t.retryDelayMs(attempt, config.retryBaseSeconds, config.retryMaxSeconds);
-      const stored = await this.#write(job, t.retrying(attempt, reason, message, delay));
-      if (stored.status.phase !== 'Queued') return;
+      const { job: stored, written } = await this.#write(job, t.retrying(attempt, reason, message, delay));
+      if (!written || stored.status.phase !== 'Queued') return;
       this.#d.metrics.transitions.inc({ phase: 'Queued', reason });
       this.#d.events.warning(stored, 'Retrying', `attempt ${attempt} failed (${reason}): ${message}; attempt ${attempt + 1} in ${Math.round(delay / 1000)} s`);
       this.#d.admitter.slotFreed();
@@ -223,8 +227,8 @@ export class Reconciler {
     // another API call: a restarted manager's pass over 10,000 finished jobs makes none (should
     // the job not end after all, its next attempt creates the Secret again)
     await this.#deleteSecret(job);
-    const stored = await this.#write(job, change);
-    if (stored.status.phase !== phase) return;
+    const { job: stored, written } = await this.#write(job, change);
+    if (!written || stored.status.phase !== phase) return;
     const s = stored.status;
     this.#d.metrics.transitions.inc({ phase, reason: s.reason ?? phase });
     if (s.startTime && s.completionTime) {
@@ -339,7 +343,7 @@ export class Reconciler {
     }
   }
 
-  async #write(job: PagewrightJob, change: StatusChange): Promise<PagewrightJob> {
+  async #write(job: PagewrightJob, change: StatusChange): Promise<StatusUpdate> {
     return this.#d.status.update(job, change);
   }
 }

@@ -23,6 +23,11 @@ export function apiCode(err: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+export interface StatusUpdate {
+  job: PagewrightJob;
+  written: boolean;
+}
+
 export class StatusWriter {
   readonly #api: CustomObjectsApi;
 
@@ -40,16 +45,18 @@ export class StatusWriter {
   }
 
   /**
-   * Applies `change` to `job` (or to a fresh copy after a conflict) and writes it.
-   * Returns the object as stored (unchanged if `change` returned null or the same status).
+   * Applies `change` to `job` (or to a fresh copy after a conflict) and writes it. Returns the
+   * object as stored and whether this call wrote it: a caller working from a stale copy finds
+   * the transition already made (the fresh copy's phase is the one it wanted, but `written` is
+   * false), which must not count, log or announce it a second time.
    */
-  async update(job: PagewrightJob, change: StatusChange, maxConflicts = 8): Promise<PagewrightJob> {
+  async update(job: PagewrightJob, change: StatusChange, maxConflicts = 8): Promise<StatusUpdate> {
     let current = job;
     for (let conflicts = 0; ; conflicts++) {
       const next = change(current);
-      if (next === null) return current;
+      if (next === null) return { job: current, written: false };
       const status = { ...next, observedGeneration: current.metadata.generation ?? next.observedGeneration };
-      if (isDeepStrictEqual(status, current.status)) return current;
+      if (isDeepStrictEqual(status, current.status)) return { job: current, written: false };
       const { namespace, name } = current.metadata;
       try {
         const stored = await this.#api.replaceNamespacedCustomObjectStatus({
@@ -60,7 +67,7 @@ export class StatusWriter {
           name,
           body: { apiVersion: current.apiVersion, kind: current.kind, metadata: { name, namespace, resourceVersion: current.metadata.resourceVersion }, spec: current.spec, status },
         });
-        return PagewrightJob.parse(stored);
+        return { job: PagewrightJob.parse(stored), written: true };
       } catch (err) {
         if (apiCode(err) === 404) throw new JobGoneError(`${namespace}/${name}`);
         if (apiCode(err) !== 409 || conflicts >= maxConflicts) throw err;

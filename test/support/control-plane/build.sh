@@ -9,7 +9,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/versions.env"
 cache=${PAGEWRIGHT_CACHE_DIR:-$HOME/.cache/pagewright}
 out=$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION
-stamp="$K8S_VERSION $ETCD_VERSION $(sha256sum "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-16)"
+# the contents only: a second checkout (another path) reuses the same build
+stamp="$K8S_VERSION $ETCD_VERSION $(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-16)"
 
 if [[ -x $out/kube-apiserver && -x $out/etcd && -x $out/kubectl && -f $out/.stamp && "$(cat "$out/.stamp")" == "$stamp" ]]; then
   echo "control plane: reusing $out" >&2

@@ -1,9 +1,9 @@
 /**
  * Content-addressed blobs: blobs/sha256/<aa>/<digest>. A blob is streamed to a temp file while
- * its sha256 and size are computed, fsynced, then renamed to its digest; memory use does not
- * depend on the blob's size. Equal content is stored once.
+ * its size and its sha256 (on a worker thread: off-thread-hasher.ts) are computed, fsynced,
+ * then renamed to its digest; memory use does not depend on the blob's size. Equal content is
+ * stored once.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StorageError } from './errors.js';
 import { commitFile, tempPath } from './fs-durable.js';
+import { type HashSession, OffThreadHasher } from './off-thread-hasher.js';
 
 export interface PutBlobOptions {
   maxBytes: number;
@@ -28,6 +29,7 @@ export interface BlobInfo {
 export class BlobStore {
   readonly #root: string;
   readonly #tmp: string;
+  readonly #hasher = new OffThreadHasher();
 
   constructor(dataDir: string) {
     this.#root = join(dataDir, 'blobs', 'sha256');
@@ -45,6 +47,11 @@ export class BlobStore {
     for (const name of await readdir(this.#tmp)) await rm(join(this.#tmp, name), { force: true, recursive: true });
   }
 
+  /** Stops the hashing worker. */
+  close(): Promise<void> {
+    return this.#hasher.close();
+  }
+
   pathOf(version: string): string {
     return join(this.#root, version.slice(0, 2), version);
   }
@@ -54,16 +61,19 @@ export class BlobStore {
       throw tooLarge(opts.maxBytes);
     }
     const tmp = tempPath(this.#tmp);
-    const meter = new HashingLimiter(opts.maxBytes);
+    const hash = this.#hasher.session();
+    const meter = new HashingLimiter(opts.maxBytes, hash);
+    let version: string;
     try {
       // flush: fsync before close, so a renamed blob is always complete on disk
       await pipeline(body, meter, createWriteStream(tmp, { flags: 'wx', mode: 0o640, flush: true, highWaterMark: 1 << 20 }));
+      version = await hash.digest();
     } catch (err) {
+      hash.drop();
       await rm(tmp, { force: true });
       if (meter.overflowed) throw tooLarge(opts.maxBytes);
       throw err;
     }
-    const version = meter.digest();
     if (opts.expectedSha256 !== undefined && opts.expectedSha256 !== version) {
       await rm(tmp, { force: true });
       throw new StorageError('DigestMismatch', `body sha256 is ${version}, the request said ${opts.expectedSha256}`);
@@ -97,14 +107,15 @@ function tooLarge(maxBytes: number): StorageError {
 
 /** Passes bytes through while hashing and counting them; fails once the limit is passed. */
 class HashingLimiter extends Transform {
-  readonly #hash = createHash('sha256');
+  readonly #hash: HashSession;
   readonly #max: number;
   bytes = 0;
   overflowed = false;
 
-  constructor(maxBytes: number) {
+  constructor(maxBytes: number, hash: HashSession) {
     super();
     this.#max = maxBytes;
+    this.#hash = hash;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
@@ -114,11 +125,8 @@ class HashingLimiter extends Transform {
       done(tooLarge(this.#max));
       return;
     }
-    this.#hash.update(chunk);
-    done(null, chunk);
-  }
-
-  digest(): string {
-    return this.#hash.digest('hex');
+    const behind = this.#hash.update(chunk);
+    if (behind) behind.then(() => done(null, chunk), done);
+    else done(null, chunk);
   }
 }

@@ -49,6 +49,7 @@ export async function startStorageServer(
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
+      await blobs.close();
     },
   };
 }

@@ -8,6 +8,7 @@ import { request } from 'undici';
 import { JobTokens } from '../../common/tokens.js';
 import type { JobResult } from '../../common/schemas.js';
 import { type ManagerEnv, type ManagerProcess, randomName, startManagerEnv } from '../support/manager-env.js';
+import { jobResult } from '../support/job-result.js';
 import { waitFor } from '../support/processes.js';
 
 describe('manager HTTP API', function () {
@@ -40,22 +41,7 @@ describe('manager HTTP API', function () {
     });
     return { status: res.statusCode, body: (await res.body.json()) as { error?: string; message?: string; outcome?: string } };
   };
-  const result = (attempt: number, over: Partial<JobResult> = {}): JobResult => ({
-    job_id: uid,
-    attempt,
-    status: 'completed',
-    reason: null,
-    error: null,
-    files_changed: 1,
-    files: ['index.html'],
-    summary: 'forged',
-    base_version: null,
-    output_version: null,
-    started_at: new Date().toISOString(),
-    finished_at: new Date().toISOString(),
-    phase_durations_ms: {},
-    ...over,
-  });
+  const result = (attempt: number, over: Partial<JobResult> = {}): JobResult => jobResult(uid, attempt, { summary: 'forged', ...over });
 
   it('rejects callbacks without the job\'s own valid token', async () => {
     const other = await tokens.issue({ jobId: 'another-job', siteId: 'site-a', ttlSeconds: 60 });

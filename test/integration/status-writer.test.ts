@@ -11,6 +11,7 @@ import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../manager/resource.js
 import { StatusWriter } from '../../manager/status.js';
 import * as t from '../../manager/transitions.js';
 import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
+import { jobResult } from '../support/job-result.js';
 import { ensureCrd } from '../support/manager-env.js';
 
 describe('StatusWriter on a real apiserver', function () {
@@ -42,22 +43,7 @@ describe('StatusWriter on a real apiserver', function () {
       expect(update.written).to.equal(true);
       job = update.job;
     }
-    const now = new Date().toISOString();
-    const result: JobResult = {
-      job_id: job.metadata.uid,
-      attempt: 1,
-      status: 'completed',
-      reason: null,
-      error: null,
-      files_changed: 1,
-      files: ['index.html'],
-      summary: 'Added a note',
-      base_version: null,
-      output_version: null,
-      started_at: now,
-      finished_at: now,
-      phase_durations_ms: { executing_codex: 1200 },
-    };
+    const result = jobResult(job.metadata.uid, 1, { summary: 'Added a note', phase_durations_ms: { executing_codex: 1200 } });
     const reported = await writer.update(job, t.resultReported(JobResult.parse(result)));
     expect(reported.written).to.equal(true);
     return reported.job;

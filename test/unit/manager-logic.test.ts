@@ -6,6 +6,7 @@ import { buildPod, podName } from '../../manager/pod-spec.js';
 import { PagewrightJob, type JobStatus } from '../../manager/resource.js';
 import * as t from '../../manager/transitions.js';
 import type { JobResult } from '../../common/schemas.js';
+import { jobResult } from '../support/job-result.js';
 import { defaultPodConfig } from '../support/pod-config.js';
 
 let seq = 0;
@@ -87,21 +88,15 @@ describe('pod classification', () => {
 });
 
 describe('status transitions', () => {
-  const result = (attempt: number, status: 'completed' | 'failed' = 'completed'): JobResult => ({
-    job_id: 'x',
-    attempt,
-    status,
-    reason: status === 'failed' ? 'CodexFailed' : null,
-    error: status === 'failed' ? 'boom' : null,
-    files_changed: 1,
-    files: ['index.html'],
-    summary: 'done',
-    base_version: 'a'.repeat(64),
-    output_version: 'b'.repeat(64),
-    started_at: new Date().toISOString(),
-    finished_at: new Date().toISOString(),
-    phase_durations_ms: { executing_codex: 12.4 },
-  });
+  const result = (attempt: number, status: 'completed' | 'failed' = 'completed'): JobResult =>
+    jobResult('x', attempt, {
+      status,
+      reason: status === 'failed' ? 'CodexFailed' : null,
+      error: status === 'failed' ? 'boom' : null,
+      base_version: 'a'.repeat(64),
+      output_version: 'b'.repeat(64),
+      phase_durations_ms: { executing_codex: 12.4 },
+    });
 
   it('records a result once, only for the current attempt', () => {
     const j = job({ status: { phase: 'Running', attempt: 2 } });

@@ -3,9 +3,12 @@
  * control-plane/build.sh) on free loopback ports, with generated certificates, an admin
  * kubeconfig, and cleanup by PID that also covers a crashed earlier run.
  *
- * What is deliberately absent: kube-controller-manager (no garbage collection, namespaces stay
- * Terminating, no default ServiceAccount) and kube-scheduler (test/support/local-kubelet.ts binds
- * pods itself). Tests must clean up what they create and must not rely on GC.
+ * Alone, it has no kube-controller-manager (no garbage collection, namespaces stay Terminating,
+ * no default ServiceAccount) and no kube-scheduler (test/support/local-kubelet.ts binds pods
+ * itself): tests on it must clean up what they create and must not rely on GC. With `node`
+ * options it is the control plane of a real node (test/support/node/cluster.ts), which adds those
+ * components: then ServiceAccount admission is on, kubelets are authorized by the Node
+ * authorizer, and the apiserver listens where pods can reach it.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -17,6 +20,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { PooledKubeConfig } from '../../manager/kube-client.js';
 import { Agent, request } from 'undici';
 import { OWNER_ENV, isOwnerAlive, killOwnedBy, onTermination, reapOrphans, selfOwner } from './control-plane/owner.js';
+import { type KeyPair, Pki } from './pki.js';
 import { getFreePort } from './ports.js';
 import { REPO_ROOT } from './sites.js';
 
@@ -29,6 +33,10 @@ export interface ControlPlane {
   dir: string;
   binDir: string;
   kubeConfig(): KubeConfig;
+  /** The cluster's CA, to issue the identities of further components. */
+  pki: Pki;
+  /** The key pair that signs ServiceAccount tokens (kube-controller-manager needs the private half). */
+  serviceAccountKeys: { key: string; pub: string };
   /** kubectl (the pinned 1.33 build) against this control plane. */
   kubectl(args: string[], opts?: { input?: string; allowFailure?: boolean }): Promise<{ code: number; stdout: string; stderr: string }>;
   stop(): Promise<void>;
@@ -45,7 +53,8 @@ export function controlPlaneBinDir(): string {
 /** Builds (or reuses) the binaries; fast when cached. */
 export async function ensureControlPlaneBinaries(): Promise<string> {
   const dir = controlPlaneBinDir();
-  if (!['kube-apiserver', 'etcd', 'kubectl'].every((b) => existsSync(join(dir, b)))) {
+  const binaries = ['kube-apiserver', 'etcd', 'kubectl', 'kubelet', 'kube-scheduler', 'kube-controller-manager', 'kube-proxy', 'coredns', 'pause'];
+  if (!binaries.every((b) => existsSync(join(dir, b)))) {
     await run(join(REPO_ROOT, 'test/support/control-plane/build.sh'), { maxBuffer: 64 * 1024 * 1024 });
   }
   return dir;
@@ -53,13 +62,28 @@ export async function ensureControlPlaneBinaries(): Promise<string> {
 
 const STATE_ROOT = join(tmpdir(), 'pagewright-control-planes');
 
-export async function startControlPlane(opts: { extraApiserverFlags?: string[] } = {}): Promise<ControlPlane> {
+export interface ControlPlaneOptions {
+  extraApiserverFlags?: string[];
+  /** Where its state goes (default: a new directory under the OS temp dir). */
+  dir?: string;
+  /** Serve a real node: see the file header. */
+  node?: {
+    /** The address kube-apiserver binds and advertises (the node's address, reachable from pods). */
+    address: string;
+    /** The `kubernetes` Service's ClusterIP: pods' in-cluster config connects there. */
+    serviceIp: string;
+    serviceCidr: string;
+  };
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const binDir = await ensureControlPlaneBinaries();
   await killStale();
   await mkdir(STATE_ROOT, { recursive: true });
   const owner = selfOwner();
   // the owner is in the name, so a parallel run can tell at once whether this directory is stale
-  const dir = await mkdtemp(join(STATE_ROOT, `cp-${owner.replace(':', '-')}-`));
+  const dir = opts.dir ?? (await mkdtemp(join(STATE_ROOT, `cp-${owner.replace(':', '-')}-`)));
+  await mkdir(dir, { recursive: true });
   const children: ChildProcess[] = [];
   // a test process that exits or is interrupted without stop() takes everything it started
   // along (etcd, kube-apiserver, and the local kubelet's pods, which carry the same owner)
@@ -73,8 +97,10 @@ export async function startControlPlane(opts: { extraApiserverFlags?: string[] }
     unregister();
   };
   try {
-    const certs = await makeCertificates(dir);
-    const [etcdPort, peerPort, apiPort] = [await getFreePort(), await getFreePort(), await getFreePort()];
+    const node = opts.node;
+    const address = node?.address ?? '127.0.0.1';
+    const certs = await makeCertificates(dir, node ? [address, node.serviceIp] : []);
+    const [etcdPort, peerPort, apiPort] = [await getFreePort(), await getFreePort(), await getFreePort(address)];
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     children.push(
       launch(dir, owner, 'etcd', join(binDir, 'etcd'), [
@@ -97,30 +123,45 @@ export async function startControlPlane(opts: { extraApiserverFlags?: string[] }
       },
       children[0]!,
     );
-    const server = `https://127.0.0.1:${apiPort}`;
+    const server = `https://${address}:${apiPort}`;
+    const modeFlags = node
+      ? [
+          // kubelets act as `system:node:NAME` and may touch only their own node's objects
+          '--authorization-mode=Node,RBAC',
+          '--enable-admission-plugins=NodeRestriction',
+          `--service-cluster-ip-range=${node.serviceCidr}`,
+          // logs, exec and port-forward: the apiserver calls the kubelet, both sides verified
+          `--kubelet-client-certificate=${certs.kubeletClient.cert}`,
+          `--kubelet-client-key=${certs.kubeletClient.key}`,
+          `--kubelet-certificate-authority=${certs.pki.caCert}`,
+          '--kubelet-preferred-address-types=InternalIP',
+        ]
+      : [
+          '--authorization-mode=RBAC',
+          '--service-cluster-ip-range=10.0.0.0/24',
+          // no controller creates the default ServiceAccount, so this plugin would refuse every pod
+          '--disable-admission-plugins=ServiceAccount',
+          '--endpoint-reconciler-type=none',
+        ];
     children.push(
       launch(dir, owner, 'kube-apiserver', join(binDir, 'kube-apiserver'), [
         `--etcd-servers=${etcdUrl}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
+        `--bind-address=${address}`,
+        `--advertise-address=${address}`,
         `--secure-port=${apiPort}`,
-        `--tls-cert-file=${certs.serverCert}`,
-        `--tls-private-key-file=${certs.serverKey}`,
-        `--client-ca-file=${certs.caCert}`,
+        `--tls-cert-file=${certs.server.cert}`,
+        `--tls-private-key-file=${certs.server.key}`,
+        `--client-ca-file=${certs.pki.caCert}`,
         `--service-account-issuer=${server}/`,
-        `--service-account-key-file=${certs.saPub}`,
-        `--service-account-signing-key-file=${certs.saKey}`,
-        '--service-cluster-ip-range=10.0.0.0/24',
-        '--authorization-mode=RBAC',
+        `--service-account-key-file=${certs.sa.pub}`,
+        `--service-account-signing-key-file=${certs.sa.key}`,
         '--allow-privileged=true',
-        // no controller creates the default ServiceAccount, so this plugin would refuse every pod
-        '--disable-admission-plugins=ServiceAccount',
-        '--endpoint-reconciler-type=none',
         '--profiling=false',
+        ...modeFlags,
         ...(opts.extraApiserverFlags ?? []),
       ]),
     );
-    const tls = new Agent({ connect: { ca: await readFile(certs.caCert), cert: await readFile(certs.adminCert), key: await readFile(certs.adminKey) } });
+    const tls = new Agent({ connect: { ca: await readFile(certs.pki.caCert), cert: await readFile(certs.admin.cert), key: await readFile(certs.admin.key) } });
     await waitUntil(
       'kube-apiserver /readyz',
       async () => {
@@ -136,13 +177,15 @@ export async function startControlPlane(opts: { extraApiserverFlags?: string[] }
     );
     await tls.close();
     const kubeconfigPath = join(dir, 'kubeconfig');
-    await writeFile(kubeconfigPath, await kubeconfigYaml(server, certs), { mode: 0o600 });
+    await certs.pki.kubeconfig(kubeconfigPath, server, certs.admin);
     await writeFile(join(dir, 'pids'), children.map((c) => c.pid).join('\n'));
     return {
       server,
       kubeconfigPath,
       dir,
       binDir,
+      pki: certs.pki,
+      serviceAccountKeys: certs.sa,
       kubeConfig() {
         const kc = new PooledKubeConfig();
         kc.loadFromFile(kubeconfigPath);
@@ -245,64 +288,23 @@ async function killStale(): Promise<void> {
 }
 
 interface Certs {
-  caCert: string;
-  serverCert: string;
-  serverKey: string;
-  adminCert: string;
-  adminKey: string;
-  saKey: string;
-  saPub: string;
+  pki: Pki;
+  server: KeyPair;
+  admin: KeyPair;
+  /** The apiserver's identity towards kubelets (a real node only). */
+  kubeletClient: KeyPair;
+  sa: { key: string; pub: string };
 }
 
-async function makeCertificates(dir: string): Promise<Certs> {
-  const p = (n: string) => join(dir, n);
-  const ossl = (...args: string[]) => run('openssl', args, { cwd: dir });
-  const ecKey = (file: string) => ossl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', p(file));
-  await ecKey('ca.key');
-  await ossl('req', '-x509', '-new', '-key', p('ca.key'), '-days', '7', '-subj', '/CN=pagewright-test-ca', '-out', p('ca.crt'));
-  const sign = async (name: string, subject: string, ext: string) => {
-    await ecKey(`${name}.key`);
-    await ossl('req', '-new', '-key', p(`${name}.key`), '-subj', subject, '-out', p(`${name}.csr`));
-    await writeFile(p(`${name}.ext`), ext);
-    await ossl('x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-days', '7', '-extfile', p(`${name}.ext`), '-out', p(`${name}.crt`));
-  };
-  await sign('server', '/CN=kube-apiserver', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n');
-  await sign('admin', '/O=system:masters/CN=pagewright-admin', 'extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n');
-  await ossl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', p('sa.key'));
-  await ossl('pkey', '-in', p('sa.key'), '-pubout', '-out', p('sa.pub'));
-  return {
-    caCert: p('ca.crt'),
-    serverCert: p('server.crt'),
-    serverKey: p('server.key'),
-    adminCert: p('admin.crt'),
-    adminKey: p('admin.key'),
-    saKey: p('sa.key'),
-    saPub: p('sa.pub'),
-  };
-}
-
-async function kubeconfigYaml(server: string, certs: Certs): Promise<string> {
-  const b64 = async (f: string) => (await readFile(f)).toString('base64');
-  return `apiVersion: v1
-kind: Config
-clusters:
-- name: pagewright-test
-  cluster:
-    server: ${server}
-    certificate-authority-data: ${await b64(certs.caCert)}
-users:
-- name: admin
-  user:
-    client-certificate-data: ${await b64(certs.adminCert)}
-    client-key-data: ${await b64(certs.adminKey)}
-contexts:
-- name: pagewright-test
-  context:
-    cluster: pagewright-test
-    user: admin
-    namespace: default
-current-context: pagewright-test
-`;
+async function makeCertificates(dir: string, extraIps: string[]): Promise<Certs> {
+  const pki = await Pki.create(dir);
+  const server = await pki.server('server', 'kube-apiserver', {
+    ips: ['127.0.0.1', ...extraIps],
+    dns: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
+  });
+  const admin = await pki.client('admin', '/O=system:masters/CN=pagewright-admin');
+  const kubeletClient = extraIps.length ? await pki.client('apiserver-kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client') : admin;
+  return { pki, server, admin, kubeletClient, sa: await pki.serviceAccountKeys() };
 }
 
 let shared: Promise<ControlPlane> | null = null;

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Builds the pinned kube-apiserver and etcd from Go modules into a cache outside the repo:
-#   ${PAGEWRIGHT_CACHE_DIR:-~/.cache/pagewright}/k8s-<version>-etcd-<version>/{kube-apiserver,etcd,kubectl}
+# Builds the pinned Kubernetes from Go modules into a cache outside the repo:
+#   ${PAGEWRIGHT_CACHE_DIR:-~/.cache/pagewright}/k8s-<version>-etcd-<version>/
+# the control plane (kube-apiserver, etcd, kubectl) and a real node's components (kubelet,
+# kube-scheduler, kube-controller-manager, kube-proxy), all from the one pinned k8s.io/kubernetes,
+# plus the node's cluster DNS (coredns/, its own module) and its pod sandbox process (pause/).
 # Reuses them when present (a warm call returns at once); Go's module and build caches make a
 # rebuild after a version bump fast. Prints the binaries' directory on its last line.
 set -euo pipefail
@@ -10,9 +13,12 @@ source "$here/versions.env"
 cache=${PAGEWRIGHT_CACHE_DIR:-$HOME/.cache/pagewright}
 out=$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION
 # the contents only: a second checkout (another path) reuses the same build
-stamp="$K8S_VERSION $ETCD_VERSION $(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-16)"
+stamp="$K8S_VERSION $ETCD_VERSION $(cat "$here"/go.{mod,sum} "$here"/coredns/{go.mod,go.sum,main.go} "$here"/pause/main.go | sha256sum | cut -c1-16)"
 
-if [[ -x $out/kube-apiserver && -x $out/etcd && -x $out/kubectl && -f $out/.stamp && "$(cat "$out/.stamp")" == "$stamp" ]]; then
+k8s_commands=(kube-apiserver kubectl kubelet kube-scheduler kube-controller-manager kube-proxy)
+binaries=("${k8s_commands[@]}" etcd coredns pause)
+all_present() { local b; for b in "${binaries[@]}"; do [[ -x $out/$b ]] || return 1; done; }
+if all_present && [[ -f $out/.stamp && "$(cat "$out/.stamp")" == "$stamp" ]]; then
   echo "control plane: reusing $out" >&2
   echo "$out"
   exit 0
@@ -33,24 +39,29 @@ done
 
 cd "$here"
 start=$(date +%s)
-echo "control plane: downloading modules (first time: ~700 MB into $(go env GOMODCACHE))" >&2
 # the module proxy is on the network: retry a failed download (finished modules stay cached)
-for attempt in 1 2 3; do
-  if go mod download 2>"$out/download.log"; then break; fi
-  if (( attempt == 3 )); then cat "$out/download.log" >&2; echo "control plane: go mod download failed 3 times" >&2; exit 1; fi
-  echo "control plane: go mod download failed (attempt $attempt of 3): $(tail -1 "$out/download.log"); retrying in $(( attempt * 15 )) s" >&2
-  sleep $(( attempt * 15 ))
+download_modules() {
+  local attempt
+  for attempt in 1 2 3; do
+    if go mod download 2>"$out/download.log"; then rm -f "$out/download.log"; return 0; fi
+    if (( attempt == 3 )); then cat "$out/download.log" >&2; echo "control plane: go mod download failed 3 times in $PWD" >&2; exit 1; fi
+    echo "control plane: go mod download failed (attempt $attempt of 3): $(tail -1 "$out/download.log"); retrying in $(( attempt * 15 )) s" >&2
+    sleep $(( attempt * 15 ))
+  done
+}
+echo "control plane: downloading modules (first time: ~800 MB into $(go env GOMODCACHE))" >&2
+download_modules
+(cd coredns && download_modules)
+for cmd in "${k8s_commands[@]}"; do
+  echo "control plane: building $cmd $K8S_VERSION (cold: the first takes many minutes on 2 cores)" >&2
+  go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$out/$cmd.new" "k8s.io/kubernetes/cmd/$cmd"
 done
-rm -f "$out/download.log"
-echo "control plane: building kube-apiserver $K8S_VERSION (cold: many minutes on 2 cores)" >&2
-go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$out/kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver
-echo "control plane: building kubectl $K8S_VERSION" >&2
-go build -trimpath -ldflags "$ldflags" -o "$out/kubectl.new" k8s.io/kubernetes/cmd/kubectl
 echo "control plane: building etcd $ETCD_VERSION" >&2
 go build -trimpath -ldflags "-s -w" -o "$out/etcd.new" go.etcd.io/etcd/server/v3
-mv "$out/kube-apiserver.new" "$out/kube-apiserver"
-mv "$out/etcd.new" "$out/etcd"
-mv "$out/kubectl.new" "$out/kubectl"
+echo "control plane: building coredns and pause (the real node's DNS and pod sandbox)" >&2
+(cd coredns && go build -trimpath -ldflags "-s -w" -o "$out/coredns.new" .)
+go build -trimpath -ldflags "-s -w" -o "$out/pause.new" ./pause
+for b in "${binaries[@]}"; do mv "$out/$b.new" "$out/$b"; done
 echo "$stamp" > "$out/.stamp"
 echo "control plane: built in $(( $(date +%s) - start ))s: $("$out/kube-apiserver" --version), etcd $("$out/etcd" --version | head -1)" >&2
 echo "$out"

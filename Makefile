@@ -19,6 +19,8 @@ help:
 	@echo "make build         compile TypeScript to dist/"
 	@echo "make control-plane build or reuse kube-apiserver, etcd and kubectl from Go modules"
 	@echo "make bench         every benchmark (or bench-storage, bench-runner, bench-admission, bench-memory, bench-e2e)"
+	@echo "make images        the runner, manager and storage images (docker; builds a local Node base if no registry answers)"
+	@echo "make images-check  one real job in the runner image under its pod's security context"
 	@echo "make kind-up       images + a local kind cluster with Pagewright deployed (needs docker, kind, kubectl)"
 	@echo "make dev-cluster   the test control plane + local kubelet in the background, for kubectl"
 
@@ -42,6 +44,7 @@ build: deps
 
 typecheck: deps
 	tsc -p tsconfig.json
+	npm run --silent check-layers
 
 control-plane:
 	@$(CONTROL_PLANE_BUILD) >/dev/null

@@ -21,7 +21,7 @@ import { StorageClient } from '../common/storage-client.js';
 import { JobTokens } from '../common/tokens.js';
 import type { RunnerStatus } from '../common/schemas.js';
 import { packDirectory } from '../runner/archive.js';
-import { startModelServer } from '../test/support/model-server.js';
+import { startModelServer } from '../cli/model-server.js';
 import { getFreePort } from '../test/support/ports.js';
 import { waitFor } from '../test/support/processes.js';
 import { REPO_ROOT } from '../test/support/sites.js';

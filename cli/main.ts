@@ -2,23 +2,36 @@
 /**
  * `pagewright` command. `run` is the embedded default: one job end to end on this machine.
  * Without PAGEWRIGHT_LLM_KEY it runs offline against the bundled scripted model server.
+ * `demo-model` serves that scripted model on its own, for a dev cluster without a real model
+ * (run from the manager image as a Deployment, its key from a Secret).
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { runMain } from '../common/main.js';
 import { TIMEOUT_SECONDS } from '../common/schemas.js';
 import { runLocalJob } from './local-run.js';
 import { type OfflineModel, startOfflineModel } from './offline-model.js';
 
+const DEMO_MODEL_PORT = 8090;
+const DEMO_MODEL_KEY_ENV = 'PAGEWRIGHT_DEMO_MODEL_KEY';
+
 const USAGE = `usage: pagewright run --site DIR --prompt TEXT [--model NAME] [--timeout SECONDS] [--out DIR] [--verbose]
+       pagewright demo-model [--port N] [--host ADDRESS]
 
 Runs one site-edit job on this machine: storage in-process, the runner as a child process,
 the OpenAI Codex CLI on a copy of DIR. DIR itself is never modified; the edited site is
 written under --out (default ./pagewright-output).
 
+demo-model serves the scripted model that run uses offline (an OpenAI Responses API
+stand-in whose edits are scripted), on --host (default 0.0.0.0) and --port (default
+${DEMO_MODEL_PORT}), until SIGTERM or SIGINT. It prints its URL and its key (a key set in
+PAGEWRIGHT_DEMO_MODEL_KEY, e.g. from a Secret, is used but not echoed).
+
 environment:
   PAGEWRIGHT_LLM_KEY   OpenAI API key; without it the job runs offline against a scripted model
   PAGEWRIGHT_LLM_URL   model endpoint (default https://api.openai.com/v1)
-  PAGEWRIGHT_CODEX_MODEL  model name (default: the runner's default)`;
+  PAGEWRIGHT_CODEX_MODEL  model name (default: the runner's default)
+  PAGEWRIGHT_DEMO_MODEL_KEY  demo-model: the key it accepts (default: a random one)`;
 
 function fail(message: string): never {
   process.stderr.write(`pagewright: ${message}\n\n${USAGE}\n`);
@@ -100,6 +113,38 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
+async function demoModel(argv: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { port: { type: 'string', default: String(DEMO_MODEL_PORT) }, host: { type: 'string', default: '0.0.0.0' } },
+      strict: true,
+    }));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  const port = Number(values.port);
+  if (!/^\d+$/.test(values.port) || port > 65535) fail('--port must be an integer from 0 to 65535');
+  if (!values.host) fail('--host must not be empty');
+  const fixedKey = process.env[DEMO_MODEL_KEY_ENV];
+  if (fixedKey !== undefined && !fixedKey.trim()) fail(`${DEMO_MODEL_KEY_ENV} is set but empty`);
+  let model: OfflineModel | undefined;
+  // announced only once runMain has its SIGTERM/SIGINT handlers in place, so that a supervisor
+  // signalling as soon as it reads the URL gets a clean stop
+  await runMain('pagewright demo-model', async () => {
+    const started = await startOfflineModel({ host: values.host, port, ...(fixedKey ? { apiKey: fixedKey } : {}) });
+    model = started;
+    return () => started.close();
+  });
+  if (!model) return;
+  say(`scripted demo model listening on ${values.host}:${new URL(model.url).port}: its edits are scripted, not smart`);
+  say(`url: ${model.url}`);
+  // a key given through the environment (a Secret in a cluster) is not echoed into logs
+  say(`key: ${fixedKey ? `from ${DEMO_MODEL_KEY_ENV}` : model.key}`);
+  say(`model: ${model.model}`);
+}
+
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
@@ -108,6 +153,9 @@ const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'run':
     process.exitCode = await run(rest);
+    break;
+  case 'demo-model':
+    await demoModel(rest);
     break;
   case undefined:
   case '-h':

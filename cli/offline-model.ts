@@ -1,6 +1,9 @@
-/** The bundled scripted model server, started for `pagewright run` when no API key is set. */
-import { demoScript } from '../test/support/model-server/demo-script.js';
-import { startModelServer } from '../test/support/model-server.js';
+/**
+ * The bundled scripted model (the demo script on the scripted model server): started in-process
+ * by `pagewright run` when no API key is set, and served on its own by `pagewright demo-model`.
+ */
+import { demoScript } from './demo-script.js';
+import { startModelServer } from './model-server.js';
 
 export interface OfflineModel {
   url: string;
@@ -12,7 +15,7 @@ export interface OfflineModel {
 /** A model slug codex has metadata for, so the agent gets its apply_patch tool. */
 export const OFFLINE_MODEL = 'gpt-5.5';
 
-export async function startOfflineModel(): Promise<OfflineModel> {
-  const server = await startModelServer({ script: demoScript });
+export async function startOfflineModel(opts: { host?: string; port?: number; apiKey?: string } = {}): Promise<OfflineModel> {
+  const server = await startModelServer({ script: demoScript, ...opts });
   return { url: server.url, key: server.key, model: OFFLINE_MODEL, close: () => server.close() };
 }

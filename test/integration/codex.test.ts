@@ -10,8 +10,8 @@ import { bundledCodexBinary } from '../../cli/codex-binary.js';
 import { PagewrightError } from '../../common/errors.js';
 import { findMarkedProcesses } from '../../common/process-marker.js';
 import { type CodexRunOptions, runCodex } from '../../runner/codex.js';
-import { demoScript } from '../support/model-server/demo-script.js';
-import { type ModelScript, type ModelServer, startModelServer } from '../support/model-server.js';
+import { demoScript } from '../../cli/demo-script.js';
+import { type ModelScript, type ModelServer, startModelServer } from '../../cli/model-server.js';
 import { pidsWithCmdline } from '../support/processes.js';
 import { copyExampleSite } from '../support/sites.js';
 

@@ -15,8 +15,8 @@ import { JobManifest, JobResult, type RunnerJobInput, type RunnerPhase } from '.
 import { packDirectory } from '../../runner/archive.js';
 import { type CallbackRecorder, startCallbackRecorder } from '../support/callback-recorder.js';
 import { startGateProxy } from '../support/gate-proxy.js';
-import { demoScript } from '../support/model-server/demo-script.js';
-import { type ModelServer, type ModelServerOptions, startModelServer } from '../support/model-server.js';
+import { demoScript } from '../../cli/demo-script.js';
+import { type ModelServer, type ModelServerOptions, startModelServer } from '../../cli/model-server.js';
 import { pidsWithCmdline, waitFor } from '../support/processes.js';
 import { RUNNER_INSTRUCTIONS, type RunnerUnderTest, startRunner } from '../support/runner-process.js';
 import { EXAMPLE_SITE } from '../support/sites.js';

@@ -1,11 +1,13 @@
 /**
- * A scripted stand-in for the OpenAI Responses API, for tests and the offline demo: the real
- * `codex` binary talks to it exactly as to OpenAI (POST {base}/responses, streamed as server-sent
- * events) and really runs the tool calls the script answers with. The openai SDK's preflight
+ * A scripted stand-in for the OpenAI Responses API: the demo model (`pagewright run` without a
+ * key, `pagewright demo-model` in a dev cluster) and the model of every test. The real `codex`
+ * binary talks to it exactly as to OpenAI (POST {base}/responses, streamed as server-sent events)
+ * and really runs the tool calls the script answers with. The openai SDK's preflight
  * (GET {base}/models/{id}) is answered too. Every request is recorded for assertions.
  *
- * Only the model is faked: it costs money and needs the internet. Codex, its tools and the
- * files they change are real.
+ * Only the model is scripted: a real one costs money and needs the internet. Codex, its tools and
+ * the files they change are real. It is product code (the manager image serves it as the demo),
+ * so it lives under cli/ and the tests import it from here: nothing outside test/ imports test/.
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -50,7 +52,10 @@ export interface ModelServerOptions {
   modelsStatus?: number;
   /** Awaited before answering GET /models (lets a test hold a runner in its preflight). */
   beforeModels?: () => Promise<void>;
+  /** Bind address; default 127.0.0.1. */
   host?: string;
+  /** Default 0: any free port (see .url). */
+  port?: number;
 }
 
 export interface RecordedRequest {
@@ -158,11 +163,14 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
     }
   }
 
-  server.listen(0, opts.host ?? '127.0.0.1');
+  const host = opts.host ?? '127.0.0.1';
+  server.listen(opts.port ?? 0, host);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
+  // a wildcard bind is reached on loopback from this machine
+  const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host;
   return {
-    url: `http://${opts.host ?? '127.0.0.1'}:${port}/v1`,
+    url: `http://${urlHost}:${port}/v1`,
     key,
     requests,
     responseRequests: () =>

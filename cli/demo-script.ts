@@ -4,7 +4,7 @@
  * <main> (or <body>) tag, and ends with the structured final message. On a site without
  * index.html it adds PAGEWRIGHT-NOTE.md instead. Works on any site; edits are scripted, not smart.
  */
-import type { ModelTurn, TurnContext } from '../model-server.js';
+import type { ModelTurn, TurnContext } from './model-server.js';
 
 export function demoScript(ctx: TurnContext): ModelTurn {
   const note = oneLine(ctx.prompt);

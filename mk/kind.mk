@@ -9,14 +9,9 @@ NAMESPACE ?= pagewright
 
 require = @for tool in $(1); do command -v $$tool >/dev/null 2>&1 || { echo "error: '$$tool' is not installed or not on PATH (needed by make $@)" >&2; exit 1; }; done
 
-.PHONY: images kind-up kind-down deploy undeploy
+.PHONY: kind-up kind-down deploy undeploy
 
-images:
-	$(call require,docker)
-	docker build -f Dockerfile.runner -t $(RUNNER_IMAGE) .
-	docker build --target manager -t $(MANAGER_IMAGE) .
-	docker build --target storage -t $(STORAGE_IMAGE) .
-
+# images: mk/images.mk
 kind-up: images
 	$(call require,kind kubectl)
 	@kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || kind create cluster --config deploy/kind/cluster.yaml --name $(KIND_CLUSTER)

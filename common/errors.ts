@@ -28,6 +28,8 @@ export const FailureReason = z.enum([
   'Evicted',
   'ImagePullFailed',
   'PodLost',
+  /** The runner was stopped from outside (SIGTERM); the manager reads why from the pod. */
+  'PodTerminated',
   'RunnerFailed',
   'CallbackFailed',
   'PublishConflict',

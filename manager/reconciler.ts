@@ -179,7 +179,9 @@ export class Reconciler {
     const attempt = job.status.attempt ?? 1;
     const s = job.status;
     if (s.runnerPhase === 'failed') {
-      return this.#attemptFailed(job, attempt, (s.reason as FailureReason | undefined) ?? 'Internal', s.message ?? 'the runner failed');
+      const reason = (s.reason as FailureReason | undefined) ?? 'Internal';
+      if (reason === 'PodTerminated') return this.#podTerminated(job, attempt);
+      return this.#attemptFailed(job, attempt, reason, s.message ?? 'the runner failed');
     }
     let published: string | undefined;
     if (job.spec.publish) {
@@ -188,6 +190,21 @@ export class Reconciler {
       published = outcome.version;
     }
     await this.#end(job, t.succeeded(attempt, published), 'Succeeded');
+  }
+
+  /**
+   * The runner reported that it was stopped from outside (SIGTERM): the pod says why. Deleted
+   * (out of band, or a node going away) is PodLost and retried; past activeDeadlineSeconds or
+   * evicted, the kubelet writes that into the pod's status, which may lag the runner's callback.
+   */
+  async #podTerminated(job: PagewrightJob, attempt: number): Promise<void> {
+    const name = podName(job, attempt);
+    const pod = this.#attemptPod(job, attempt) ?? (await this.#readPod(job.metadata.namespace, name));
+    if (!pod || pod.metadata?.deletionTimestamp) return this.#attemptFailed(job, attempt, 'PodLost', `runner pod ${name} was deleted before the job finished`);
+    const verdict = classifyPod(pod, { now: Date.now(), imagePullTimeoutMs: this.#d.config.imagePullTimeoutSeconds * 1000 });
+    if (verdict.state === 'failed' && verdict.reason !== 'RunnerFailed') return this.#attemptFailed(job, attempt, verdict.reason, verdict.message);
+    if (verdict.state === 'failed' || verdict.state === 'succeeded') return this.#attemptFailed(job, attempt, 'PodLost', `runner pod ${name} was terminated from outside`);
+    return this.#d.requeueAfter(jobKey(job), POLL_MS); // the kubelet has not written why yet
   }
 
   async #publish(job: PagewrightJob): Promise<{ conflict: false; version: string } | { conflict: true; message: string }> {

@@ -78,10 +78,13 @@ export class JobRunner {
     return this.#state.snapshot();
   }
 
-  /** POST /kill: false when the job already ended. */
-  kill(): boolean {
+  /**
+   * Ends the job with `reason` (POST /kill: Killed; SIGTERM: PodTerminated). False when the job
+   * already ended; a second kill keeps the first reason.
+   */
+  kill(reason: PagewrightError = new PagewrightError('Killed', 'job killed through POST /kill')): boolean {
     if (this.#state.finished) return false;
-    this.#abort.abort(new PagewrightError('Killed', 'job killed through POST /kill'));
+    if (!this.#abort.signal.aborted) this.#abort.abort(reason);
     return true;
   }
 

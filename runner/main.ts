@@ -8,6 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import winston from 'winston';
 import { loadConfig } from '../common/config.js';
+import { PagewrightError } from '../common/errors.js';
 import { SyncFileTransport, createLogger } from '../common/logger.js';
 import { runMain } from '../common/main.js';
 import { StorageClient } from '../common/storage-client.js';
@@ -63,9 +64,12 @@ await runMain('runner', async () => {
     process.exit(code);
   });
 
+  // SIGTERM comes from outside the job: the pod was deleted, evicted or ran past its deadline (the
+  // manager's own cancel sends POST /kill first). The runner cannot tell which; the manager reads
+  // it from the pod, so PodTerminated is the runner's honest "stopped from outside".
   return async () => {
     logger.warn('terminating: killing the job');
-    runner.kill();
+    runner.kill(new PagewrightError('PodTerminated', 'the runner pod was terminated (SIGTERM) before the job finished'));
     return done;
   };
 });

@@ -76,8 +76,18 @@ export function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; s
     '--ignore-user-config',
     // the pod is the sandbox; bubblewrap cannot create namespaces in a hardened container
     '--dangerously-bypass-approvals-and-sandbox',
+    // nothing but the model: each of these reaches the internet (notes/codex-cli.md), which a
+    // pod's NetworkPolicy refuses; analytics waits out two DNS timeouts (5 s) at every exit
     '--disable',
     'plugins',
+    '--disable',
+    'remote_plugin',
+    '--disable',
+    'apps',
+    '--disable',
+    'in_app_updates',
+    '-c',
+    'analytics.enabled=false',
     '--disable',
     'unbounded_connection_retries',
     '--cd',

@@ -14,6 +14,7 @@ import { type OfflineModel, startOfflineModel } from './offline-model.js';
 
 const DEMO_MODEL_PORT = 8090;
 const DEMO_MODEL_KEY_ENV = 'PAGEWRIGHT_DEMO_MODEL_KEY';
+const DEMO_MODEL_DELAY_ENV = 'PAGEWRIGHT_DEMO_MODEL_DELAY_MS';
 
 const USAGE = `usage: pagewright run --site DIR --prompt TEXT [--model NAME] [--timeout SECONDS] [--out DIR] [--verbose]
        pagewright demo-model [--port N] [--host ADDRESS]
@@ -31,7 +32,9 @@ environment:
   PAGEWRIGHT_LLM_KEY   OpenAI API key; without it the job runs offline against a scripted model
   PAGEWRIGHT_LLM_URL   model endpoint (default https://api.openai.com/v1)
   PAGEWRIGHT_CODEX_MODEL  model name (default: the runner's default)
-  PAGEWRIGHT_DEMO_MODEL_KEY  demo-model: the key it accepts (default: a random one)`;
+  PAGEWRIGHT_DEMO_MODEL_KEY  demo-model: the key it accepts (default: a random one)
+  PAGEWRIGHT_DEMO_MODEL_DELAY_MS  demo-model: wait this long before each answer (default 0), so
+                       that a job runs long enough to watch`;
 
 function fail(message: string): never {
   process.stderr.write(`pagewright: ${message}\n\n${USAGE}\n`);
@@ -129,11 +132,13 @@ async function demoModel(argv: string[]): Promise<void> {
   if (!values.host) fail('--host must not be empty');
   const fixedKey = process.env[DEMO_MODEL_KEY_ENV];
   if (fixedKey !== undefined && !fixedKey.trim()) fail(`${DEMO_MODEL_KEY_ENV} is set but empty`);
+  const delay = process.env[DEMO_MODEL_DELAY_ENV] ?? '0';
+  if (!/^\d+$/.test(delay)) fail(`${DEMO_MODEL_DELAY_ENV} must be a whole number of milliseconds, got "${delay}"`);
   let model: OfflineModel | undefined;
   // announced only once runMain has its SIGTERM/SIGINT handlers in place, so that a supervisor
   // signalling as soon as it reads the URL gets a clean stop
   await runMain('pagewright demo-model', async () => {
-    const started = await startOfflineModel({ host: values.host, port, ...(fixedKey ? { apiKey: fixedKey } : {}) });
+    const started = await startOfflineModel({ host: values.host, port, delayMs: Number(delay), ...(fixedKey ? { apiKey: fixedKey } : {}) });
     model = started;
     return () => started.close();
   });
@@ -143,6 +148,7 @@ async function demoModel(argv: string[]): Promise<void> {
   // a key given through the environment (a Secret in a cluster) is not echoed into logs
   say(`key: ${fixedKey ? `from ${DEMO_MODEL_KEY_ENV}` : model.key}`);
   say(`model: ${model.model}`);
+  if (Number(delay) > 0) say(`each answer waits ${delay} ms (${DEMO_MODEL_DELAY_ENV})`);
 }
 
 function say(line: string): void {

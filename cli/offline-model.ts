@@ -3,7 +3,7 @@
  * by `pagewright run` when no API key is set, and served on its own by `pagewright demo-model`.
  */
 import { demoScript } from './demo-script.js';
-import { startModelServer } from './model-server.js';
+import { type ModelTurn, type TurnContext, startModelServer } from './model-server.js';
 
 export interface OfflineModel {
   url: string;
@@ -15,7 +15,17 @@ export interface OfflineModel {
 /** A model slug codex has metadata for, so the agent gets its apply_patch tool. */
 export const OFFLINE_MODEL = 'gpt-5.5';
 
-export async function startOfflineModel(opts: { host?: string; port?: number; apiKey?: string } = {}): Promise<OfflineModel> {
-  const server = await startModelServer({ script: demoScript, ...opts });
+export interface OfflineModelOptions {
+  host?: string;
+  port?: number;
+  apiKey?: string;
+  /** Each answer waits this long first, as a real model thinks: long enough to watch a job run. */
+  delayMs?: number;
+}
+
+export async function startOfflineModel(opts: OfflineModelOptions = {}): Promise<OfflineModel> {
+  const { delayMs = 0, ...listen } = opts;
+  const script = delayMs > 0 ? (ctx: TurnContext): ModelTurn => ({ kind: 'delay', ms: delayMs, then: demoScript(ctx) }) : demoScript;
+  const server = await startModelServer({ script, ...listen });
   return { url: server.url, key: server.key, model: OFFLINE_MODEL, close: () => server.close() };
 }

@@ -73,4 +73,26 @@ describe('pagewright demo-model', function () {
     expect((await get(`${lines.url}/models`, lines.key!)).status).to.equal(200);
     expect((await get(`${lines.url}/models`, 'sk-scripted-0000000000000000')).status).to.equal(401);
   });
+
+  it('PAGEWRIGHT_DEMO_MODEL_DELAY_MS holds each answer that long, and a bad value is refused by name', async () => {
+    model = startDemoModel(await getFreePort(), { PAGEWRIGHT_DEMO_MODEL_DELAY_MS: '1500' });
+    const lines = await model.ready;
+    const started = Date.now();
+    const res = await request(`${lines.url}/responses`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${lines.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-5.5', stream: true, input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hello' }] }] }),
+    });
+    const events = await res.body.text();
+    expect(res.statusCode).to.equal(200);
+    expect(Date.now() - started).to.be.at.least(1500);
+    expect(events).to.contain('response.completed');
+
+    const bad = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'cli', 'main.ts'), 'demo-model'], { env: { PATH: process.env.PATH, PAGEWRIGHT_DEMO_MODEL_DELAY_MS: 'soon' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    bad.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const [code] = (await once(bad, 'exit')) as [number | null];
+    expect(code).to.equal(2);
+    expect(err).to.contain('PAGEWRIGHT_DEMO_MODEL_DELAY_MS must be a whole number of milliseconds, got "soon"');
+  });
 });

@@ -77,6 +77,8 @@ describe('pod classification', () => {
     expect(crashed).to.deep.include({ state: 'failed', reason: 'RunnerFailed' });
     expect((crashed as { message: string }).message).to.contain('code 3');
     expect(classifyPod(pod({ phase: 'Succeeded' }), opts)).to.deep.equal({ state: 'succeeded' });
+    // an OOM kill of another process in the container: the runner itself exited 0
+    expect(classifyPod(pod({ phase: 'Succeeded', containerStatuses: [{ name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 0, reason: 'OOMKilled' } } }] }), opts)).to.deep.equal({ state: 'succeeded' });
     expect(classifyPod(pod({ phase: 'Running' }), opts)).to.deep.equal({ state: 'running' });
   });
 

@@ -22,7 +22,7 @@
  * process exits or is interrupted, and before the next start after an owner was SIGKILLed.
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, openSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { appendFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -258,9 +258,10 @@ async function tail(file: string, bytes = 4000): Promise<string> {
   return text.slice(-bytes);
 }
 
+/** Synchronous: it also runs in an exit handler. */
 function rmLockSync(owner: string): void {
   try {
-    if (execFileSync('cat', [LOCK]).toString().trim() === owner) execFileSync('rm', ['-f', LOCK]);
+    if (readFileSync(LOCK, 'utf8').trim() === owner) rmSync(LOCK, { force: true });
   } catch {
     // no lock
   }

@@ -105,6 +105,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
               },
             },
             { type: 'portmap', capabilities: { portMappings: true } },
+            // docker sets the FORWARD policy to DROP: this accepts what pods send (and replies)
+            { type: 'firewall', backend: 'iptables' },
           ],
         },
         null,

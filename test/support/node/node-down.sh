@@ -11,21 +11,15 @@ run_dir=${1:?usage: node-down.sh RUN_DIR}
 [[ $run_dir == /* && ${#run_dir} -gt 8 ]] || { echo "node-down: refusing RUN_DIR '$run_dir'" >&2; exit 2; }
 bridge=${PAGEWRIGHT_NODE_BRIDGE:-pw0}
 
-pids_matching() { # PIDs whose command line contains $1 (never this script, its subshells or its parent)
-  local pid cmd
-  for pid in /proc/[0-9]*; do
-    pid=${pid#/proc/}
-    [[ $pid == "$$" || $pid == "$PPID" || $pid == "$BASHPID" ]] && continue
-    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || continue
-    [[ $cmd == *node-down.sh* ]] && continue
-    [[ $cmd == *"$1"* ]] && echo "$pid"
-  done
+pids_matching() { # PIDs whose command line contains $1 (never this script or its subshells)
+  # the needle goes in through the environment: in awk's arguments it would match awk itself
+  ps -eo pid=,args= | NEEDLE=$1 awk 'index($0, ENVIRON["NEEDLE"]) && $0 !~ /node-down\.sh/ { print $1 }'
 }
 kill_matching() { local pids; pids=$(pids_matching "$1"); [[ -n $pids ]] && kill -9 $pids 2>/dev/null; true; }
 
 # 1. what starts containers (kubelet) and what programs the network, first
 for component in kubelet kube-proxy kube-router kube-scheduler kube-controller-manager; do
-  pids=$(pids_matching "$run_dir" | while read -r p; do grep -qa "/$component" "/proc/$p/cmdline" 2>/dev/null && echo "$p"; done)
+  pids=$(ps -eo pid=,args= | D=$run_dir C="/$component " awk 'index($0, ENVIRON["D"]) && index($0, ENVIRON["C"]) { print $1 }')
   [[ -n $pids ]] && kill -9 $pids 2>/dev/null
 done
 

@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NPM_STAMP := node_modules/.package-lock.json
 CONTROL_PLANE_BUILD := test/support/control-plane/build.sh
-TEST_SPECS := 'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'
+TEST_SPECS := 'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/node/**/*.test.ts' 'test/e2e/**/*.test.ts'
 PROMPT ?= Add a notice to the home page that the bakery is closed from December 24 to 26.
 
 .PHONY: all deps build typecheck test test-unit test-integration demo control-plane clean help
@@ -14,15 +14,16 @@ all: build
 
 help:
 	@echo "make demo          run one job end to end on this machine (offline unless PAGEWRIGHT_LLM_KEY is set)"
-	@echo "make test          typecheck, then every test (builds the test control plane on first use)"
+	@echo "make test          typecheck, then every test (builds the control plane, the node and the images on first use)"
 	@echo "make test-unit     unit tests only (no control plane, no codex)"
+	@echo "make test-node     only the suites on the real node (manager, deploy/k8s, the README end to end)"
 	@echo "make build         compile TypeScript to dist/"
-	@echo "make control-plane build or reuse kube-apiserver, etcd and kubectl from Go modules"
+	@echo "make control-plane build or reuse Kubernetes (control plane and node) and CoreDNS from Go modules"
 	@echo "make bench         every benchmark (or bench-storage, bench-runner, bench-admission, bench-memory, bench-e2e)"
 	@echo "make images        the runner, manager and storage images (docker; builds a local Node base if no registry answers)"
 	@echo "make images-check  one real job in the runner image under its pod's security context"
 	@echo "make kind-up       images + a local kind cluster with Pagewright deployed (needs docker, kind, kubectl)"
-	@echo "make dev-cluster   the test control plane + local kubelet in the background, for kubectl"
+	@echo "make dev-cluster   a real single-node cluster here with Pagewright deployed (root; make dev-cluster-down)"
 
 # npm writes node_modules/.package-lock.json on every install: a cheap "installed and current" stamp.
 # npm retries a request that fails, but not a download that stalls mid-body (a CI run died on an
@@ -49,15 +50,15 @@ typecheck: deps
 control-plane:
 	@$(CONTROL_PLANE_BUILD) >/dev/null
 
-# runner pods run the built runner (dist/), as the image does
-test: typecheck build control-plane
+# runner pods run the runner image on the real node (mk/node.mk)
+test: typecheck build control-plane images
 	mocha $(TEST_SPECS)
 
 test-unit: typecheck
 	mocha 'test/unit/**/*.test.ts'
 
 test-integration: typecheck build control-plane
-	mocha 'test/integration/**/*.test.ts' 'test/e2e/**/*.test.ts'
+	mocha 'test/integration/**/*.test.ts'
 
 demo: build
 	node dist/cli/main.js run --site examples/site --prompt "$(PROMPT)"
@@ -66,10 +67,3 @@ clean:
 	rm -rf dist pagewright-output
 
 -include mk/*.mk
-
-.PHONY: dev-cluster dev-cluster-down
-dev-cluster: deps control-plane
-	tsx test/support/dev-cluster.ts up
-
-dev-cluster-down: deps
-	tsx test/support/dev-cluster.ts down

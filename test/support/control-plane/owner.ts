@@ -1,6 +1,6 @@
 /**
- * Which test process owns a process of the test control plane (etcd, kube-apiserver, every pod
- * process of the local kubelet and all their descendants), so that none outlives its owner:
+ * Which test process owns a process of the test control plane (etcd, kube-apiserver, the real
+ * node's components, and all their descendants), so that none outlives its owner:
  * - an owner that exits or is interrupted (SIGINT, SIGTERM, SIGHUP) kills them on the way out;
  * - an owner that was SIGKILLed runs nothing on the way out, so the next start reaps them, while
  *   leaving alone the processes of another run going on in parallel (their owner is alive).

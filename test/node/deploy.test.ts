@@ -9,7 +9,8 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { buildPod } from '../../manager/pod-spec.js';
 import { PagewrightJob } from '../../manager/resource.js';
-import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
+import { type ControlPlane, createNamespace } from '../support/control-plane.js';
+import { sharedRealNode } from '../support/node/shared.js';
 import { type ManagerEnv, ensureCrd, randomName, startManagerEnv } from '../support/manager-env.js';
 import { defaultPodConfig } from '../support/pod-config.js';
 import { REPO_ROOT } from '../support/sites.js';
@@ -21,7 +22,7 @@ describe('deploy/k8s on a real apiserver', function () {
   let cp: ControlPlane;
 
   before(async () => {
-    cp = await sharedControlPlane();
+    cp = await sharedRealNode();
     await ensureCrd(cp);
   });
 

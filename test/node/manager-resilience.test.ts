@@ -1,7 +1,8 @@
 /**
  * The manager dying and being replaced: SIGKILL mid-job and restart (the runner's callback
- * arrives while no manager listens), and two replicas with leader election (one reconciles;
- * kill it and the other takes over within the lease).
+ * arrives while no manager listens), a job deleted while no manager runs, and two replicas with
+ * leader election (one reconciles; kill it and the other takes over within the lease). On the
+ * real node, whose kube-controller-manager garbage-collects what a deleted owner leaves.
  */
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { expect } from 'chai';
@@ -39,13 +40,13 @@ describe('manager restarts and leader election', function () {
 
     await manager.kill('SIGKILL');
     env.modelGate.open(); // the runner finishes and calls back into the void
-    await waitFor('runner callback refused', async () => /result callback failed, retrying/.test(await env.kubelet.logs(env.namespace, pod.metadata!.name!)), 30_000, 100);
+    await waitFor('runner callback refused', async () => /result callback failed, retrying/.test(await env.podLogs(pod.metadata!.name!)), 30_000, 100);
 
     const restarted = await env.startManager({ port: manager.port });
     const done = await env.waitForJob(name, 'finished', finished, 60_000);
     expect(done.status, await env.diagnostics()).to.include({ phase: 'Succeeded', attempt: 1, reportedAttempt: 1, filesChanged: 1 });
     expect((await env.jobPods(done.metadata.uid)).map((p) => p.metadata?.name)).to.deep.equal([pod.metadata?.name]);
-    const runnerLog = await env.kubelet.logs(env.namespace, pod.metadata!.name!);
+    const runnerLog = await env.podLogs(pod.metadata!.name!);
     expect(runnerLog).to.match(/result delivered to manager/);
     const logs = await env.managerLogs();
     const recorded = logs.split('\n').filter((l) => l.includes('"result callback"') && l.includes(`/${name}"`) && l.includes('"outcome":"recorded"'));
@@ -64,13 +65,51 @@ describe('manager restarts and leader election', function () {
     env.modelGate.open();
     const pod = (await env.jobPods(running.metadata.uid))[0]!;
     await waitFor('runner pod finished', async () => ['Succeeded', 'Failed'].includes((await env.core.readNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name! })).status?.phase ?? ''), 60_000, 200);
-    expect(await env.kubelet.logs(env.namespace, pod.metadata!.name!)).to.not.match(/result delivered to manager/);
+    expect(await env.podLogs(pod.metadata!.name!)).to.not.match(/result delivered to manager/);
 
     const restarted = await env.startManager();
     const done = await env.waitForJob(name, 'finished', finished, 60_000);
     expect(done.status, await env.diagnostics()).to.include({ phase: 'Succeeded', attempt: 1, reportedAttempt: 1, filesChanged: 1 });
     expect(await env.managerLogs()).to.match(/result recovered from the manifest in storage/);
     await restarted.kill('SIGTERM');
+  });
+
+  it('a job deleted while the manager is down: held by its finalizer, then its pod and Secret are gone once the manager is back', async () => {
+    const manager = await env.startManager();
+    const name = randomName('deldown');
+    await env.createJob(name, { siteId: 'site-b', prompt: 'MODEL:hang until deleted' });
+    const running = await env.waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex', 60_000);
+    const pod = (await env.jobPods(running.metadata.uid))[0]!;
+    expect(pod.metadata?.ownerReferences?.[0]).to.include({ uid: running.metadata.uid, controller: true, blockOwnerDeletion: true });
+    await manager.kill('SIGKILL');
+
+    await env.cp.kubectl(['-n', env.namespace, 'delete', 'pwj', name, '--wait=false']);
+    const held = await env.getJob(name);
+    expect(held.metadata.deletionTimestamp, 'the finalizer holds the job until a manager cleans up').to.be.a('string');
+    expect(await env.runningContainers(pod.metadata!.uid!)).to.not.be.empty;
+
+    const back = await env.startManager({ port: manager.port });
+    await waitFor('job gone', async () => (await env.getJob(name).catch(() => null)) === null, 30_000, 200);
+    await waitFor('pod gone', async () => (await env.jobPods(running.metadata.uid)).length === 0, 30_000, 200);
+    await waitFor('containers gone', async () => (await env.runningContainers(pod.metadata!.uid!)).length === 0, 30_000, 200);
+    const secrets = await env.core.listNamespacedSecret({ namespace: env.namespace, labelSelector: `pagewright.dev/job=${running.metadata.uid}` });
+    expect(secrets.items).to.deep.equal([]);
+    await back.kill('SIGTERM');
+  });
+
+  it('pods are owned by their job: the garbage collector removes them when the job goes without the manager', async () => {
+    const manager = await env.startManager();
+    const name = randomName('gc');
+    await env.createJob(name, { siteId: 'site-c', prompt: 'MODEL:hang until collected' });
+    const running = await env.waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex', 60_000);
+    const pod = (await env.jobPods(running.metadata.uid))[0]!;
+    await manager.kill('SIGKILL');
+    // an administrator's last resort: drop the finalizer; only ownerReferences are left to clean up
+    await env.cp.kubectl(['-n', env.namespace, 'patch', 'pwj', name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+    await env.cp.kubectl(['-n', env.namespace, 'delete', 'pwj', name, '--wait=true', '--timeout=30s']);
+    await waitFor('pod garbage-collected', async () => (await env.jobPods(running.metadata.uid)).length === 0, 60_000, 200);
+    await waitFor('Secret garbage-collected', async () => (await env.core.listNamespacedSecret({ namespace: env.namespace, labelSelector: `pagewright.dev/job=${running.metadata.uid}` })).items.length === 0, 60_000, 200);
+    await waitFor('containers gone', async () => (await env.runningContainers(pod.metadata!.uid!)).length === 0, 30_000, 200);
   });
 
   it('with two replicas only the leader reconciles; killing it hands over within the lease duration', async () => {

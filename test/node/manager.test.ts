@@ -1,7 +1,8 @@
 /**
  * The manager on the real control plane: schema validation by the apiserver, cancel and delete
  * of a running job, failure classification and retries, deadlines, and publish compare-and-swap.
- * Real runner pods (local kubelet), storage and Codex CLI; only the model is scripted.
+ * Runner pods are real containers on the real node (containerd + kubelet); storage and the Codex
+ * CLI are real; only the model is scripted.
  */
 import { expect } from 'chai';
 import { type ManagerEnv, EXAMPLE_SITE_ID, randomName, startManagerEnv } from '../support/manager-env.js';
@@ -49,12 +50,12 @@ describe('manager on a real control plane', function () {
     expect(none.stdout.trim()).to.equal('');
   });
 
-  it('cancels a job while codex runs: Cancelled within 20 s, no pod, Secret or process left', async () => {
+  it('cancels a job while codex runs: Cancelled within 20 s, no pod, Secret or container left', async () => {
     const name = randomName('cancel');
     await env.createJob(name, { siteId: 'site-a', prompt: 'MODEL:hang until cancelled' });
     const running = await env.waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex', 60_000);
     const pod = (await env.jobPods(running.metadata.uid))[0]!;
-    expect(await env.kubelet.pids(pod.metadata!.uid!)).to.not.be.empty;
+    expect((await env.runningContainers(pod.metadata!.uid!)).map((c) => c.name)).to.include('runner');
 
     const start = Date.now();
     await env.cp.kubectl(['-n', env.namespace, 'patch', 'pwj', name, '--type=merge', '-p', '{"spec":{"cancel":true}}']);
@@ -63,10 +64,10 @@ describe('manager on a real control plane', function () {
     expect(cancelled.status).to.include({ reason: 'Cancelled' });
     expect(cancelled.status.conditions?.find((c) => c.type === 'Failed')).to.include({ status: 'True', reason: 'Cancelled' });
     await expectNothingLeft(cancelled);
-    expect(await env.kubelet.pids(pod.metadata!.uid!)).to.deep.equal([]);
+    expect(await env.runningContainers(pod.metadata!.uid!)).to.deep.equal([]);
   });
 
-  it('deletes a running job: the resource goes, and its pod, Secret and processes with it', async () => {
+  it('deletes a running job: the resource goes, and its pod, Secret and containers with it', async () => {
     const name = randomName('delete');
     await env.createJob(name, { siteId: 'site-b', prompt: 'MODEL:hang until deleted' });
     const running = await env.waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex', 60_000);
@@ -79,7 +80,7 @@ describe('manager on a real control plane', function () {
     const gone = await env.cp.kubectl(['-n', env.namespace, 'get', 'pwj', name], { allowFailure: true });
     expect(gone.stderr).to.match(/NotFound/);
     await expectNothingLeft(running);
-    expect(await env.kubelet.pids(pod.metadata!.uid!)).to.deep.equal([]);
+    expect(await env.runningContainers(pod.metadata!.uid!)).to.deep.equal([]);
   });
 
   for (const [fault, reason] of [
@@ -114,7 +115,43 @@ describe('manager on a real control plane', function () {
     expect(failed.status).to.include({ phase: 'Failed', reason: 'DeadlineExceeded', attempt: 1 });
     const pod = (await env.jobPods(failed.metadata.uid))[0]!;
     expect(pod.spec?.activeDeadlineSeconds).to.equal(63);
-    expect(await env.kubelet.pids(pod.metadata!.uid!)).to.deep.equal([]);
+    expect(await env.runningContainers(pod.metadata!.uid!)).to.deep.equal([]);
+  });
+
+  it('an agent command over the pod\'s memory limit is killed alone by the kernel, and the job goes on to succeed', async () => {
+    const name = randomName('memory');
+    await env.createJob(name, { siteId: 'site-memory', prompt: 'MODEL:memory-hog, then the demo edit', retries: 0 });
+    const done = await env.waitForJob(name, 'finished', finished, 120_000);
+    expect(done.status, await env.diagnostics()).to.include({ phase: 'Succeeded', attempt: 1, filesChanged: 1 });
+    // the hog died of SIGKILL (bash reports 137) while the runner and codex lived on
+    const hog = env.model.requests.map((r) => JSON.stringify(r.body)).find((b) => b.includes('hog exit:'));
+    expect(hog, 'the model saw the command\'s output').to.match(/hog exit: 137/);
+    // the runner exits after its exit delay: then its container ended well, never restarted
+    const pod = await waitFor('the runner pod to end', async () => (await env.jobPods(done.metadata.uid)).find((p) => ['Succeeded', 'Failed'].includes(p.status?.phase ?? '')), 30_000, 200);
+    const runner = pod.status?.containerStatuses?.[0];
+    // (upstream) containerd 1.6 reports the container OOMKilled after an OOM kill of any process in
+    // its cgroup, though its main process exited 0; manager/classify.ts goes by the exit code
+    expect(runner?.state?.terminated).to.include({ exitCode: 0, reason: 'OOMKilled' });
+    expect(runner?.restartCount).to.equal(0);
+    expect(pod.status?.phase).to.equal('Succeeded');
+  });
+
+  it('a runner pod deleted out of band: PodLost, and the next attempt succeeds', async () => {
+    const name = randomName('podlost');
+    await env.createJob(name, { siteId: 'site-a', prompt: 'MODEL:gate then the demo edit', retries: 1 });
+    const running = await env.waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex', 60_000);
+    await env.cp.kubectl(['-n', env.namespace, 'delete', 'pod', running.status.podName!, '--wait=false']);
+    const retried = await env.waitForJob(name, 'a second attempt', (j) => (j.status.attempt ?? 0) >= 2, 60_000);
+    env.modelGate.open();
+    try {
+      const done = await env.waitForJob(name, 'finished', finished, 90_000);
+      expect(done.status, await env.diagnostics()).to.include({ phase: 'Succeeded', attempt: 2 });
+      const events = await env.cp.kubectl(['-n', env.namespace, 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].message}']);
+      expect(events.stdout).to.match(/attempt 1 failed \(PodLost\)/);
+      expect(retried.status.attempt).to.equal(2);
+    } finally {
+      env.modelGate.close();
+    }
   });
 
   it('publishes with compare-and-swap: of two jobs from the same base, exactly one wins', async () => {

@@ -86,6 +86,8 @@ async function oneJob(i: number): Promise<void> {
   total.push(end - t0);
   overhead.push(end - t0 - (d.executing_codex ?? 0));
   for (const p of WORK_PHASES) (phases[p] ??= []).push(d[p] ?? 0);
+  // the runner lingers for its exit delay: let the node be quiet before the next measurement
+  await waitFor('the runner pod to end', async () => ['Succeeded', 'Failed'].includes((await core.readNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name! })).status?.phase ?? ''), 30_000, 100);
 }
 
 /** The baseline: the manager's runner pod spec, created directly, its container only sleeping. */
@@ -105,8 +107,11 @@ async function onePod(i: number): Promise<void> {
   const t0 = Date.now();
   const pod = await core.createNamespacedPod({ namespace: env.namespace, body });
   startPod.push((await containerStarted(pod.metadata!.uid!)) - t0);
-  await core.deleteNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name!, gracePeriodSeconds: 0 });
+  // a graceful delete: the object goes once the kubelet has torn the pod down, so that no
+  // teardown overlaps the next measurement
+  await core.deleteNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name!, gracePeriodSeconds: 5 });
   await core.deleteNamespacedSecret({ namespace: env.namespace, name: secret.metadata!.name! });
+  await waitFor('the bare pod to be gone', async () => core.readNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name! }).then(() => false, () => true), 30_000, 100);
 }
 
 try {

@@ -10,6 +10,14 @@ export const FailureReason = z.enum([
   'LLMAuthFailed',
   'LLMUnavailable',
   'ModelNotFound',
+  /** Refused before it ran: spec.model is not in the cluster's allowlist. */
+  'ModelNotAllowed',
+  /** Refused before it ran: spec.budget is above the cluster's caps. */
+  'BudgetNotAllowed',
+  /** The model gateway refused a call: the job used up its budget. */
+  'LLMBudgetExceeded',
+  /** The model endpoint's rate limit (429) outlasted the job's deadline. */
+  'LLMRateLimited',
   'CodexFailed',
   'CodexTimeout',
   'InvalidAgentOutput',
@@ -17,6 +25,8 @@ export const FailureReason = z.enum([
   'ArtifactNotFound',
   'ArtifactCorrupt',
   'UnsafeArchive',
+  /** The agent's output breaks the archive rules (links out of the site, devices, setuid, limits). */
+  'UnsafeOutput',
   'ArtifactTooLarge',
   'StorageUnavailable',
   'UploadFailed',

@@ -28,8 +28,19 @@ export type SiteInfo = z.infer<typeof SiteInfo>;
 export const JobObjects = z.object({
   job_id: z.string(),
   objects: z.record(z.string(), z.object({ version: z.string(), size: z.number(), updated_at: z.string() })),
+  /** Job tokens of this attempt or earlier are refused (0: none). */
+  sealed_through: z.number().default(0),
 });
 export type JobObjects = z.infer<typeof JobObjects>;
+
+export const SealResult = z.object({ job_id: z.string(), sealed_through: z.number() });
+export type SealResult = z.infer<typeof SealResult>;
+
+export const DeleteJobResult = z.object({ job_id: z.string(), deleted: z.array(z.string()) });
+export type DeleteJobResult = z.infer<typeof DeleteJobResult>;
+
+export const GcReport = z.object({ deleted: z.number(), kept: z.number(), bytes_freed: z.number() });
+export type GcReport = z.infer<typeof GcReport>;
 
 export type JobObjectName = 'output.tar.gz' | 'manifest.json' | 'log';
 
@@ -87,9 +98,33 @@ export class StorageClient {
     return JobObjects.parse(await this.#json('GET', `/jobs/${enc(jobId)}`, signal));
   }
 
-  async publish(siteId: string, jobId: string, ifMatch: string, signal?: AbortSignal): Promise<StoredObject> {
-    const body = JSON.stringify({ job_id: jobId, if_match: ifMatch });
+  /**
+   * Makes the job's output the site's current version, only if the site is still at `ifMatch`
+   * (else 409 PublishConflict), the job's stored output is `version`, the sha256 its runner
+   * reported (else 409 OutputMismatch), and the output passes the archive rules (else 422
+   * UnsafeOutput). Seal the attempt first, so that nothing can replace the output meanwhile.
+   */
+  async publish(siteId: string, jobId: string, ifMatch: string, version: string, signal?: AbortSignal): Promise<StoredObject> {
+    const body = JSON.stringify({ job_id: jobId, if_match: ifMatch, version });
     return StoredObject.parse(await this.#json('POST', `/sites/${enc(siteId)}/publish`, signal, body));
+  }
+
+  /**
+   * The job's attempts up to `attempt` have ended: storage refuses their tokens from now on
+   * (403 AttemptEnded). Idempotent, never lowers; admin only. Returns the sealed attempt.
+   */
+  async seal(jobId: string, attempt: number, signal?: AbortSignal): Promise<SealResult> {
+    return SealResult.parse(await this.#json('POST', `/jobs/${enc(jobId)}/seal`, signal, JSON.stringify({ attempt })));
+  }
+
+  /** Removes the job's objects and refuses its tokens from now on; idempotent; admin only. */
+  async deleteJob(jobId: string, signal?: AbortSignal): Promise<DeleteJobResult> {
+    return DeleteJobResult.parse(await this.#json('DELETE', `/jobs/${enc(jobId)}`, signal));
+  }
+
+  /** One garbage collection of unreferenced blobs now; admin only. */
+  async gc(signal?: AbortSignal): Promise<GcReport> {
+    return GcReport.parse(await this.#json('POST', '/admin/gc', signal));
   }
 
   #headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -126,7 +161,7 @@ export class StorageClient {
     return StoredObject.parse(await res.body.json());
   }
 
-  async #json(method: 'GET' | 'POST', path: string, signal?: AbortSignal, body?: string): Promise<unknown> {
+  async #json(method: 'GET' | 'POST' | 'DELETE', path: string, signal?: AbortSignal, body?: string): Promise<unknown> {
     const res = await request(this.#base + path, {
       method,
       headers: this.#headers(body === undefined ? {} : { 'content-type': 'application/json' }),

@@ -1,7 +1,10 @@
 /**
- * Per-job capability tokens: HS256 JWTs (jose) naming one job and one site, with an expiry and
- * scopes. The manager issues them; storage and the manager verify them; a runner only ever holds
- * its own token and never the signing secret.
+ * The runner's credential: an HS256 JWT (jose) naming one job, one site and one attempt, with
+ * scopes and an expiry at the attempt's deadline. The manager issues it; storage and the
+ * manager verify it, and refuse it once the attempt has ended (storage: the job is sealed
+ * through that attempt; manager: the attempt is no longer the job's current one). Only the
+ * runner's container holds it, never the agent's (DESIGN "Security"), and nothing holds the
+ * signing secret but the manager and storage.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
@@ -19,6 +22,7 @@ export const MIN_SECRET_BYTES = 32;
 export interface JobTokenClaims {
   jobId: string;
   siteId: string;
+  attempt: number;
   scopes: TokenScope[];
   /** Epoch seconds. */
   expiresAt: number;
@@ -27,11 +31,12 @@ export interface JobTokenClaims {
 const Payload = z.object({
   sub: JobId,
   site: SiteId,
+  att: z.number().int().positive(),
   scope: z.string(),
   exp: z.number(),
 });
 
-export type TokenErrorCode = 'TokenMissing' | 'TokenInvalid' | 'TokenExpired' | 'TokenForbidden';
+export type TokenErrorCode = 'TokenMissing' | 'TokenInvalid' | 'TokenExpired' | 'TokenForbidden' | 'AttemptEnded';
 
 export class TokenError extends Error {
   readonly code: TokenErrorCode;
@@ -40,13 +45,13 @@ export class TokenError extends Error {
     this.name = 'TokenError';
     this.code = code;
   }
-  /** 401 for who-are-you problems, 403 for you-may-not. */
+  /** 401 for who-are-you problems, 403 for you-may-not (any more). */
   get httpStatus(): 401 | 403 {
-    return this.code === 'TokenForbidden' ? 403 : 401;
+    return this.code === 'TokenForbidden' || this.code === 'AttemptEnded' ? 403 : 401;
   }
 }
 
-function keyFrom(secret: string): Uint8Array {
+export function keyFrom(secret: string): Uint8Array {
   const key = new TextEncoder().encode(secret);
   if (key.length < MIN_SECRET_BYTES) throw new Error(`token secret must be at least ${MIN_SECRET_BYTES} bytes`);
   return key;
@@ -59,9 +64,9 @@ export class JobTokens {
     this.#key = keyFrom(secret);
   }
 
-  async issue(opts: { jobId: string; siteId: string; scopes?: readonly TokenScope[]; ttlSeconds: number; now?: number }): Promise<string> {
+  async issue(opts: { jobId: string; siteId: string; attempt: number; scopes?: readonly TokenScope[]; ttlSeconds: number; now?: number }): Promise<string> {
     const now = Math.floor((opts.now ?? Date.now()) / 1000);
-    return new SignJWT({ site: opts.siteId, scope: (opts.scopes ?? ALL_JOB_SCOPES).join(' ') })
+    return new SignJWT({ site: opts.siteId, att: opts.attempt, scope: (opts.scopes ?? ALL_JOB_SCOPES).join(' ') })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(opts.jobId)
       .setIssuer(ISSUER)
@@ -86,7 +91,7 @@ export class JobTokens {
     if (requiredScope && !scopes.includes(requiredScope)) {
       throw new TokenError('TokenForbidden', `job token lacks scope ${requiredScope}`);
     }
-    return { jobId: parsed.data.sub, siteId: parsed.data.site, scopes, expiresAt: parsed.data.exp };
+    return { jobId: parsed.data.sub, siteId: parsed.data.site, attempt: parsed.data.att, scopes, expiresAt: parsed.data.exp };
   }
 }
 

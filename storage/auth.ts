@@ -1,22 +1,28 @@
 /**
  * Who may do what: the admin token may do everything; a job token may read its own site and
- * read/write its own job's objects, nothing else.
+ * read/write its own job's objects, nothing else, and nothing at all once its attempt has
+ * ended (the job is sealed through that attempt, or deleted). Reads are refused too: a
+ * legitimate runner never reads after its attempt ended, and a leaked token should not keep
+ * showing later versions of the site until it expires.
  */
-import { type JobTokens, type TokenScope, TokenError, bearerToken, constantTimeEqual } from '../common/tokens.js';
+import { type JobTokenClaims, type JobTokens, type TokenScope, TokenError, bearerToken, constantTimeEqual } from '../common/tokens.js';
 import { StorageError } from './errors.js';
 
 export type Resource = { kind: 'site'; siteId: string } | { kind: 'job'; jobId: string } | { kind: 'admin' };
 
+export type Principal = { kind: 'admin' } | { kind: 'job'; claims: JobTokenClaims };
+
 export interface Authorizer {
-  authorize(authorization: string | undefined, resource: Resource, scope: TokenScope | null): Promise<void>;
+  authorize(authorization: string | undefined, resource: Resource, scope: TokenScope | null): Promise<Principal>;
 }
 
-export function createAuthorizer(adminToken: string, tokens: JobTokens): Authorizer {
+/** `checkAttempt` throws StorageError('AttemptEnded') when the job's attempt may no longer act. */
+export function createAuthorizer(adminToken: string, tokens: JobTokens, checkAttempt: (jobId: string, attempt: number) => Promise<void>): Authorizer {
   return {
     async authorize(authorization, resource, scope) {
       const token = bearerToken(authorization);
       if (token === null) throw new StorageError('Unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
-      if (constantTimeEqual(token, adminToken)) return;
+      if (constantTimeEqual(token, adminToken)) return { kind: 'admin' };
       let claims;
       try {
         claims = await tokens.verify(token, scope ?? undefined);
@@ -32,6 +38,13 @@ export function createAuthorizer(adminToken: string, tokens: JobTokens): Authori
       }
       const allowed = resource.kind === 'site' ? claims.siteId === resource.siteId : claims.jobId === resource.jobId;
       if (!allowed) throw new StorageError('Forbidden', `job token of ${claims.jobId} may not access this ${resource.kind}`);
+      await checkAttempt(claims.jobId, claims.attempt);
+      return { kind: 'job', claims };
     },
   };
+}
+
+/** The attempt of a job token, for the checks a write repeats under the job's lock. */
+export function attemptOf(principal: Principal): number | undefined {
+  return principal.kind === 'job' ? principal.claims.attempt : undefined;
 }

@@ -1,9 +1,38 @@
 import { z } from 'zod';
+import { DEFAULT_ARCHIVE_LIMITS } from '../common/archive-rules.js';
 import { type ConfigOf, env, logLevel, port, positiveInt } from '../common/config.js';
 import { MIN_SECRET_BYTES } from '../common/tokens.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
+
+/**
+ * Defaults of the settings startStorageServer() also accepts without them (the local CLI and
+ * tests pass a config object, not the environment).
+ */
+export const STORAGE_DEFAULTS = {
+  /**
+   * A job's output.tar.gz, manifest.json and log together. The runner refuses an output that
+   * unpacks to more than 512 MiB, so its tar.gz is about that at most; with the 16 MiB manifest
+   * and 64 MiB log limits, 1 GiB leaves room and still bounds what one job can make storage hold.
+   */
+  maxJobBytes: 1 * GiB,
+  /** The same limits as the runners' unpack, so storage publishes only what the next job can unpack. */
+  maxArchiveEntries: DEFAULT_ARCHIVE_LIMITS.maxEntries,
+  maxUnpackedBytes: DEFAULT_ARCHIVE_LIMITS.maxBytes,
+  gcIntervalSeconds: 600,
+  /** An upload's blob exists a moment before the record that references it (gc.ts). */
+  gcGraceSeconds: 3600,
+  headersTimeoutSeconds: 30,
+  /** The largest artifact (2 GiB) at about 600 KiB/s. */
+  requestTimeoutSeconds: 3600,
+  keepAliveTimeoutSeconds: 5,
+  /** No byte either way for this long closes the connection (also mid-upload). */
+  idleTimeoutSeconds: 120,
+};
+
+const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
+const secondsOrZero = (fallback: number) => z.coerce.number().min(0).default(fallback);
 
 export const storageConfigSpec = {
   host: env('STORAGE_HOST', z.string().default('0.0.0.0')),
@@ -16,6 +45,16 @@ export const storageConfigSpec = {
   maxArtifactBytes: env('STORAGE_MAX_ARTIFACT_BYTES', positiveInt(2 * GiB)),
   maxManifestBytes: env('STORAGE_MAX_MANIFEST_BYTES', positiveInt(16 * MiB)),
   maxLogBytes: env('STORAGE_MAX_LOG_BYTES', positiveInt(64 * MiB)),
+  maxJobBytes: env('STORAGE_MAX_JOB_BYTES', positiveInt(STORAGE_DEFAULTS.maxJobBytes)),
+  // the runner's variables: one value for the whole cluster, read by both
+  maxArchiveEntries: env('MAX_ARCHIVE_ENTRIES', positiveInt(STORAGE_DEFAULTS.maxArchiveEntries)),
+  maxUnpackedBytes: env('MAX_UNPACKED_BYTES', positiveInt(STORAGE_DEFAULTS.maxUnpackedBytes)),
+  gcIntervalSeconds: env('STORAGE_GC_INTERVAL_SECONDS', secondsOrZero(STORAGE_DEFAULTS.gcIntervalSeconds)),
+  gcGraceSeconds: env('STORAGE_GC_GRACE_SECONDS', secondsOrZero(STORAGE_DEFAULTS.gcGraceSeconds)),
+  headersTimeoutSeconds: env('STORAGE_HEADERS_TIMEOUT_SECONDS', seconds(STORAGE_DEFAULTS.headersTimeoutSeconds)),
+  requestTimeoutSeconds: env('STORAGE_REQUEST_TIMEOUT_SECONDS', seconds(STORAGE_DEFAULTS.requestTimeoutSeconds)),
+  keepAliveTimeoutSeconds: env('STORAGE_KEEP_ALIVE_TIMEOUT_SECONDS', seconds(STORAGE_DEFAULTS.keepAliveTimeoutSeconds)),
+  idleTimeoutSeconds: env('STORAGE_IDLE_TIMEOUT_SECONDS', seconds(STORAGE_DEFAULTS.idleTimeoutSeconds)),
   logLevel: env('LOG_LEVEL', logLevel()),
 };
 export type StorageConfig = ConfigOf<typeof storageConfigSpec>;

@@ -15,7 +15,11 @@ export type StorageErrorCode =
   | 'ObjectNotFound'
   | 'PreconditionFailed'
   | 'PublishConflict'
+  | 'OutputMismatch'
+  | 'AttemptEnded'
   | 'PayloadTooLarge'
+  | 'JobQuotaExceeded'
+  | 'UnsafeOutput'
   | 'Internal';
 
 const STATUS: Record<StorageErrorCode, number> = {
@@ -34,7 +38,15 @@ const STATUS: Record<StorageErrorCode, number> = {
   ObjectNotFound: 404,
   PreconditionFailed: 412,
   PublishConflict: 409,
+  /** publish: the job's stored output is not the version the runner reported. */
+  OutputMismatch: 409,
+  /** A job token of an attempt the job is sealed through (or of a deleted job). */
+  AttemptEnded: 403,
   PayloadTooLarge: 413,
+  /** The job's live objects would exceed PAGEWRIGHT_STORAGE_MAX_JOB_BYTES. */
+  JobQuotaExceeded: 413,
+  /** publish: the output breaks the archive rules (common/archive-rules.ts). */
+  UnsafeOutput: 422,
   Internal: 500,
 };
 

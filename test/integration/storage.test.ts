@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import { request } from 'undici';
 import { StorageClient, StorageRequestError } from '../../common/storage-client.js';
 import { snapshotDir, startTestStorage, type TestStorage } from '../support/storage.js';
+import { forgeTarGzBuffer } from '../support/tar-forge.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -136,6 +137,10 @@ describe('storage service', function () {
       ['manifest that is not JSON', 'PUT', '/jobs/j1/manifest.json', () => ({ body: Buffer.from('{nope') }), 400, 'InvalidManifest'],
       ['manifest for another job', 'PUT', '/jobs/j1/manifest.json', () => ({ body: Buffer.from(JSON.stringify(manifestFor('j2'))) }), 400, 'InvalidManifest'],
       ['publish without a body', 'POST', '/sites/blog/publish', () => ({ body: Buffer.from('{}'), headers: { 'content-type': 'application/json' } }), 400, 'BadRequest'],
+      ['publish without the version', 'POST', '/sites/blog/publish', () => ({ body: Buffer.from(JSON.stringify({ job_id: 'j1', if_match: 'a'.repeat(64) })), headers: { 'content-type': 'application/json' } }), 400, 'BadRequest'],
+      ['seal without an attempt', 'POST', '/jobs/j1/seal', () => ({ body: Buffer.from('{"attempt":0}'), headers: { 'content-type': 'application/json' } }), 400, 'BadRequest'],
+      ['seal with a bad job id', 'POST', '/jobs/J1/seal', () => ({ body: Buffer.from('{"attempt":1}'), headers: { 'content-type': 'application/json' } }), 400, 'InvalidJobId'],
+      ['gc without a token', 'POST', '/admin/gc', () => ({ token: null }), 401, 'Unauthorized'],
     ];
     for (const [name, method, path, opts, status, code] of cases) {
       it(name, async () => {
@@ -167,7 +172,7 @@ describe('storage service', function () {
     it('may read their own site and write their own job, nothing else', async () => {
       await storage.admin.putSiteArtifact('blog', Buffer.from('site'));
       await storage.admin.putSiteArtifact('shop', Buffer.from('other site'));
-      const token = await storage.tokens.issue({ jobId: 'job-1', siteId: 'blog', ttlSeconds: 60 });
+      const token = await storage.tokens.issue({ jobId: 'job-1', siteId: 'blog', attempt: 1, ttlSeconds: 60 });
       const job = new StorageClient({ baseUrl: storage.url, token });
       expect(await (await job.downloadArtifact('blog')).body.text()).to.equal('site');
       await job.putJobObject('job-1', 'log', Buffer.from('hello'));
@@ -181,11 +186,14 @@ describe('storage service', function () {
       await denied(job.downloadArtifact('shop'), 403);
       await denied(job.putJobObject('job-2', 'log', Buffer.from('x')), 403);
       await denied(job.putSiteArtifact('blog', Buffer.from('overwrite')), 403);
-      await denied(job.publish('blog', 'job-1', sha(Buffer.from('site'))), 403);
+      await denied(job.publish('blog', 'job-1', sha(Buffer.from('site')), sha(Buffer.from('hello'))), 403);
+      await denied(job.seal('job-1', 1), 403);
+      await denied(job.deleteJob('job-1'), 403);
+      await denied(job.gc(), 403);
 
-      const readOnly = await storage.tokens.issue({ jobId: 'job-1', siteId: 'blog', scopes: ['site:read'], ttlSeconds: 60 });
+      const readOnly = await storage.tokens.issue({ jobId: 'job-1', siteId: 'blog', scopes: ['site:read'], attempt: 1, ttlSeconds: 60 });
       await denied(new StorageClient({ baseUrl: storage.url, token: readOnly }).putJobObject('job-1', 'log', Buffer.from('x')), 403);
-      const expired = await storage.tokens.issue({ jobId: 'job-1', siteId: 'blog', ttlSeconds: 1, now: Date.now() - 10_000 });
+      const expired = await storage.tokens.issue({ jobId: 'job-1', siteId: 'blog', attempt: 1, ttlSeconds: 1, now: Date.now() - 10_000 });
       await denied(new StorageClient({ baseUrl: storage.url, token: expired }).downloadArtifact('blog'), 401);
       const forged = `${token.slice(0, -4)}AAAA`;
       await denied(new StorageClient({ baseUrl: storage.url, token: forged }).downloadArtifact('blog'), 401);
@@ -195,11 +203,11 @@ describe('storage service', function () {
   describe('publish', () => {
     it('makes a job output current only if the site is still at if_match', async () => {
       const base = await storage.admin.putSiteArtifact('blog', Buffer.from('base'));
-      await storage.admin.putJobObject('job-a', 'output.tar.gz', Buffer.from('edit a'));
-      await storage.admin.putJobObject('job-b', 'output.tar.gz', Buffer.from('edit b'));
+      const a = await storage.admin.putJobObject('job-a', 'output.tar.gz', await forgeTarGzBuffer([{ path: 'index.html', content: 'edit a' }]));
+      const b = await storage.admin.putJobObject('job-b', 'output.tar.gz', await forgeTarGzBuffer([{ path: 'index.html', content: 'edit b' }]));
       const results = await Promise.allSettled([
-        storage.admin.publish('blog', 'job-a', base.version),
-        storage.admin.publish('blog', 'job-b', base.version),
+        storage.admin.publish('blog', 'job-a', base.version, a.version),
+        storage.admin.publish('blog', 'job-b', base.version, b.version),
       ]);
       const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       expect(rejected).to.have.length(1);
@@ -211,7 +219,7 @@ describe('storage service', function () {
 
     it('refuses to publish a job without output', async () => {
       const base = await storage.admin.putSiteArtifact('blog', Buffer.from('base'));
-      const err = await storage.admin.publish('blog', 'job-z', base.version).catch((e: unknown) => e);
+      const err = await storage.admin.publish('blog', 'job-z', base.version, base.version).catch((e: unknown) => e);
       expect((err as StorageRequestError).code).to.equal('ObjectNotFound');
     });
   });

@@ -6,7 +6,7 @@ import { join, relative } from 'node:path';
 import { silentLogger } from '../../common/logger.js';
 import { StorageClient } from '../../common/storage-client.js';
 import { JobTokens } from '../../common/tokens.js';
-import { startStorageServer, type StorageServer } from '../../storage/server.js';
+import { type StorageServerConfig, startStorageServer, type StorageServer } from '../../storage/server.js';
 
 export interface TestStorage extends StorageServer {
   dataDir: string;
@@ -18,10 +18,19 @@ export interface TestStorage extends StorageServer {
   snapshot(): Promise<Record<string, number>>;
 }
 
-export async function startTestStorage(opts: { dataDir?: string; maxArtifactBytes?: number; host?: string } = {}): Promise<TestStorage> {
+export interface TestStorageOptions {
+  dataDir?: string;
+  maxArtifactBytes?: number;
+  host?: string;
+  /** Any other setting (quota, collection, timeouts). */
+  config?: Partial<StorageServerConfig>;
+}
+
+export async function startTestStorage(opts: TestStorageOptions = {}): Promise<TestStorage> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'pw-storage-')));
-  const adminToken = randomBytes(24).toString('hex');
-  const tokenSecret = randomBytes(32).toString('hex');
+  // fixed through config to restart on the same data dir with the same credentials
+  const adminToken = opts.config?.adminToken ?? randomBytes(24).toString('hex');
+  const tokenSecret = opts.config?.tokenSecret ?? randomBytes(32).toString('hex');
   const server = await startStorageServer(
     {
       host: opts.host ?? '127.0.0.1',
@@ -32,6 +41,7 @@ export async function startTestStorage(opts: { dataDir?: string; maxArtifactByte
       maxArtifactBytes: opts.maxArtifactBytes ?? 64 * 1024 * 1024,
       maxManifestBytes: 1024 * 1024,
       maxLogBytes: 1024 * 1024,
+      ...opts.config,
     },
     silentLogger,
   );

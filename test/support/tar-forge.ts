@@ -66,3 +66,10 @@ export async function forgeTarGz(path: string, entries: ForgedEntry[] | (() => I
   const list = typeof entries === 'function' ? [...entries()] : entries;
   await pipeline(Readable.from(tarBlocks(list)), createGzip({ level: 1 }), createWriteStream(path));
 }
+
+/** The same, in memory (small archives: request bodies). */
+export async function forgeTarGzBuffer(entries: ForgedEntry[]): Promise<Buffer> {
+  const gzip = createGzip({ level: 1 });
+  const done = Readable.from(tarBlocks(entries)).pipe(gzip).toArray();
+  return Buffer.concat((await done) as Buffer[]);
+}

@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { list } from 'tar';
+import { entryViolation } from '../../common/archive-rules.js';
 import { PagewrightError } from '../../common/errors.js';
-import { entryViolation, packArchive, unpackArchive } from '../../runner/archive.js';
+import { packArchive, unpackArchive } from '../../runner/archive.js';
 import { type ForgedEntry, forgeTarGz } from '../support/tar-forge.js';
 
 const LIMITS = { maxEntries: 5000, maxBytes: 512 * 1024 * 1024 };

@@ -16,29 +16,34 @@ describe('JobTokens', () => {
   const tokens = new JobTokens(SECRET);
 
   it('round-trips claims and checks scopes', async () => {
-    const t = await tokens.issue({ jobId: 'job-1', siteId: 'blog', scopes: ['site:read', 'job:write'], ttlSeconds: 60 });
+    const t = await tokens.issue({ jobId: 'job-1', siteId: 'blog', attempt: 3, scopes: ['site:read', 'job:write'], ttlSeconds: 60 });
     const claims = await tokens.verify(t, 'site:read');
-    expect(claims).to.include({ jobId: 'job-1', siteId: 'blog' });
+    expect(claims).to.include({ jobId: 'job-1', siteId: 'blog', attempt: 3 });
     expect(claims.scopes).to.deep.equal(['site:read', 'job:write']);
     expect((await rejection(tokens.verify(t, 'kill'))).code).to.equal('TokenForbidden');
   });
 
   it('rejects expired, forged and foreign tokens', async () => {
-    const expired = await tokens.issue({ jobId: 'job-1', siteId: 'blog', ttlSeconds: 10, now: Date.now() - 60_000 });
+    const expired = await tokens.issue({ jobId: 'job-1', siteId: 'blog', attempt: 1, ttlSeconds: 10, now: Date.now() - 60_000 });
     expect((await rejection(tokens.verify(expired))).code).to.equal('TokenExpired');
 
-    const good = await tokens.issue({ jobId: 'job-1', siteId: 'blog', ttlSeconds: 60 });
+    const good = await tokens.issue({ jobId: 'job-1', siteId: 'blog', attempt: 1, ttlSeconds: 60 });
     const [h, p, s] = good.split('.') as [string, string, string];
     const claims = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
     const forgedPayload = Buffer.from(JSON.stringify({ ...claims, site: 'other' })).toString('base64url');
     expect((await rejection(tokens.verify(`${h}.${forgedPayload}.${s}`))).code).to.equal('TokenInvalid');
 
-    const foreign = await new JobTokens('b'.repeat(32)).issue({ jobId: 'job-1', siteId: 'blog', ttlSeconds: 60 });
+    const foreign = await new JobTokens('b'.repeat(32)).issue({ jobId: 'job-1', siteId: 'blog', attempt: 1, ttlSeconds: 60 });
     expect((await rejection(tokens.verify(foreign))).code).to.equal('TokenInvalid');
 
     const noneAlg = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${p}.`;
     expect((await rejection(tokens.verify(noneAlg))).code).to.equal('TokenInvalid');
     expect((await rejection(tokens.verify('garbage'))).code).to.equal('TokenInvalid');
+  });
+
+  it('answers 403 for an ended attempt, 401 for an unknown bearer', () => {
+    expect(new TokenError('AttemptEnded', 'x').httpStatus).to.equal(403);
+    expect(new TokenError('TokenExpired', 'x').httpStatus).to.equal(401);
   });
 
   it('refuses a short secret', () => {

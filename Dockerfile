@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
-# The manager and storage images (the runner has its own: Dockerfile.runner). `make images` builds
-# all three; by hand:
+# The manager, storage and model gateway images (the runner has its own: Dockerfile.runner).
+# `make images` builds all four; by hand:
 #   docker build --target manager -t pagewright-manager .
 #   docker build --target storage -t pagewright-storage .
+#   docker build --target gateway -t pagewright-gateway .
 # The manager image also serves the scripted demo model for dev clusters without a real model:
 #   node /app/dist/cli/main.js demo-model
 #
@@ -23,9 +24,10 @@ COPY common ./common
 COPY runner ./runner
 COPY storage ./storage
 COPY manager ./manager
+COPY gateway ./gateway
 COPY cli ./cli
 RUN npm run build
-# Neither service runs codex: its native package is dropped (about 400 MB), and so is the runner's
+# No service here runs codex: its native package is dropped (about 400 MB), and so is the runner's
 # bundle (the runner image's alone).
 RUN npm prune --omit=dev --no-audit --no-fund \
  && rm -rf node_modules/@openai/codex node_modules/@openai/codex-* dist/runner/bundle.mjs
@@ -46,3 +48,7 @@ ENTRYPOINT ["node", "/app/dist/manager/main.js"]
 FROM base AS storage
 EXPOSE 8080
 ENTRYPOINT ["node", "/app/dist/storage/main.js"]
+
+FROM base AS gateway
+EXPOSE 8085
+ENTRYPOINT ["node", "/app/dist/gateway/main.js"]

@@ -11,7 +11,7 @@
 import { CoreV1Api, CustomObjectsApi, type V1Pod, Watch } from '@kubernetes/client-node';
 import pLimit from 'p-limit';
 import { buildPod } from '../manager/pod-spec.js';
-import { GROUP, PLURAL, PagewrightJob, VERSION } from '../manager/resource.js';
+import { GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';
 import { createNamespace } from '../test/support/control-plane.js';
 import { waitFor } from '../test/support/processes.js';
 import { defaultPodConfig } from '../test/support/pod-config.js';

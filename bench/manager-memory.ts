@@ -11,7 +11,7 @@
  */
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import pLimit from 'p-limit';
-import { FINALIZER, GROUP, PLURAL, VERSION } from '../manager/resource.js';
+import { FINALIZER, GROUP, PLURAL, VERSION } from '../common/job-resource.js';
 import { createNamespace } from '../test/support/control-plane.js';
 import { waitFor } from '../test/support/processes.js';
 import { RUNS, headline, printTable, record, rss, summarize } from './lib.js';

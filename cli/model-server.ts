@@ -10,6 +10,7 @@
  * so it lives under cli/ and the tests import it from here: nothing outside test/ imports test/.
  */
 import { randomBytes } from 'node:crypto';
+import { DEFAULT_MODEL } from '../common/models.js';
 import { once } from 'node:events';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -18,8 +19,8 @@ import type { AddressInfo, Socket } from 'node:net';
 export type ModelTurn =
   | { kind: 'tools'; calls: ToolCall[] }
   | { kind: 'message'; text: string }
-  /** HTTP error status (401, 429, 500, ...) with an OpenAI-style error body. */
-  | { kind: 'error'; status: number; message?: string }
+  /** HTTP error status (401, 429, 500, ...) with an OpenAI-style error body (and a Retry-After header, for 429s). */
+  | { kind: 'error'; status: number; message?: string; retryAfter?: string }
   /** Accept the request and never answer (the connection stays open until close()). */
   | { kind: 'hang' }
   /** Destroy the connection without an answer. */
@@ -120,7 +121,7 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
       if (status !== 200) return sendError(res, status, `scripted models endpoint answers ${status}`);
       const model = (id: string) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'pagewright-scripted' });
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify(modelMatch[1] ? model(decodeURIComponent(modelMatch[1])) : { object: 'list', data: [model('gpt-5.5')] }));
+      res.end(JSON.stringify(modelMatch[1] ? model(decodeURIComponent(modelMatch[1])) : { object: 'list', data: [model(DEFAULT_MODEL)] }));
       return;
     }
     if (req.method !== 'POST' || path !== '/v1/responses') {
@@ -144,6 +145,7 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
         res.socket?.destroy();
         return;
       case 'error':
+        if (turn.retryAfter !== undefined) res.setHeader('retry-after', turn.retryAfter);
         sendError(res, turn.status, turn.message ?? `scripted error ${turn.status}`);
         return;
       case 'message':

@@ -70,6 +70,12 @@ export const bool = (fallback: boolean) =>
     .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
     .default(fallback ? 'true' : 'false')
     .transform((v) => v === 'true' || v === '1');
+/** A comma-separated list of non-empty names. */
+export const list = () =>
+  z
+    .string()
+    .transform((s) => s.split(',').map((v) => v.trim()).filter(Boolean))
+    .pipe(z.array(z.string()).min(1, 'must name at least one'));
 export const logLevel = () => z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info');
 /** A JSON document validated by `schema`. */
 export const json = <S extends z.ZodType>(schema: S) =>

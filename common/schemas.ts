@@ -155,3 +155,25 @@ export type StoredObject = z.infer<typeof StoredObject>;
 /** Storage's error body; `error` is a stable code. */
 export const ApiErrorBody = z.object({ error: z.string(), message: z.string() });
 export type ApiErrorBody = z.infer<typeof ApiErrorBody>;
+
+/** What a job used of the model, as the gateway counted it (status.usage: camelCase as the CRD). */
+export const Usage = z.object({
+  requests: z.number().int().nonnegative(),
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+});
+export type Usage = z.infer<typeof Usage>;
+export const NO_USAGE: Usage = { requests: 0, inputTokens: 0, outputTokens: 0 };
+
+/** Reasons the gateway refuses a model call for the job itself (not for a bad credential). */
+export const GatewayRefusalReason = FailureReason.extract(['LLMBudgetExceeded', 'LLMRateLimited', 'ModelNotAllowed']);
+export type GatewayRefusalReason = z.infer<typeof GatewayRefusalReason>;
+
+/** Gateway -> manager, POST /jobs/{job_id}/usage: the job's usage so far, and a refusal if one happened. */
+export const UsageReport = z.object({
+  job_id: JobId,
+  attempt: z.number().int().positive(),
+  usage: Usage,
+  refusal: z.object({ reason: GatewayRefusalReason, message: z.string().max(2000) }).optional(),
+});
+export type UsageReport = z.infer<typeof UsageReport>;

@@ -7,8 +7,8 @@
 import { CoreV1Api, type V1ConfigMap } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { silentLogger } from '../../common/logger.js';
-import { ResilientInformer } from '../../manager/informer.js';
-import { PooledKubeConfig } from '../../manager/kube-client.js';
+import { ResilientInformer } from '../../common/informer.js';
+import { PooledKubeConfig } from '../../common/kube-client.js';
 import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
 import { type CutProxy, startCutProxy } from '../support/cut-proxy.js';
 import { waitFor } from '../support/processes.js';

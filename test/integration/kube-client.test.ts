@@ -1,12 +1,12 @@
 /**
  * PooledKubeConfig against a real apiserver, connections counted by a TCP proxy in front of it.
  * The second case pins the upstream behaviour the pool works around: when a client-node release
- * stops opening a connection per request, it fails, and manager/kube-client.ts can go.
+ * stops opening a connection per request, it fails, and common/kube-client.ts can go.
  */
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import pLimit from 'p-limit';
 import { expect } from 'chai';
-import { PooledKubeConfig } from '../../manager/kube-client.js';
+import { PooledKubeConfig } from '../../common/kube-client.js';
 import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
 import { type CutProxy, startCutProxy } from '../support/cut-proxy.js';
 

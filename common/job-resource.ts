@@ -4,8 +4,8 @@
  * client-node into typed objects and applies the same defaults when an older object lacks them).
  */
 import { z } from 'zod';
-import { FailureReason } from '../common/errors.js';
-import { Prompt, RunnerPhase, Sha256, SiteId, TIMEOUT_SECONDS } from '../common/schemas.js';
+import { FailureReason } from './errors.js';
+import { GatewayRefusalReason, Prompt, RunnerPhase, Sha256, SiteId, TIMEOUT_SECONDS, Usage } from './schemas.js';
 
 export const GROUP = 'pagewright.dev';
 export const VERSION = 'v1alpha1';
@@ -37,6 +37,14 @@ export const JobSpec = z.object({
   publish: z.boolean().default(false),
   cancel: z.boolean().default(false),
   ttlSecondsAfterFinished: z.number().int().min(0).optional(),
+  /** The model budget; unset limits take the cluster's defaults, all within its caps. */
+  budget: z
+    .object({
+      maxRequests: z.number().int().positive().optional(),
+      maxInputTokens: z.number().int().positive().optional(),
+      maxOutputTokens: z.number().int().positive().optional(),
+    })
+    .optional(),
 });
 export type JobSpec = z.infer<typeof JobSpec>;
 
@@ -57,6 +65,8 @@ export const JobStatus = z.object({
   attempt: z.number().int().optional(),
   podName: z.string().optional(),
   startTime: z.string().optional(),
+  /** When the current attempt was scheduled: its credentials are issued then. */
+  attemptStartTime: z.string().optional(),
   completionTime: z.string().optional(),
   nextAttemptTime: z.string().optional(),
   baseVersion: z.string().optional(),
@@ -69,6 +79,10 @@ export const JobStatus = z.object({
   message: z.string().optional(),
   reportedAttempt: z.number().int().optional(),
   phaseDurationsMs: z.record(z.string(), z.number()).optional(),
+  /** What the job used of the model, as the gateway counted it (all attempts). */
+  usage: Usage.optional(),
+  /** The gateway refused a model call of this attempt for the job's own sake (budget, rate limit, model). */
+  gatewayRefusal: z.object({ attempt: z.number().int(), reason: GatewayRefusalReason, message: z.string() }).optional(),
   observedGeneration: z.number().int().optional(),
   conditions: z.array(Condition).optional(),
 });

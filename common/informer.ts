@@ -9,7 +9,7 @@
  * does): the manager never reads them and they are a large part of every object it holds.
  */
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
-import type { Logger } from '../common/logger.js';
+import type { Logger } from './logger.js';
 import { PooledKubeConfig } from './kube-client.js';
 
 export type InformerEvent = 'add' | 'update' | 'delete';

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs or updates Pagewright on the current kubectl context:
 #   deploy/apply.sh [KUSTOMIZATION]     default deploy/k8s; deploy/dev for a laptop cluster
-# The internal Secret (storage admin token, job-token key) is created once with random values.
-# With PAGEWRIGHT_LLM_KEY set, the LLM Secret gets that key and PAGEWRIGHT_LLM_URL (default the
-# OpenAI API), and the manager restarts to read it. Then it waits for the rollouts.
+# The internal Secret (storage admin token, runner-credential key, gateway-credential key, the
+# gateway's report token) is created once with random values; a key an older install lacks is
+# added. With PAGEWRIGHT_LLM_KEY set, the LLM Secret gets that key and PAGEWRIGHT_LLM_URL (default
+# the OpenAI API), and the gateway, its only reader, restarts. Then it waits for the rollouts.
 # KUBECTL overrides the kubectl binary; NAMESPACE must match the kustomization's (pagewright).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,17 +15,28 @@ command -v "$kubectl" >/dev/null || { echo "deploy: '$kubectl' is not installed 
 command -v openssl >/dev/null || { echo "deploy: 'openssl' is not installed (it makes the internal tokens)" >&2; exit 1; }
 
 "$kubectl" apply -f deploy/k8s/namespace.yaml
+# name=bytes of random hex for each internal key
+internal_keys=(storage-admin-token=24 token-secret=32 gateway-secret=32 gateway-report-token=24)
 if ! "$kubectl" -n "$ns" get secret pagewright-internal >/dev/null 2>&1; then
-  "$kubectl" -n "$ns" create secret generic pagewright-internal \
-    --from-literal=storage-admin-token="$(openssl rand -hex 24)" --from-literal=token-secret="$(openssl rand -hex 32)"
+  args=()
+  for key in "${internal_keys[@]}"; do args+=(--from-literal="${key%%=*}=$(openssl rand -hex "${key##*=}")"); done
+  "$kubectl" -n "$ns" create secret generic pagewright-internal "${args[@]}"
+else
+  for key in "${internal_keys[@]}"; do
+    name=${key%%=*}
+    if [[ -z $("$kubectl" -n "$ns" get secret pagewright-internal -o "jsonpath={.data.$name}") ]]; then
+      echo "adding $name to the pagewright-internal Secret"
+      "$kubectl" -n "$ns" patch secret pagewright-internal --type=merge -p "{\"stringData\":{\"$name\":\"$(openssl rand -hex "${key##*=}")\"}}"
+    fi
+  done
 fi
 "$kubectl" apply -k "$kustomization"
 if [[ -n ${PAGEWRIGHT_LLM_KEY:-} ]]; then
   # re-applying the kustomization put the placeholder (or the demo model) back: set the real key
   "$kubectl" -n "$ns" create secret generic pagewright-llm --from-literal=api-key="$PAGEWRIGHT_LLM_KEY" \
     --from-literal=base-url="${PAGEWRIGHT_LLM_URL:-https://api.openai.com/v1}" --dry-run=client -o yaml | "$kubectl" apply -f -
-  # the key reaches the manager as env, read at start
-  "$kubectl" -n "$ns" rollout restart deployment/pagewright-manager
+  # the key reaches the gateway as env, read at start
+  "$kubectl" -n "$ns" rollout restart deployment/pagewright-gateway
 elif [[ $kustomization == deploy/k8s ]]; then
   echo "note: PAGEWRIGHT_LLM_KEY is not set; jobs will fail with LLMAuthFailed until you set the pagewright-llm Secret (README)"
 fi

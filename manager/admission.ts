@@ -3,7 +3,7 @@
  * jobs it admitted that the cache has not caught up with yet, so a slow watch never lets two
  * jobs of one site (or more than maxConcurrent jobs) run at once.
  */
-import { type PagewrightJob, isActive, isWaiting, jobKey, timestamp } from './resource.js';
+import { type PagewrightJob, isActive, isWaiting, jobKey, timestamp } from '../common/job-resource.js';
 
 export interface AdmissionInput {
   jobs: readonly PagewrightJob[];

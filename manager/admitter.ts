@@ -4,7 +4,7 @@
  * shows the job at (or past) the admitted attempt, or the job is gone.
  */
 import { decideAdmission } from './admission.js';
-import { type PagewrightJob, jobKey } from './resource.js';
+import { type PagewrightJob, jobKey } from '../common/job-resource.js';
 
 export interface AdmitterOptions {
   maxConcurrent: number;

@@ -1,21 +1,24 @@
 /**
- * The manager's HTTP API: the runners' callbacks (job token, scope "callback", for their own job
- * only), health, readiness and Prometheus metrics. A result is written into the job's status
- * before it is acknowledged, so an acknowledged result survives a manager crash; a duplicate or
- * a result for an attempt that is no longer current is acknowledged and changes nothing.
+ * The manager's HTTP API: the runners' callbacks (the runner credential, scope "callback", for
+ * their own job and attempt only), the gateway's usage reports (its report token), health,
+ * readiness and Prometheus metrics. A result is written into the job's status before it is
+ * acknowledged, so an acknowledged result survives a manager crash; a duplicate or a result for
+ * an attempt that is no longer current is acknowledged and changes nothing.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../common/logger.js';
-import { JobProgress, JobResult } from '../common/schemas.js';
-import { type JobTokens, TokenError, bearerToken } from '../common/tokens.js';
+import { JobProgress, JobResult, UsageReport } from '../common/schemas.js';
+import { type JobTokens, TokenError, bearerToken, constantTimeEqual } from '../common/tokens.js';
 import type { JobCache } from './job-cache.js';
 import type { ManagerMetrics } from './metrics.js';
-import { splitKey } from './resource.js';
+import { splitKey } from '../common/job-resource.js';
 import { JobGoneError, type StatusWriter } from './status.js';
-import { progressed, resultOutcome, resultReported } from './transitions.js';
+import { progressed, resultOutcome, resultReported, usageReported } from './transitions.js';
 
 export interface ManagerApiDeps {
   tokens: JobTokens;
+  /** What the gateway presents with usage reports. */
+  gatewayReportToken: string;
   cache: JobCache;
   status: StatusWriter;
   metrics: ManagerMetrics;
@@ -50,17 +53,22 @@ export function createManagerApp(d: ManagerApiDeps): express.Express {
     res.setHeader('content-type', d.metrics.registry.contentType).send(await d.metrics.registry.metrics());
   });
 
-  /** The job a callback is about, after checking its token names that job. */
-  async function callbackJob(req: Request): Promise<{ key: string; uid: string }> {
+  /** The job a callback is about, after checking its token names that job; and the token's attempt. */
+  async function callbackJob(req: Request): Promise<{ key: string; uid: string; attempt: number }> {
     const uid = String(req.params.id);
     const token = bearerToken(req.headers.authorization);
-    if (!token) throw new ApiError(401, 'TokenMissing', 'a callback needs the job token as a bearer token');
+    if (!token) throw new ApiError(401, 'TokenMissing', 'a callback needs the runner credential as a bearer token');
     const claims = await d.tokens.verify(token, 'callback');
     if (claims.jobId !== uid) throw new ApiError(403, 'TokenForbidden', 'the token belongs to another job');
     if (!d.ready()) throw new ApiError(503, 'NotReady', 'the manager is starting; retry');
     const key = d.cache.keyOfUid(uid);
     if (!key) throw new ApiError(404, 'JobNotFound', `no PagewrightJob with uid ${uid}`);
-    return { key, uid };
+    return { key, uid, attempt: claims.attempt };
+  }
+
+  /** A runner speaks for its own attempt only. */
+  function sameAttempt(token: number, body: number): void {
+    if (token !== body) throw new ApiError(403, 'TokenForbidden', `the token is attempt ${token}'s, the body speaks for attempt ${body}`);
   }
 
   function body<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } }, req: Request, uid: string): T {
@@ -74,8 +82,9 @@ export function createManagerApp(d: ManagerApiDeps): express.Express {
   }
 
   app.post('/jobs/:id/result', express.json({ limit: '512kb' }), async (req, res) => {
-    const { key, uid } = await callbackJob(req);
+    const { key, uid, attempt } = await callbackJob(req);
     const result = body(JobResult, req, uid);
+    sameAttempt(attempt, result.attempt);
     const { namespace, name } = splitKey(key);
     // the live object, not the cache: a lagging cache could call a current attempt stale
     const live = await d.status.get(namespace, name);
@@ -91,12 +100,29 @@ export function createManagerApp(d: ManagerApiDeps): express.Express {
   });
 
   app.post('/jobs/:id/progress', express.json({ limit: '16kb' }), async (req, res) => {
-    const { key, uid } = await callbackJob(req);
+    const { key, uid, attempt } = await callbackJob(req);
     const progress = body(JobProgress, req, uid);
+    sameAttempt(attempt, progress.attempt);
     const cached = d.cache.job(key);
     if (cached) await d.status.update(cached, progressed(progress));
     d.metrics.callbacks.inc({ kind: 'progress', outcome: 'recorded' });
     res.json({ ok: true });
+  });
+
+  app.post('/jobs/:id/usage', express.json({ limit: '16kb' }), async (req, res) => {
+    const token = bearerToken(req.headers.authorization);
+    if (!token || !constantTimeEqual(token, d.gatewayReportToken)) throw new ApiError(401, 'TokenInvalid', 'usage reports need the gateway\'s report token');
+    if (!d.ready()) throw new ApiError(503, 'NotReady', 'the manager is starting; retry');
+    const uid = String(req.params.id);
+    const report = body(UsageReport, req, uid);
+    const key = d.cache.keyOfUid(uid);
+    if (!key) throw new ApiError(404, 'JobNotFound', `no PagewrightJob with uid ${uid}`);
+    const { namespace, name } = splitKey(key);
+    const { job: stored } = await d.status.update(await d.status.get(namespace, name), usageReported(report));
+    d.metrics.callbacks.inc({ kind: 'usage', outcome: report.refusal ? 'refusal' : 'recorded' });
+    if (report.refusal) d.logger.info('gateway refused a model call', { job: key, attempt: report.attempt, reason: report.refusal.reason });
+    if (report.refusal) d.enqueue(key);
+    res.json({ ok: true, usage: stored.status.usage });
   });
 
   app.use((req: Request, res: Response) => {

@@ -26,9 +26,9 @@ export function classifyPod(pod: V1Pod, opts: { now: number; imagePullTimeoutMs:
       return { state: 'failed', reason: 'Evicted', message: status.message ?? 'the pod was evicted from its node' };
     }
     const terminated = container?.state?.terminated ?? container?.lastState?.terminated;
-    // containerd marks a container OOMKilled after any OOM kill in its cgroup: an agent command
-    // that outgrew the pod is killed alone, and the runner then exits 0 (pinned on the real node
-    // in test/node/manager.test.ts). Only a runner that died of it failed.
+    // containerd marks a container OOMKilled after any OOM kill in its cgroup, even one of a
+    // process that was not its main one, which then exits 0 (seen on the real node when codex
+    // still ran in the runner's container). Only a runner that died of it failed.
     if (terminated?.reason === 'OOMKilled' && terminated.exitCode !== 0) {
       return { state: 'failed', reason: 'OOMKilled', message: `the runner exceeded its memory limit (exit code ${terminated.exitCode})` };
     }

@@ -1,6 +1,7 @@
 /** The manager's PAGEWRIGHT_* environment, validated once at start-up (README "Configuration"). */
 import { z } from 'zod';
-import { type ConfigOf, bool, env, httpUrl, json, logLevel, port, positiveInt } from '../common/config.js';
+import { type ConfigOf, bool, env, httpUrl, json, list, logLevel, port, positiveInt } from '../common/config.js';
+import { DEFAULT_BUDGET, DEFAULT_MODEL } from '../common/models.js';
 import { MIN_SECRET_BYTES } from '../common/tokens.js';
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
@@ -32,9 +33,22 @@ export const managerConfigSpec = {
   storageUrl: env('STORAGE_URL', httpUrl()),
   storageAdminToken: env('STORAGE_ADMIN_TOKEN', z.string().min(16, 'must be at least 16 characters'), { secret: true }),
   tokenSecret: env('TOKEN_SECRET', z.string().min(MIN_SECRET_BYTES, `must be at least ${MIN_SECRET_BYTES} characters`), { secret: true }),
-  llmKey: env('LLM_KEY', z.string().min(1), { secret: true }),
-  llmUrl: env('LLM_URL', httpUrl().default('https://api.openai.com/v1')),
-  codexModel: env('CODEX_MODEL', z.string().min(1).default('gpt-5.5')),
+  /** The model gateway, as runners reach it (its Service); they never get the LLM key itself. */
+  gatewayUrl: env('GATEWAY_URL', httpUrl()),
+  /** Signs the per-attempt gateway credentials (the gateway verifies them with the same key). */
+  gatewaySecret: env('GATEWAY_SECRET', z.string().min(MIN_SECRET_BYTES, `must be at least ${MIN_SECRET_BYTES} characters`), { secret: true }),
+  /** The bearer token the gateway sends with usage reports (POST /jobs/{id}/usage). */
+  gatewayReportToken: env('GATEWAY_REPORT_TOKEN', z.string().min(16, 'must be at least 16 characters'), { secret: true }),
+  codexModel: env('CODEX_MODEL', z.string().min(1).default(DEFAULT_MODEL)),
+  /** Models a job may name (spec.model); default: only the default model. */
+  modelAllowlist: env('MODEL_ALLOWLIST', list().optional()),
+  /** A job's model budget when spec.budget leaves a limit unset, and the most it may ask for. */
+  budgetDefaultRequests: env('BUDGET_DEFAULT_REQUESTS', positiveInt(DEFAULT_BUDGET.maxRequests)),
+  budgetDefaultInputTokens: env('BUDGET_DEFAULT_INPUT_TOKENS', positiveInt(DEFAULT_BUDGET.maxInputTokens)),
+  budgetDefaultOutputTokens: env('BUDGET_DEFAULT_OUTPUT_TOKENS', positiveInt(DEFAULT_BUDGET.maxOutputTokens)),
+  budgetMaxRequests: env('BUDGET_MAX_REQUESTS', positiveInt(2000)),
+  budgetMaxInputTokens: env('BUDGET_MAX_INPUT_TOKENS', positiveInt(100_000_000)),
+  budgetMaxOutputTokens: env('BUDGET_MAX_OUTPUT_TOKENS', positiveInt(5_000_000)),
   resyncSeconds: env('RESYNC_SECONDS', seconds(300)),
   retryBaseSeconds: env('RETRY_BASE_SECONDS', seconds(10)),
   retryMaxSeconds: env('RETRY_MAX_SECONDS', seconds(600)),

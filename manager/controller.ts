@@ -18,14 +18,15 @@ import { Admitter } from './admitter.js';
 import type { ManagerConfig } from './config.js';
 import { EventRecorder } from './events.js';
 import { FinalizerPatcher } from './finalizer.js';
-import { ResilientInformer, listInPages } from './informer.js';
+import { ResilientInformer, listInPages } from '../common/informer.js';
 import { JobCache } from './job-cache.js';
 import { LeaderElector } from './leader.js';
 import { ManagerMetrics } from './metrics.js';
 import { Reconciler } from './reconciler.js';
-import { GROUP, LABEL_JOB, PLURAL, VERSION, isActive, jobKey } from './resource.js';
+import { GROUP, LABEL_JOB, PLURAL, VERSION, isActive, jobKey } from '../common/job-resource.js';
 import { JobGoneError, StatusWriter } from './status.js';
 import { WorkQueue } from './work-queue.js';
+import { GatewayCredentials } from '../common/gateway-credential.js';
 
 export interface ControllerDeps {
   config: ManagerConfig;
@@ -113,6 +114,7 @@ export class Controller {
       finalizers: new FinalizerPatcher(custom),
       storage: d.storage,
       tokens: d.tokens,
+      gatewayCredentials: new GatewayCredentials(config.gatewaySecret),
       events: new EventRecorder(core, logger, d.identity),
       metrics: this.metrics,
       logger,

@@ -1,6 +1,6 @@
 /** The manager's finalizer on PagewrightJobs, and deleting a job (TTL). */
 import { type CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { FINALIZER, GROUP, PLURAL, PagewrightJob, VERSION } from './resource.js';
+import { FINALIZER, GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';
 import { apiCode } from './status.js';
 
 const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);

@@ -4,7 +4,7 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../common/logger.js';
-import { LABEL_JOB, PagewrightJob, isActive, jobKey } from './resource.js';
+import { LABEL_JOB, PagewrightJob, isActive, jobKey } from '../common/job-resource.js';
 
 export class JobCache {
   readonly #jobs = new Map<string, PagewrightJob>();

@@ -9,12 +9,13 @@ import winston from 'winston';
 import { loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { runMain } from '../common/main.js';
+import { SMALL_API_TIMEOUTS, applyServerTimeouts } from '../common/server-timeouts.js';
 import { StorageClient } from '../common/storage-client.js';
 import { JobTokens } from '../common/tokens.js';
 import { createManagerApp } from './api.js';
 import { managerConfigSpec } from './config.js';
 import { Controller } from './controller.js';
-import { PooledKubeConfig } from './kube-client.js';
+import { PooledKubeConfig } from '../common/kube-client.js';
 
 await runMain('manager', async () => {
   const config = loadConfig(managerConfigSpec);
@@ -43,6 +44,7 @@ await runMain('manager', async () => {
   });
   const app = createManagerApp({
     tokens,
+    gatewayReportToken: config.gatewayReportToken,
     cache: controller.cache,
     status: controller.status,
     metrics: controller.metrics,
@@ -52,7 +54,7 @@ await runMain('manager', async () => {
     live: () => live,
   });
   // serve first: /healthz answers and callbacks get 503 (retried) until the caches are synced
-  const server = app.listen(config.port, config.host);
+  const server = applyServerTimeouts(app.listen(config.port, config.host), SMALL_API_TIMEOUTS);
   await once(server, 'listening');
   const address = server.address();
   logger.info('manager listening', { port: typeof address === 'object' && address ? address.port : config.port, leader_election: config.leaderElection });

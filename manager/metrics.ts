@@ -1,6 +1,6 @@
 /** The manager's Prometheus metrics, in a Registry of its own (no prom-client global state). */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { JobPhase } from './resource.js';
+import { JobPhase } from '../common/job-resource.js';
 
 export interface MetricsSources {
   jobsByPhase: () => Map<string, number>;

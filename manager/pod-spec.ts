@@ -1,10 +1,24 @@
 /**
- * The runner pod of one attempt and the per-job Secret it reads its credentials from. Pure: the
- * same job and attempt always give the same names and spec, so creating them is idempotent across
- * manager restarts. The pod meets the Pod Security Standard "restricted" (tested against the
- * apiserver's admission in test/integration/deploy.test.ts).
+ * The runner pod of one attempt and the Secret with its credentials. Pure: the same job and
+ * attempt always give the same names and spec, so creating them is idempotent across manager
+ * restarts. The pod meets the Pod Security Standard "restricted" (tested against the apiserver's
+ * admission in test/node/deploy.test.ts).
+ *
+ * The trust split (DESIGN "Security"): two containers of the runner image, two uids, one shared
+ * work volume.
+ *   runner  uid 10001: fetches, unpacks, checks and packs the site, uploads, calls back. It alone
+ *           holds the runner credential (storage writes, callbacks, /kill), as env from the
+ *           attempt's Secret, and its own volume (/runner: the stash of .codex/, the packed
+ *           output, the log), which the agent container does not mount.
+ *   agent   uid 10002 (group 10001, to share the site): a native sidecar (restartPolicy Always
+ *           init container, stopped by the kubelet once the runner exits) that runs codex when
+ *           the runner asks (runner/agent-server.ts, on 127.0.0.1). It holds no secret: the
+ *           runner hands it the gateway credential for each run, and that credential only lets
+ *           it talk to the model, for this attempt, within the job's budget.
+ * The containers do not share a process namespace, so the agent cannot read the runner's
+ * environment; its uid cannot read the runner's files. No LLM key is anywhere in the pod.
  */
-import type { V1OwnerReference, V1Pod, V1Secret } from '@kubernetes/client-node';
+import type { V1Container, V1EnvVar, V1OwnerReference, V1Pod, V1Secret, V1SecurityContext } from '@kubernetes/client-node';
 import type { RunnerJobInput } from '../common/schemas.js';
 import type { ManagerConfig } from './config.js';
 import {
@@ -16,11 +30,16 @@ import {
   LABEL_SITE,
   MANAGED_BY,
   type PagewrightJob,
-} from './resource.js';
+} from '../common/job-resource.js';
 
 export const RUNNER_UID = 10001;
-export const SECRET_KEY_TOKEN = 'job-token';
-export const SECRET_KEY_LLM = 'llm-key';
+export const AGENT_UID = 10002;
+/** The agent server's port, on the pod's loopback only. */
+export const AGENT_PORT = 8083;
+export const SECRET_KEY_TOKEN = 'runner-token';
+export const SECRET_KEY_GATEWAY = 'gateway-credential';
+/** The runner container's own resources: it streams, it does not hold sites in memory. */
+const RUNNER_CONTAINER_RESOURCES = { requests: { cpu: '50m', memory: '128Mi' }, limits: { cpu: '1', memory: '512Mi' } };
 
 export type PodSpecConfig = Pick<
   ManagerConfig,
@@ -37,7 +56,7 @@ export type PodSpecConfig = Pick<
   | 'podDeadlineSlackSeconds'
   | 'managerUrl'
   | 'storageUrl'
-  | 'llmUrl'
+  | 'gatewayUrl'
   | 'codexModel'
 >;
 
@@ -51,8 +70,9 @@ export function podName(job: PagewrightJob, attempt: number): string {
   return `${baseName(job)}-a${attempt}`;
 }
 
-export function secretName(job: PagewrightJob): string {
-  return `${baseName(job)}-token`;
+/** One Secret per attempt: its credentials die with the attempt. */
+export function secretName(job: PagewrightJob, attempt: number): string {
+  return `${baseName(job)}-a${attempt}-creds`;
 }
 
 export function ownerReference(job: PagewrightJob): V1OwnerReference {
@@ -63,13 +83,13 @@ function labels(job: PagewrightJob): Record<string, string> {
   return { [LABEL_JOB]: job.metadata.uid, [LABEL_SITE]: job.spec.siteId, [LABEL_MANAGED_BY]: MANAGED_BY };
 }
 
-export function buildSecret(job: PagewrightJob, jobToken: string, llmKey: string): V1Secret {
+export function buildSecret(job: PagewrightJob, attempt: number, credentials: { runnerToken: string; gatewayCredential: string }): V1Secret {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: { name: secretName(job), namespace: job.metadata.namespace, labels: labels(job), ownerReferences: [ownerReference(job)] },
+    metadata: { name: secretName(job, attempt), namespace: job.metadata.namespace, labels: { ...labels(job), [LABEL_ATTEMPT]: String(attempt) }, ownerReferences: [ownerReference(job)] },
     type: 'Opaque',
-    stringData: { [SECRET_KEY_TOKEN]: jobToken, [SECRET_KEY_LLM]: llmKey },
+    stringData: { [SECRET_KEY_TOKEN]: credentials.runnerToken, [SECRET_KEY_GATEWAY]: credentials.gatewayCredential },
   };
 }
 
@@ -86,9 +106,65 @@ export function runnerJob(job: PagewrightJob, attempt: number, cfg: Pick<PodSpec
   };
 }
 
+function restricted(uid: number): V1SecurityContext {
+  return {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    runAsUser: uid,
+    runAsGroup: RUNNER_UID,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
 export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig): V1Pod {
-  const secret = secretName(job);
-  const fromSecret = (key: string) => ({ secretKeyRef: { name: secret, key } });
+  const fromSecret = (key: string) => ({ secretKeyRef: { name: secretName(job, attempt), key } });
+  const model = job.spec.model ?? cfg.codexModel;
+  const env: V1EnvVar[] = [
+    { name: 'PAGEWRIGHT_WORKER_PORT', value: String(cfg.runnerPort) },
+    { name: 'PAGEWRIGHT_WORK_DIR', value: '/work' },
+    { name: 'PAGEWRIGHT_PRIVATE_DIR', value: '/runner' },
+    { name: 'PAGEWRIGHT_AGENT_URL', value: `http://127.0.0.1:${AGENT_PORT}` },
+    { name: 'PAGEWRIGHT_JOB', value: JSON.stringify(runnerJob(job, attempt, cfg)) },
+    { name: 'PAGEWRIGHT_JOB_TOKEN', valueFrom: fromSecret(SECRET_KEY_TOKEN) },
+    // the model is reached through the gateway: the "key" is this attempt's gateway credential
+    { name: 'PAGEWRIGHT_LLM_KEY', valueFrom: fromSecret(SECRET_KEY_GATEWAY) },
+    { name: 'PAGEWRIGHT_LLM_URL', value: cfg.gatewayUrl },
+    { name: 'PAGEWRIGHT_MANAGER_URL', value: cfg.managerUrl },
+    { name: 'PAGEWRIGHT_STORAGE_URL', value: cfg.storageUrl },
+    { name: 'PAGEWRIGHT_CODEX_MODEL', value: model },
+    // the image's layout (Dockerfile.runner), spelled out so the contract is visible here
+    { name: 'PAGEWRIGHT_CODEX_BINARY', value: '/usr/local/bin/codex' },
+    { name: 'PAGEWRIGHT_INSTRUCTIONS_PATH', value: '/.codex/instructions.md' },
+    { name: 'HOME', value: '/tmp' },
+    ...Object.entries(cfg.runnerEnv).map(([name, value]) => ({ name, value })),
+  ];
+  const agent: V1Container = {
+    name: 'agent',
+    image: cfg.runnerImage,
+    imagePullPolicy: cfg.runnerImagePullPolicy,
+    command: ['node', '/app/dist/runner/bundle.mjs', 'agent'],
+    // a native sidecar: started before the runner, stopped by the kubelet when the runner exits.
+    // No probe: it listens on the pod's loopback only (a kubelet probe comes from outside), and
+    // the runner waits for it (runner/agent-client.ts)
+    restartPolicy: 'Always',
+    env: [
+      { name: 'PAGEWRIGHT_AGENT_PORT', value: String(AGENT_PORT) },
+      { name: 'PAGEWRIGHT_WORK_DIR', value: '/work' },
+      // codex and the agent's tools write under HOME; the root filesystem is read-only
+      { name: 'HOME', value: '/tmp' },
+    ],
+    resources: {
+      requests: { cpu: cfg.runnerCpuRequest, memory: cfg.runnerMemoryRequest },
+      limits: { cpu: cfg.runnerCpuLimit, memory: cfg.runnerMemoryLimit },
+    },
+    securityContext: restricted(AGENT_UID),
+    volumeMounts: [
+      { name: 'work', mountPath: '/work' },
+      { name: 'agent-tmp', mountPath: '/tmp' },
+    ],
+  };
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -103,6 +179,8 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
       activeDeadlineSeconds: job.spec.timeoutSeconds + cfg.podDeadlineSlackSeconds,
       automountServiceAccountToken: false,
       enableServiceLinks: false,
+      // the default, spelled out: the agent must not see the runner's processes and their environment
+      shareProcessNamespace: false,
       terminationGracePeriodSeconds: 15,
       ...(cfg.runnerSchedulerName ? { schedulerName: cfg.runnerSchedulerName } : {}),
       securityContext: {
@@ -112,6 +190,7 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
         fsGroup: RUNNER_UID,
         seccompProfile: { type: 'RuntimeDefault' },
       },
+      initContainers: [agent],
       containers: [
         {
           name: 'runner',
@@ -119,44 +198,22 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
           imagePullPolicy: cfg.runnerImagePullPolicy,
           command: ['node', '/app/dist/runner/bundle.mjs'],
           ports: [{ name: 'http', containerPort: cfg.runnerPort }],
-          env: [
-            { name: 'PAGEWRIGHT_WORKER_PORT', value: String(cfg.runnerPort) },
-            { name: 'PAGEWRIGHT_WORK_DIR', value: '/work' },
-            { name: 'PAGEWRIGHT_JOB', value: JSON.stringify(runnerJob(job, attempt, cfg)) },
-            { name: 'PAGEWRIGHT_JOB_TOKEN', valueFrom: fromSecret(SECRET_KEY_TOKEN) },
-            { name: 'PAGEWRIGHT_LLM_KEY', valueFrom: fromSecret(SECRET_KEY_LLM) },
-            { name: 'PAGEWRIGHT_LLM_URL', value: cfg.llmUrl },
-            { name: 'PAGEWRIGHT_MANAGER_URL', value: cfg.managerUrl },
-            { name: 'PAGEWRIGHT_STORAGE_URL', value: cfg.storageUrl },
-            { name: 'PAGEWRIGHT_CODEX_MODEL', value: job.spec.model ?? cfg.codexModel },
-            // the image's layout (Dockerfile.runner), spelled out so the contract is visible here
-            { name: 'PAGEWRIGHT_CODEX_BINARY', value: '/usr/local/bin/codex' },
-            { name: 'PAGEWRIGHT_INSTRUCTIONS_PATH', value: '/.codex/instructions.md' },
-            // codex and its tools write their state under HOME; the root filesystem is read-only
-            { name: 'HOME', value: '/tmp' },
-            ...Object.entries(cfg.runnerEnv).map(([name, value]) => ({ name, value })),
-          ],
-          resources: {
-            requests: { cpu: cfg.runnerCpuRequest, memory: cfg.runnerMemoryRequest },
-            limits: { cpu: cfg.runnerCpuLimit, memory: cfg.runnerMemoryLimit },
-          },
+          env,
+          resources: RUNNER_CONTAINER_RESOURCES,
           readinessProbe: { httpGet: { path: '/health', port: 'http' }, periodSeconds: 5 },
-          securityContext: {
-            allowPrivilegeEscalation: false,
-            readOnlyRootFilesystem: true,
-            runAsNonRoot: true,
-            capabilities: { drop: ['ALL'] },
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
+          securityContext: restricted(RUNNER_UID),
           volumeMounts: [
             { name: 'work', mountPath: '/work' },
-            { name: 'tmp', mountPath: '/tmp' },
+            { name: 'runner-private', mountPath: '/runner' },
+            { name: 'runner-tmp', mountPath: '/tmp' },
           ],
         },
       ],
       volumes: [
         { name: 'work', emptyDir: { sizeLimit: cfg.runnerWorkSizeLimit } },
-        { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
+        { name: 'runner-private', emptyDir: { sizeLimit: cfg.runnerWorkSizeLimit } },
+        { name: 'runner-tmp', emptyDir: { sizeLimit: '256Mi' } },
+        { name: 'agent-tmp', emptyDir: { sizeLimit: '1Gi' } },
       ],
     },
   };

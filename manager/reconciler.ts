@@ -11,13 +11,15 @@ import type { Logger } from '../common/logger.js';
 import { JobManifest } from '../common/schemas.js';
 import type { StorageClient } from '../common/storage-client.js';
 import { StorageRequestError } from '../common/storage-client.js';
+import type { GatewayCredentials } from '../common/gateway-credential.js';
 import type { JobTokens } from '../common/tokens.js';
 import type { Admitter } from './admitter.js';
 import { classifyPod } from './classify.js';
 import type { ManagerConfig } from './config.js';
 import type { EventRecorder } from './events.js';
-import { LABEL_ATTEMPT, type PagewrightJob, isTerminal, jobKey, timestamp } from './resource.js';
+import { LABEL_ATTEMPT, type PagewrightJob, isTerminal, jobKey, timestamp } from '../common/job-resource.js';
 import type { ManagerMetrics } from './metrics.js';
+import { modelPolicy } from './model-policy.js';
 import { buildPod, buildSecret, podName, secretName } from './pod-spec.js';
 import { type StatusChange, type StatusUpdate, type StatusWriter, apiCode } from './status.js';
 import * as t from './transitions.js';
@@ -35,6 +37,7 @@ export interface ReconcilerDeps {
   finalizers: FinalizerPatcher;
   storage: StorageClient;
   tokens: JobTokens;
+  gatewayCredentials: GatewayCredentials;
   events: EventRecorder;
   metrics: ManagerMetrics;
   logger: Logger;
@@ -83,6 +86,10 @@ export class Reconciler {
 
   async #admit(job: PagewrightJob): Promise<void> {
     const key = jobKey(job);
+    if ((job.status.attempt ?? 0) === 0) {
+      const policy = modelPolicy(job, this.#d.config);
+      if (!policy.allowed) return this.#end(job, t.refused(policy.reason, policy.message), 'Failed');
+    }
     const next = job.status.nextAttemptTime ? timestamp(job.status.nextAttemptTime) - Date.now() : 0;
     if (next > 0) return this.#d.requeueAfter(key, next);
     const attempt = (job.status.attempt ?? 0) + 1;
@@ -105,11 +112,25 @@ export class Reconciler {
 
   async #createAttempt(job: PagewrightJob, attempt: number): Promise<void> {
     const { config, core } = this.#d;
-    const token = await this.#jobToken(job);
+    const policy = modelPolicy(job, config);
+    if (!policy.allowed) throw new Error(`job ${jobKey(job)} passed admission but its model policy now refuses it: ${policy.message}`);
+    const { ttlSeconds } = this.#attemptWindow(job);
+    const credentials = {
+      runnerToken: await this.#runnerToken(job, attempt),
+      gatewayCredential: await this.#d.gatewayCredentials.issue({
+        jobId: job.metadata.uid,
+        namespace: job.metadata.namespace,
+        name: job.metadata.name,
+        attempt,
+        model: policy.model,
+        budget: policy.budget,
+        ttlSeconds,
+      }),
+    };
     const ns = job.metadata.namespace;
     // the kubelet retries a pod whose Secret is not there yet, so both go out at once
     await Promise.all([
-      ignoreConflict(core.createNamespacedSecret({ namespace: ns, body: buildSecret(job, token, config.llmKey) })),
+      ignoreConflict(core.createNamespacedSecret({ namespace: ns, body: buildSecret(job, attempt, credentials) })),
       ignoreConflict(core.createNamespacedPod({ namespace: ns, body: buildPod(job, attempt, config) })),
     ]);
     this.#createdPods.set(podName(job, attempt), Date.now());
@@ -179,14 +200,18 @@ export class Reconciler {
     const attempt = job.status.attempt ?? 1;
     const s = job.status;
     if (s.runnerPhase === 'failed') {
+      // the gateway knows why a model call was refused; the agent's own account cannot be trusted
+      if (s.gatewayRefusal?.attempt === attempt) return this.#attemptFailed(job, attempt, s.gatewayRefusal.reason, s.gatewayRefusal.message);
       const reason = (s.reason as FailureReason | undefined) ?? 'Internal';
       if (reason === 'PodTerminated') return this.#podTerminated(job, attempt);
       return this.#attemptFailed(job, attempt, reason, s.message ?? 'the runner failed');
     }
+    // nothing of this attempt may be written any more: what is published is what was reported
+    await this.#d.storage.seal(job.metadata.uid, attempt);
     let published: string | undefined;
     if (job.spec.publish) {
       const outcome = await this.#publish(job);
-      if (outcome.conflict) return this.#end(job, t.failed(attempt, 'PublishConflict', outcome.message), 'Failed');
+      if (!outcome.ok) return this.#attemptFailed(job, attempt, outcome.reason, outcome.message);
       published = outcome.version;
     }
     await this.#end(job, t.succeeded(attempt, published), 'Succeeded');
@@ -207,25 +232,33 @@ export class Reconciler {
     return this.#d.requeueAfter(jobKey(job), POLL_MS); // the kubelet has not written why yet
   }
 
-  async #publish(job: PagewrightJob): Promise<{ conflict: false; version: string } | { conflict: true; message: string }> {
+  /** Publishes exactly the output the runner reported; storage checks it against the archive rules first. */
+  async #publish(job: PagewrightJob): Promise<{ ok: true; version: string } | { ok: false; reason: FailureReason; message: string }> {
     const { uid } = job.metadata;
     const base = job.status.baseVersion;
-    if (!base) return { conflict: true, message: 'the runner did not report the base version it edited' };
+    const output = job.status.outputVersion;
+    if (!base) return { ok: false, reason: 'PublishConflict', message: 'the runner did not report the base version it edited' };
+    if (!output) return { ok: false, reason: 'PublishConflict', message: 'the runner reported no output version' };
     try {
-      const stored = await this.#d.storage.publish(job.spec.siteId, uid, base);
-      return { conflict: false, version: stored.version };
+      const stored = await this.#d.storage.publish(job.spec.siteId, uid, base, output);
+      return { ok: true, version: stored.version };
     } catch (err) {
-      if (!(err instanceof StorageRequestError) || err.status !== 409) throw err;
+      if (!(err instanceof StorageRequestError)) throw err;
+      if (err.code === 'UnsafeOutput') return { ok: false, reason: 'UnsafeOutput', message: err.message };
+      // storage holds another output than the runner reported: never publish it; a new attempt uploads again
+      if (err.code === 'OutputMismatch') return { ok: false, reason: 'UploadFailed', message: err.message };
+      if (err.status !== 409) throw err;
       // published before a crash? then the site's history names this job
       const site = await this.#d.storage.getSite(job.spec.siteId);
       const ours = site.history.find((h) => h.job_id === uid);
-      if (ours) return { conflict: false, version: ours.version };
-      return { conflict: true, message: `site ${job.spec.siteId} moved from ${base.slice(0, 12)} to ${site.version.slice(0, 12)} while the job ran` };
+      if (ours) return { ok: true, version: ours.version };
+      return { ok: false, reason: 'PublishConflict', message: `site ${job.spec.siteId} moved from ${base.slice(0, 12)} to ${site.version.slice(0, 12)} while the job ran` };
     }
   }
 
   async #attemptFailed(job: PagewrightJob, attempt: number, reason: FailureReason, message: string): Promise<void> {
     const { config } = this.#d;
+    await this.#endAttempt(job, attempt);
     if (isInfrastructureFailure(reason) && attempt <= job.spec.retries) {
       const delay = t.retryDelayMs(attempt, config.retryBaseSeconds, config.retryMaxSeconds);
       const { job: stored, written } = await this.#write(job, t.retrying(attempt, reason, message, delay));
@@ -241,9 +274,8 @@ export class Reconciler {
 
   async #end(job: PagewrightJob, change: StatusChange, phase: 'Succeeded' | 'Failed' | 'Cancelled'): Promise<void> {
     // the credentials go before the terminal phase is written, so a finished job never needs
-    // another API call: a restarted manager's pass over 10,000 finished jobs makes none (should
-    // the job not end after all, its next attempt creates the Secret again)
-    await this.#deleteSecret(job);
+    // another API call: a restarted manager's pass over 10,000 finished jobs makes none
+    if ((job.status.attempt ?? 0) > 0) await this.#endAttempt(job, job.status.attempt!);
     const { job: stored, written } = await this.#write(job, change);
     if (!written || stored.status.phase !== phase) return;
     const s = stored.status;
@@ -282,7 +314,9 @@ export class Reconciler {
   async #finalize(job: PagewrightJob): Promise<void> {
     if (!job.metadata.finalizers?.includes(this.#d.finalizers.name)) return;
     if (await this.#stopPods(job)) return this.#d.requeueAfter(jobKey(job), POLL_MS);
-    await this.#deleteSecret(job);
+    for (let a = 1; a <= (job.status.attempt ?? 0); a++) await this.#deleteSecret(job, a);
+    // its outputs go too (a published one stays: the site's history holds it)
+    await this.#d.storage.deleteJob(job.metadata.uid);
     await this.#d.finalizers.remove(job);
     if (!isTerminal(job)) this.#d.admitter.slotFreed();
   }
@@ -298,8 +332,9 @@ export class Reconciler {
 
   async #killRunner(job: PagewrightJob, pod: V1Pod): Promise<void> {
     const ip = pod.status?.podIP;
-    if (!ip || pod.status?.phase !== 'Running') return;
-    const token = await this.#jobToken(job);
+    const attempt = Number(pod.metadata?.labels?.[LABEL_ATTEMPT]);
+    if (!ip || pod.status?.phase !== 'Running' || !(attempt > 0)) return;
+    const token = await this.#runnerToken(job, attempt);
     try {
       const res = await request(`http://${ip}:${this.#d.config.runnerPort}/kill`, {
         method: 'POST',
@@ -325,20 +360,29 @@ export class Reconciler {
   // --- helpers -----------------------------------------------------------------------------
 
   /**
-   * The job's token, derived from the job alone (issued at its startTime, valid for every
-   * attempt it may make): the manager can re-create it for /kill without reading the Secret
-   * back, so it needs no read access to Secrets.
+   * The attempt's runner credential, derived from the job's status alone (issued when the
+   * attempt was scheduled, expiring at its pod's deadline): the manager re-creates the very same
+   * token for /kill without reading the Secret back, so it needs no read access to Secrets.
    */
-  async #jobToken(job: PagewrightJob): Promise<string> {
-    const { config } = this.#d;
-    const issuedAt = timestamp(job.status.startTime) || timestamp(job.metadata.creationTimestamp);
-    const perAttempt = job.spec.timeoutSeconds + config.podDeadlineSlackSeconds + config.retryMaxSeconds;
-    const ttlSeconds = (job.spec.retries + 1) * perAttempt + 3600;
-    return this.#d.tokens.issue({ jobId: job.metadata.uid, siteId: job.spec.siteId, ttlSeconds, now: issuedAt });
+  async #runnerToken(job: PagewrightJob, attempt: number): Promise<string> {
+    const { issuedAt, ttlSeconds } = this.#attemptWindow(job);
+    return this.#d.tokens.issue({ jobId: job.metadata.uid, siteId: job.spec.siteId, attempt, ttlSeconds, now: issuedAt });
   }
 
-  async #deleteSecret(job: PagewrightJob): Promise<void> {
-    await ignoreNotFound(this.#d.core.deleteNamespacedSecret({ namespace: job.metadata.namespace, name: secretName(job) }));
+  /** An attempt's credentials live from its scheduling until its pod's deadline (and a little slack for the callback). */
+  #attemptWindow(job: PagewrightJob): { issuedAt: number; ttlSeconds: number } {
+    const issuedAt = timestamp(job.status.attemptStartTime) || timestamp(job.status.startTime) || timestamp(job.metadata.creationTimestamp);
+    return { issuedAt, ttlSeconds: job.spec.timeoutSeconds + this.#d.config.podDeadlineSlackSeconds + 60 };
+  }
+
+  /** The attempt is over: its writes are sealed in storage and its Secret goes. */
+  async #endAttempt(job: PagewrightJob, attempt: number): Promise<void> {
+    await this.#d.storage.seal(job.metadata.uid, attempt);
+    await this.#deleteSecret(job, attempt);
+  }
+
+  async #deleteSecret(job: PagewrightJob, attempt: number): Promise<void> {
+    await ignoreNotFound(this.#d.core.deleteNamespacedSecret({ namespace: job.metadata.namespace, name: secretName(job, attempt) }));
   }
 
   #attemptPod(job: PagewrightJob, attempt: number): V1Pod | undefined {

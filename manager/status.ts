@@ -6,7 +6,7 @@
  */
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { isDeepStrictEqual } from 'node:util';
-import { GROUP, type Condition, type JobPhase, type JobStatus, PLURAL, PagewrightJob, VERSION } from './resource.js';
+import { GROUP, type Condition, type JobPhase, type JobStatus, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';
 
 /** Returns the next status, or null to leave the object alone. */
 export type StatusChange = (job: PagewrightJob) => JobStatus | null;

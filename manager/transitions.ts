@@ -5,8 +5,8 @@
  * never move a job backwards or apply a result to the wrong attempt.
  */
 import type { FailureReason } from '../common/errors.js';
-import type { JobManifest, JobProgress, JobResult } from '../common/schemas.js';
-import { type JobStatus, type PagewrightJob, isTerminal } from './resource.js';
+import type { JobManifest, JobProgress, JobResult, UsageReport } from '../common/schemas.js';
+import { type JobStatus, type PagewrightJob, isTerminal } from '../common/job-resource.js';
 import type { StatusChange } from './status.js';
 import { withPhase } from './status.js';
 
@@ -30,7 +30,7 @@ export function scheduled(attempt: number, podName: string, now = new Date()): S
     return withPhase(
       rest,
       'Scheduled',
-      { jobId: job.metadata.uid, attempt, podName, startTime: job.status.startTime ?? now.toISOString(), message: `attempt ${attempt} scheduled` },
+      { jobId: job.metadata.uid, attempt, podName, startTime: job.status.startTime ?? now.toISOString(), attemptStartTime: now.toISOString(), message: `attempt ${attempt} scheduled` },
       gen(job),
       now,
     );
@@ -121,6 +121,33 @@ export function retrying(attempt: number, reason: FailureReason, message: string
       gen(job),
       now,
     );
+  };
+}
+
+/** Refused before any attempt (the model policy): Failed at once, nothing ran. */
+export function refused(reason: FailureReason, message: string): StatusChange {
+  return (job) => {
+    if (isTerminal(job) || (job.status.attempt ?? 0) > 0) return null;
+    return withPhase(job.status, 'Failed', { jobId: job.metadata.uid, attempt: 0, reason, message }, gen(job));
+  };
+}
+
+/**
+ * The gateway's count of the job's model usage (it only grows, so an older report arriving late
+ * changes nothing), and a refusal of the current attempt's call for the job's own sake.
+ */
+export function usageReported(report: UsageReport): StatusChange {
+  return (job) => {
+    const was = job.status.usage ?? { requests: 0, inputTokens: 0, outputTokens: 0 };
+    const usage = {
+      requests: Math.max(was.requests, report.usage.requests),
+      inputTokens: Math.max(was.inputTokens, report.usage.inputTokens),
+      outputTokens: Math.max(was.outputTokens, report.usage.outputTokens),
+    };
+    const refusal = report.refusal && report.attempt === job.status.attempt && !isTerminal(job) ? { attempt: report.attempt, ...report.refusal } : undefined;
+    const same = usage.requests === was.requests && usage.inputTokens === was.inputTokens && usage.outputTokens === was.outputTokens;
+    if (same && (!refusal || job.status.gatewayRefusal?.attempt === refusal.attempt)) return null;
+    return { ...job.status, usage, ...(refusal ? { gatewayRefusal: refusal } : {}) };
   };
 }
 

@@ -14,7 +14,9 @@ export function defaultPodConfig(overrides: Partial<PodSpecConfig> = {}): PodSpe
     PAGEWRIGHT_STORAGE_URL: 'http://pagewright-storage:8080',
     PAGEWRIGHT_STORAGE_ADMIN_TOKEN: 'unused-admin-token',
     PAGEWRIGHT_TOKEN_SECRET: 'x'.repeat(MIN_SECRET_BYTES),
-    PAGEWRIGHT_LLM_KEY: 'unused',
+    PAGEWRIGHT_GATEWAY_URL: 'http://pagewright-gateway:8085/v1',
+    PAGEWRIGHT_GATEWAY_SECRET: 'g'.repeat(MIN_SECRET_BYTES),
+    PAGEWRIGHT_GATEWAY_REPORT_TOKEN: 'unused-report-token',
   });
   return { ...config, ...overrides };
 }

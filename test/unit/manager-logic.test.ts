@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { decideAdmission } from '../../manager/admission.js';
 import { classifyPod } from '../../manager/classify.js';
 import { buildPod, podName } from '../../manager/pod-spec.js';
-import { PagewrightJob, type JobStatus } from '../../manager/resource.js';
+import { PagewrightJob, type JobStatus } from '../../common/job-resource.js';
 import * as t from '../../manager/transitions.js';
 import type { JobResult } from '../../common/schemas.js';
 import { jobResult } from '../support/job-result.js';

@@ -20,7 +20,7 @@ import { createInterface } from 'node:readline';
 import { CoreV1Api, type V1Pod, Watch } from '@kubernetes/client-node';
 import { WORK_PHASES } from '../common/schemas.js';
 import { buildPod, buildSecret } from '../manager/pod-spec.js';
-import { PagewrightJob } from '../manager/resource.js';
+import { PagewrightJob } from '../common/job-resource.js';
 import { startManagerEnv } from '../test/support/manager-env.js';
 import { stopSharedRealNode } from '../test/support/node/shared.js';
 import { defaultPodConfig } from '../test/support/pod-config.js';
@@ -101,7 +101,7 @@ async function onePod(i: number): Promise<void> {
   delete body.metadata!.ownerReferences; // no such owner: the garbage collector would remove the pod
   body.spec!.containers[0]!.command = ['node', '-e', 'setInterval(() => {}, 1000)'];
   delete body.spec!.containers[0]!.readinessProbe;
-  const secret = buildSecret(job, 'unused', 'unused');
+  const secret = buildSecret(job, 1, { runnerToken: 'unused', gatewayCredential: 'unused' });
   delete secret.metadata!.ownerReferences;
   await core.createNamespacedSecret({ namespace: env.namespace, body: secret });
   const t0 = Date.now();

@@ -64,7 +64,7 @@ interface RunnerRun {
 async function runRunner(opts: { storageUrl: string; tokens: JobTokens; siteId: string; modelUrl: string; modelKey: string; jobId: string }): Promise<RunnerRun> {
   const port = await getFreePort();
   const workDir = await mkdtemp(join(tmpdir(), 'pw-bench-runner-'));
-  const token = await opts.tokens.issue({ jobId: opts.jobId, siteId: opts.siteId, ttlSeconds: 3600 });
+  const token = await opts.tokens.issue({ jobId: opts.jobId, siteId: opts.siteId, attempt: 1, ttlSeconds: 3600 });
   const proc = spawn(process.execPath, [join(REPO_ROOT, 'dist/runner/bundle.mjs')], {
     stdio: ['ignore', 'ignore', 'ignore'],
     env: {

@@ -1,7 +1,12 @@
 /**
- * The embedded default (DESIGN.md): one job on one machine without a cluster. Storage runs
- * in-process on a temp dir, the runner is a child process exactly as in a pod, and a small
- * callback receiver plays the manager. Used by `pagewright run` and the tests.
+ * The embedded default (DESIGN.md): one job on one machine without a cluster. Storage and the
+ * model gateway run in-process, the runner is a child process as in a pod, and a small callback
+ * receiver plays the manager. Used by `pagewright run` and the tests.
+ *
+ * The key stays here, in the gateway: the runner (and the agent it starts) get a per-run gateway
+ * credential and a minimal environment, none of the user's variables beyond what they need. What
+ * a pod adds and this does not: the agent runs as the user, with the runner, not in a container
+ * of its own (README "Security").
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,9 +19,11 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { x as extract } from 'tar';
 import { silentLogger } from '../common/logger.js';
-import type { JobProgress, JobResult, RunnerJobInput } from '../common/schemas.js';
+import { DEFAULT_BUDGET, DEFAULT_MODEL } from '../common/models.js';
+import type { JobProgress, JobResult, RunnerJobInput, Usage } from '../common/schemas.js';
 import { StorageClient } from '../common/storage-client.js';
 import { JobTokens } from '../common/tokens.js';
+import { startEmbeddedGateway } from '../gateway/embedded.js';
 import { packDirectory } from '../runner/archive.js';
 import { startStorageServer } from '../storage/server.js';
 import { startCallbackReceiver } from './callback-receiver.js';
@@ -41,6 +48,8 @@ export interface LocalRunOptions {
 
 export interface LocalRunResult {
   result: JobResult;
+  /** What the run used of the model (the gateway's count). */
+  usage: Usage;
   exitCode: number | null;
   jobId: string;
   outputArchive: string | null;
@@ -80,8 +89,18 @@ export async function runLocalJob(opts: LocalRunOptions): Promise<LocalRunResult
     },
     silentLogger,
   );
-  const token = await new JobTokens(tokenSecret).issue({ jobId, siteId, ttlSeconds: (opts.timeoutSeconds ?? 1800) + 3600 });
+  const ttlSeconds = (opts.timeoutSeconds ?? 1800) + 3600;
+  const token = await new JobTokens(tokenSecret).issue({ jobId, siteId, attempt: 1, ttlSeconds });
   const receiver = await startCallbackReceiver({ jobId, token, onProgress: opts.onProgress ?? (() => {}) });
+  const gateway = await startEmbeddedGateway({
+    upstreamUrl: opts.llmUrl,
+    llmKey: opts.llmKey,
+    jobId,
+    model: opts.model ?? DEFAULT_MODEL,
+    budget: DEFAULT_BUDGET,
+    ttlSeconds,
+    logger: silentLogger,
+  });
   try {
     const admin = new StorageClient({ baseUrl: storage.url, token: adminToken });
     const siteArchive = join(scratch, 'site.tar.gz');
@@ -100,12 +119,12 @@ export async function runLocalJob(opts: LocalRunOptions): Promise<LocalRunResult
     const runner = spawn(process.execPath, [...nodeArgs, script], {
       stdio: ['ignore', 'inherit', 'pipe'],
       env: {
-        ...process.env,
+        ...passThroughEnv(process.env),
         PAGEWRIGHT_WORKER_HOST: '127.0.0.1',
         PAGEWRIGHT_WORKER_PORT: '0',
         PAGEWRIGHT_WORK_DIR: join(scratch, 'work'),
-        PAGEWRIGHT_LLM_KEY: opts.llmKey,
-        PAGEWRIGHT_LLM_URL: opts.llmUrl,
+        PAGEWRIGHT_LLM_KEY: gateway.credential,
+        PAGEWRIGHT_LLM_URL: gateway.url,
         PAGEWRIGHT_MANAGER_URL: receiver.url,
         PAGEWRIGHT_STORAGE_URL: storage.url,
         PAGEWRIGHT_JOB: JSON.stringify(job),
@@ -129,11 +148,16 @@ export async function runLocalJob(opts: LocalRunOptions): Promise<LocalRunResult
       }),
     ]);
     const [exitCode] = await exited;
+    gateway.end();
+    // the gateway's account of a refusal is the one to trust (the agent's own cannot be)
+    const refusal = gateway.refusal();
+    const reported = refusal && result.status === 'failed' ? { ...result, reason: refusal.reason, error: refusal.message } : result;
 
     await mkdir(opts.outDir, { recursive: true });
-    const saved = await saveOutputs(admin, jobId, result, opts.outDir);
-    return { result, exitCode, jobId, ...saved };
+    const saved = await saveOutputs(admin, jobId, reported, opts.outDir);
+    return { result: reported, usage: gateway.usage(), exitCode, jobId, ...saved };
   } finally {
+    await gateway.close();
     await receiver.close();
     await storage.close();
     await rm(scratch, { recursive: true, force: true });
@@ -162,4 +186,14 @@ async function saveOutputs(
   await mkdir(outputSite, { recursive: true });
   await extract({ file: outputArchive, cwd: outputSite });
   return { outputArchive, outputSite, logPath };
+}
+
+/**
+ * What the runner may see of the user's environment: what locates programs and certificates,
+ * the locale and the time zone. Never the user's keys, tokens or anything else.
+ */
+const PASS_THROUGH = /^(PATH|LANG|LC_ALL|LC_CTYPE|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR|NODE_EXTRA_CA_CERTS)$/;
+
+export function passThroughEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => PASS_THROUGH.test(e[0]) && e[1] !== undefined));
 }

@@ -2,6 +2,7 @@
  * The bundled scripted model (the demo script on the scripted model server): started in-process
  * by `pagewright run` when no API key is set, and served on its own by `pagewright demo-model`.
  */
+import { DEFAULT_MODEL } from '../common/models.js';
 import { demoScript } from './demo-script.js';
 import { type ModelTurn, type TurnContext, startModelServer } from './model-server.js';
 
@@ -13,7 +14,7 @@ export interface OfflineModel {
 }
 
 /** A model slug codex has metadata for, so the agent gets its apply_patch tool. */
-export const OFFLINE_MODEL = 'gpt-5.5';
+export const OFFLINE_MODEL = DEFAULT_MODEL;
 
 export interface OfflineModelOptions {
   host?: string;

@@ -1,50 +1,51 @@
 /**
- * The site's own `.codex/` is moved aside for the run and put back, byte for byte, before
- * packing: the agent sees only the container's instructions (a site cannot ship its own agent
- * config), and a publish never changes `.codex/`. Moving (rename) rather than copying keeps
- * modes, times and links exactly, and a `.codex` that is a symlink cannot redirect the write.
+ * The site's own `.codex/`: the agent sees only the container's instructions there (a site
+ * cannot ship its own agent config), and the output carries `.codex/` exactly as the input had
+ * it, so a publish never changes it.
+ *
+ * Exactly, and out of the agent's reach: the entries are copied, as tar entries (bytes, modes,
+ * times, links unchanged), from the input archive into a stash in the runner's private
+ * directory, which the agent cannot write (in a pod it is a volume the agent container does not
+ * even mount). Packing takes the site without its `.codex/` and appends the stash; whatever the
+ * agent did to `.codex/` in the site is never read.
  */
-import { lstat, mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Pack, list } from 'tar';
 
 export const CODEX_DIR = '.codex';
 export const INSTRUCTIONS_FILE = 'instructions.md';
-
-export interface StashedCodexDir {
-  existed: boolean;
-  stashPath: string;
-}
-
-/** Moves site/.codex (if any) to stashDir and writes a fresh site/.codex/instructions.md. */
-export async function installInstructions(siteDir: string, stashDir: string, instructions: string): Promise<StashedCodexDir> {
-  const live = join(siteDir, CODEX_DIR);
-  const stashPath = join(stashDir, CODEX_DIR);
-  await mkdir(stashDir, { recursive: true });
-  await rm(stashPath, { recursive: true, force: true });
-  const existed = await exists(live);
-  if (existed) await rename(live, stashPath);
-  await mkdir(live);
-  await writeFile(join(live, INSTRUCTIONS_FILE), instructions, { mode: 0o644 });
-  return { existed, stashPath };
-}
-
-/** Removes whatever is at site/.codex now and puts the original back. */
-export async function restoreCodexDir(siteDir: string, stashed: StashedCodexDir): Promise<void> {
-  const live = join(siteDir, CODEX_DIR);
-  await rm(live, { recursive: true, force: true });
-  if (stashed.existed) await rename(stashed.stashPath, live);
-}
 
 export function isCodexPath(relPath: string): boolean {
   return relPath === CODEX_DIR || relPath.startsWith(`${CODEX_DIR}/`);
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
+/** Copies the `.codex/` entries of the input archive into an (uncompressed) tar; false when it has none. */
+export async function stashCodexEntries(inputArchive: string, stashTar: string): Promise<boolean> {
+  const pack = new Pack({ portable: true });
+  const written = pipeline(pack, createWriteStream(stashTar));
+  let found = 0;
+  await list({
+    file: inputArchive,
+    noResume: true,
+    filter: (path) => isCodexPath(posix.normalize(path.replace(/^\.\//, '')).replace(/\/$/, '')),
+    onReadEntry: (entry) => {
+      found++;
+      pack.add(entry);
+    },
+  });
+  pack.end();
+  await written;
+  if (found === 0) await rm(stashTar, { force: true });
+  return found > 0;
+}
+
+/** Replaces whatever `.codex/` the site has with one holding the container's instructions. */
+export async function installInstructions(siteDir: string, instructions: string): Promise<void> {
+  const live = join(siteDir, CODEX_DIR);
+  await rm(live, { recursive: true, force: true });
+  await mkdir(live);
+  await writeFile(join(live, INSTRUCTIONS_FILE), instructions, { mode: 0o644 });
 }

@@ -11,14 +11,13 @@
  *   SIGKILL of codex's process group and of every process carrying the run's marker, which
  *   reaches commands that codex started in their own session.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { PagewrightError } from '../common/errors.js';
-import { PROCESS_MARKER_ENV, killMarkedProcesses } from '../common/process-marker.js';
+import { PROCESS_MARKER_ENV } from '../common/process-marker.js';
+import { type AgentExit, type AgentLauncher, type AgentRun, LocalLauncher } from './agent-launcher.js';
 import { type CodexEvent, FINAL_MESSAGE_SCHEMA, agentMessage, classifyCodexFailure, eventError, parseEventLine } from './codex-events.js';
 
 /** The env var codex reads the provider key from (never passed on the command line). */
@@ -41,6 +40,8 @@ export interface CodexRunOptions {
   /** Unique per job attempt; inherited by every process of the run. */
   marker: string;
   killGraceMs?: number;
+  /** Where codex runs: here (default) or in the agent container (agent-launcher.ts). */
+  launcher?: AgentLauncher;
   /** Model request / stream retries inside codex. */
   requestMaxRetries?: number;
   streamMaxRetries?: number;
@@ -120,9 +121,9 @@ export function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; s
  * (slow or locking shell init, personal settings) have no business in a job; in a pod the
  * root filesystem is read-only and only the work dir is writable anyway.
  */
-export function codexEnv(opts: CodexRunOptions, parent: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(parent)) if (PASS_THROUGH.test(k)) env[k] = v;
+export function codexEnv(opts: CodexRunOptions, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(parent)) if (PASS_THROUGH.test(k) && v !== undefined) env[k] = v;
   return { ...env, HOME: agentHome(opts), CODEX_HOME: opts.codexHome, [KEY_ENV]: opts.llmKey, [PROCESS_MARKER_ENV]: opts.marker };
 }
 
@@ -137,20 +138,21 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
   await writeFile(files.schema, JSON.stringify(FINAL_MESSAGE_SCHEMA));
   await writeFile(files.lastMessage, '');
   await mkdir(agentHome(opts), { recursive: true });
+  // the agent may run as another uid of the same group (agent container): its files must be its to write
+  await Promise.all([files.lastMessage, agentHome(opts), opts.codexHome].map((f) => chmod(f, f === files.lastMessage ? 0o660 : 0o2770)));
   const version = codexVersion(opts.binary).catch(() => null);
 
-  const child = spawn(opts.binary, codexArgs(opts, files), {
-    cwd: opts.siteDir,
-    env: codexEnv(opts),
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // its own process group, so a group kill reaches what it forked in the group
-    detached: true,
-  });
   const errors: string[] = [];
   let lastAgentMessage: string | null = null;
   let usage: Record<string, unknown> | null = null;
-  createInterface({ input: child.stdout! }).on('line', (line) => {
+  const stderrTail: string[] = [];
+  const onLine = (stream: 'stdout' | 'stderr', line: string) => {
     opts.onLogLine?.(line);
+    if (stream === 'stderr') {
+      stderrTail.push(line);
+      if (stderrTail.length > 20) stderrTail.shift();
+      return;
+    }
     const event = parseEventLine(line);
     if (!event) return;
     opts.onEvent?.(event);
@@ -158,32 +160,28 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
     if (err) errors.push(err);
     lastAgentMessage = agentMessage(event) ?? lastAgentMessage;
     if (event.type === 'turn.completed') usage = (event.usage as Record<string, unknown>) ?? null;
-  });
-  const stderrTail: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (line) => {
-    opts.onLogLine?.(line);
-    stderrTail.push(line);
-    if (stderrTail.length > 20) stderrTail.shift();
-  });
+  };
+  const launcher = opts.launcher ?? new LocalLauncher();
+  const run = await launcher.start({ command: opts.binary, args: codexArgs(opts, files), env: codexEnv(opts), cwd: opts.siteDir, marker: opts.marker }, onLine);
 
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  const stop = stopper(child, opts, exited);
+  const stop = stopper(run, opts);
   const onAbort = () => void stop(toError(opts.signal?.reason, 'Killed', 'codex run aborted'));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const timer = setTimeout(
     () => void stop(new PagewrightError('CodexTimeout', `codex did not finish before the job's deadline (${new Date(opts.deadline).toISOString()})`)),
     Math.max(0, opts.deadline - Date.now()),
   );
-  let exitCode: number | null;
+  let exit: AgentExit;
   try {
-    [exitCode] = await exited;
+    exit = await run.exited;
   } finally {
     clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onAbort);
   }
+  const exitCode = exit.code;
   const stopped = stop.reason();
   // even after a clean exit, nothing the agent started may outlive the run
-  await killMarkedProcesses(opts.marker);
+  await run.killAll();
   if (stopped) throw stopped;
   if (errors.length > 0 && (exitCode !== 0 || lastAgentMessage === null)) {
     const { reason, message } = classifyCodexFailure(errors);
@@ -208,31 +206,17 @@ interface Stopper {
 }
 
 /** SIGINT, grace period, then SIGKILL of the group and of every marked process. First reason wins. */
-function stopper(child: ChildProcess, opts: CodexRunOptions, exited: Promise<unknown>): Stopper {
+function stopper(run: AgentRun, opts: CodexRunOptions): Stopper {
   let reason: PagewrightError | null = null;
   const stop = (async (why: PagewrightError) => {
     if (reason) return;
     reason = why;
-    signalGroup(child, 'SIGINT');
-    const graceful = await Promise.race([exited.then(() => true), sleep(opts.killGraceMs ?? 3000).then(() => false)]);
-    if (!graceful) signalGroup(child, 'SIGKILL');
-    await killMarkedProcesses(opts.marker);
+    await run.interrupt();
+    const graceful = await Promise.race([run.exited.then(() => true), sleep(opts.killGraceMs ?? 3000).then(() => false)]);
+    if (!graceful) await run.killAll();
   }) as Stopper;
   stop.reason = () => reason;
   return stop;
-}
-
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    try {
-      child.kill(signal);
-    } catch {
-      // already gone
-    }
-  }
 }
 
 function toError(value: unknown, reason: 'Killed', fallback: string): PagewrightError {

@@ -1,19 +1,19 @@
 /** The runner's PAGEWRIGHT_* environment (DESIGN.md "runner"), validated once at start-up. */
 import { z } from 'zod';
 import { type ConfigOf, env, httpUrl, json, logLevel, port, positiveInt } from '../common/config.js';
+import { DEFAULT_MODEL } from '../common/models.js';
 import { RunnerJob } from '../common/schemas.js';
 
-/**
- * A catalog model of codex 0.169.0 that uses the exec_command + apply_patch tools our tests
- * verify; newer "code mode" models can be chosen with PAGEWRIGHT_CODEX_MODEL or spec.model.
- */
-export const DEFAULT_CODEX_MODEL = 'gpt-5.5';
 
 export const runnerConfigSpec = {
   port: env('WORKER_PORT', port(8082)),
   /** Pods bind all interfaces; the local test kubelet gives each pod its own loopback address. */
   host: env('WORKER_HOST', z.string().default('0.0.0.0')),
   workDir: env('WORK_DIR', z.string().min(1).default('/work')),
+  /** The runner's own files, out of the agent's reach (in a pod: a volume only its container mounts). Default: WORK_DIR. */
+  privateDir: env('PRIVATE_DIR', z.string().min(1).optional()),
+  /** The agent server in the agent container (a pod); unset: codex runs as a child process here. */
+  agentUrl: env('AGENT_URL', httpUrl().optional()),
   llmKey: env('LLM_KEY', z.string().min(1), { secret: true }),
   llmUrl: env('LLM_URL', httpUrl().default('https://api.openai.com/v1')),
   managerUrl: env('MANAGER_URL', httpUrl().optional()),
@@ -22,7 +22,7 @@ export const runnerConfigSpec = {
   jobToken: env('JOB_TOKEN', z.string().min(1), { secret: true }),
   codexBinary: env('CODEX_BINARY', z.string().min(1).default('/usr/local/bin/codex')),
   instructionsPath: env('INSTRUCTIONS_PATH', z.string().min(1).default('/.codex/instructions.md')),
-  codexModel: env('CODEX_MODEL', z.string().min(1).default(DEFAULT_CODEX_MODEL)),
+  codexModel: env('CODEX_MODEL', z.string().min(1).default(DEFAULT_MODEL)),
   killGraceMs: env('KILL_GRACE_MS', positiveInt(3000)),
   codexRequestRetries: env('CODEX_REQUEST_RETRIES', z.coerce.number().int().min(0).max(20).default(4)),
   codexStreamRetries: env('CODEX_STREAM_RETRIES', z.coerce.number().int().min(0).max(20).default(5)),
@@ -34,3 +34,9 @@ export const runnerConfigSpec = {
   logLevel: env('LOG_LEVEL', logLevel()),
 };
 export type RunnerConfig = ConfigOf<typeof runnerConfigSpec>;
+
+/** The agent container's process (`bundle.mjs agent`, runner/agent-server.ts): no job, no credentials. */
+export const agentConfigSpec = {
+  port: env('AGENT_PORT', port(8083)),
+  logLevel: env('LOG_LEVEL', logLevel()),
+};

@@ -5,15 +5,18 @@
  * throws.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PagewrightError, toPagewrightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { type JobManifest, type JobResult, MAX_RESULT_FILES, type RunnerJob, type WorkPhase } from '../common/schemas.js';
 import type { StorageClient } from '../common/storage-client.js';
+import type { AgentLauncher } from './agent-launcher.js';
 import { type UnpackLimits, packArchive, unpackArchive } from './archive.js';
 import { runCodex } from './codex.js';
-import { installInstructions, isCodexPath, restoreCodexDir } from './codex-dir.js';
+import { installInstructions, isCodexPath, stashCodexEntries } from './codex-dir.js';
+import { readOutputArchive } from './output-archive.js';
+import { checkOutputTree } from './output-check.js';
 import { parseFinalMessage } from './final-message.js';
 import type { ManagerClient } from './manager-client.js';
 import { RunState } from './phases.js';
@@ -23,7 +26,16 @@ import { diffTrees, hashFile, snapshotTree } from './tree.js';
 
 export interface JobRunnerOptions {
   job: RunnerJob;
+  /** The site and codex's home: shared with the agent (in a pod, the agent container mounts it too). */
   workDir: string;
+  /** The runner's own files (the input, the .codex/ stash, the output, the manifest): never the agent's. */
+  privateDir?: string;
+  /** Where codex runs; default: a child process here. */
+  launcher?: AgentLauncher;
+  /** The agent runs as another uid of the runner's group (a pod): give the site to the group. */
+  shareSiteWithGroup?: boolean;
+  /** The runner's own credential: never written into the job log. */
+  runnerToken?: string;
   storage: StorageClient;
   /** null when nobody listens (a bare `node runner/main.js` without MANAGER_URL). */
   manager: ManagerClient | null;
@@ -64,12 +76,13 @@ export class JobRunner {
   constructor(opts: JobRunnerOptions) {
     this.#o = opts;
     this.#state = new RunState(opts.job);
+    const own = opts.privateDir ?? opts.workDir;
     this.#paths = {
-      input: join(opts.workDir, 'input.tar.gz'),
+      input: join(own, 'input.tar.gz'),
       site: join(opts.workDir, 'site'),
-      stash: join(opts.workDir, 'stash'),
-      output: join(opts.workDir, 'output.tar.gz'),
-      manifest: join(opts.workDir, 'manifest.json'),
+      codexStash: join(own, 'codex-stash.tar'),
+      output: join(own, 'output.tar.gz'),
+      manifest: join(own, 'manifest.json'),
       codexHome: join(opts.workDir, 'codex-home'),
     };
   }
@@ -113,23 +126,35 @@ export class JobRunner {
       const before = await this.#phase('unpacking', async () => {
         const unpacked = await unpackArchive(this.#paths.input, this.#paths.site, this.#o.limits);
         logger.info('artifact unpacked', { entries: unpacked.entries, bytes: unpacked.bytes });
-        await rm(this.#paths.input, { force: true });
+        if (this.#o.shareSiteWithGroup) await shareWithGroup(this.#paths.site);
         return snapshotTree(this.#paths.site, { exclude: isCodexPath });
       });
 
       const { stashed, instructions } = await this.#phase('patching_instructions', async () => {
         const text = await readFile(this.#o.codex.instructionsPath, 'utf8');
-        return { stashed: await installInstructions(this.#paths.site, this.#paths.stash, text), instructions: text };
+        const hasCodexDir = await stashCodexEntries(this.#paths.input, this.#paths.codexStash);
+        await rm(this.#paths.input, { force: true });
+        await installInstructions(this.#paths.site, text);
+        return { stashed: hasCodexDir, instructions: text };
       });
 
       const codex = await this.#phase('executing_codex', () => this.#executeCodex(instructions));
 
       const packed = await this.#phase('packing_result', async () => {
+        // the agent and all it started are stopped: the tree holds still. Anything a later unpack
+        // would refuse, or that is unsafe to serve, fails here, naming the first offending path
+        await checkOutputTree(this.#paths.site, this.#o.limits, { exclude: isCodexPath });
         const after = await snapshotTree(this.#paths.site, { exclude: isCodexPath, previous: before });
         const changes = diffTrees(before, after);
-        await restoreCodexDir(this.#paths.site, stashed);
-        const full = await snapshotTree(this.#paths.site, { previous: after });
-        const archive = await packArchive(this.#paths.site, [...full.keys()], this.#paths.output);
+        // the input's .codex/ from the stash, as it was, then the site without its .codex/. The
+        // stash goes first: node-tar 7.5 never finishes a create() whose "@archive" comes after
+        // file entries (pinned in test/integration/runner.test.ts); a site path starting with "@"
+        // must not read as one
+        const entries = [...after.keys()].map((p) => (p.startsWith('@') ? `./${p}` : p));
+        if (stashed) entries.unshift(`@${this.#paths.codexStash}`);
+        const archive = await packArchive(this.#paths.site, entries, this.#paths.output);
+        // what goes out is what was checked: the archive itself, read back (and hashed for the manifest)
+        const full = await readOutputArchive(this.#paths.output, this.#o.limits);
         return { changes, full, archive };
       });
       files = packed.changes.map((c) => c.path);
@@ -208,8 +233,13 @@ export class JobRunner {
     const codexLog = logger.child({ source: 'codex' });
     await mkdir(this.#paths.codexHome, { recursive: true });
     const { instructionsPath: _unused, ...settings } = codex;
+    // the agent can read its own gateway credential (codex must send it) and print it: it is
+    // useless once the attempt ends, but the job log is no place for it, nor for the runner's
+    const secrets = [codex.llmKey, this.#o.runnerToken].filter((v): v is string => !!v && v.length >= 8);
+    const redact = (line: string) => secrets.reduce((l, secret) => l.split(secret).join('[redacted]'), line);
     const run = await runCodex({
       ...settings,
+      ...(this.#o.launcher ? { launcher: this.#o.launcher } : {}),
       model: this.#model(),
       siteDir: this.#paths.site,
       codexHome: this.#paths.codexHome,
@@ -218,7 +248,7 @@ export class JobRunner {
       deadline: Math.max(Date.now() + 1000, this.#deadline - reserveMs(job.timeout_seconds)),
       marker: `${job.job_id}.${job.attempt}.${process.pid}`,
       signal: this.#abort.signal,
-      onLogLine: (line: string) => codexLog.info(line),
+      onLogLine: (line: string) => codexLog.info(redact(line)),
     });
     const parsed = parseFinalMessage(run.finalMessage);
     logger.info('agent finished', { format: parsed.format, claimed_files: parsed.claimedFiles, duration_ms: run.durationMs });
@@ -283,4 +313,26 @@ export class JobRunner {
       });
     }
   }
+}
+
+/**
+ * The agent's uid differs from the runner's but shares its group (manager/pod-spec.ts): the
+ * unpacked site becomes the group's to edit (directories rwx with setgid, files rw), so the
+ * agent can change it, and what it creates stays readable to the runner's group.
+ */
+async function shareWithGroup(root: string): Promise<void> {
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isSymbolicLink()) continue;
+      if (entry.isDirectory()) {
+        await walk(path);
+        await chmod(path, ((await lstat(path)).mode & 0o777) | 0o2070);
+      } else if (entry.isFile()) {
+        await chmod(path, ((await lstat(path)).mode & 0o777) | 0o060);
+      }
+    }
+  };
+  await walk(root);
+  await chmod(root, ((await lstat(root)).mode & 0o777) | 0o2070);
 }

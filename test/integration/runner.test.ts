@@ -59,7 +59,7 @@ describe('runner (process, real storage and Codex CLI)', function () {
     model = await startModelServer(opts.model ?? { script: demoScript });
     manager = await startCallbackRecorder(opts.respond);
     const job: RunnerJobInput = { job_id: `job-${process.pid}-${++n}`, site_id: 'bakery', prompt: PROMPT, attempt: 1, timeout_seconds: 120, ...opts.job };
-    const token = await storage.tokens.issue({ jobId: job.job_id, siteId: job.site_id, ttlSeconds: 600 });
+    const token = await storage.tokens.issue({ jobId: job.job_id, siteId: job.site_id, attempt: job.attempt ?? 1, ttlSeconds: 600 });
     runner = await startRunner({
       job,
       token,

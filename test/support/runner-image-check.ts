@@ -7,6 +7,10 @@
  *   ALL, allowPrivilegeEscalation: false -> no-new-privileges, the emptyDirs (/work, /tmp) ->
  *   --tmpfs with an emptyDir's mode, and seccomp RuntimeDefault -> docker's default profile.
  *   --network host lets it reach the host.
+ * The runner container alone: in a pod, codex runs in the agent sidecar (the trust split of
+ * manager/pod-spec.ts, tested on the real node by test/node/); here the runner runs it itself
+ * (no PAGEWRIGHT_AGENT_URL), talking to the scripted model directly (no gateway), so this checks
+ * the image, not the split.
  * Two jobs: the demo edit of examples/site (must end `completed` with files changed), and a probe
  * whose one command shows what the agent's shell has (codex's rg on PATH, git, bash, the uid, a
  * read-only root). Exit code 0 when both hold; the docker command is printed, secrets masked.
@@ -26,8 +30,8 @@ import { demoScript } from '../../cli/demo-script.js';
 import { type ModelScript, startModelServer } from '../../cli/model-server.js';
 import { OFFLINE_MODEL } from '../../cli/offline-model.js';
 import type { JobResult } from '../../common/schemas.js';
-import { SECRET_KEY_LLM, SECRET_KEY_TOKEN, buildPod } from '../../manager/pod-spec.js';
-import { PagewrightJob } from '../../manager/resource.js';
+import { SECRET_KEY_GATEWAY, SECRET_KEY_TOKEN, buildPod } from '../../manager/pod-spec.js';
+import { PagewrightJob } from '../../common/job-resource.js';
 import { packDirectory } from '../../runner/archive.js';
 import { defaultPodConfig } from './pod-config.js';
 import { getFreePort } from './ports.js';
@@ -56,7 +60,8 @@ export function dockerRunArgs(pod: V1Pod, secret: Record<string, string>): { arg
   for (const m of c.volumeMounts ?? []) if (emptyDirs.has(m.name)) flags.push('--tmpfs', `${m.mountPath}:${tmpfs}`);
   const env: string[] = [];
   const masked: string[] = [];
-  for (const e of c.env ?? []) {
+  // the runner container alone: codex runs in it (see the header)
+  for (const e of (c.env ?? []).filter((v) => v.name !== 'PAGEWRIGHT_AGENT_URL')) {
     const key = e.valueFrom?.secretKeyRef?.key;
     const value = key ? secret[key] : e.value;
     if (value === undefined) throw new Error(`no value for ${e.name}`);
@@ -75,7 +80,7 @@ async function runJob(name: string, prompt: string, script: ModelScript): Promis
     metadata: { name, namespace: 'image-check', uid: randomUUID(), resourceVersion: '1' },
     spec: { siteId: SITE, prompt, timeoutSeconds: 120 },
   });
-  const token = await storage.tokens.issue({ jobId: job.metadata.uid, siteId: SITE, ttlSeconds: 3600 });
+  const token = await storage.tokens.issue({ jobId: job.metadata.uid, siteId: SITE, attempt: 1, ttlSeconds: 3600 });
   const receiver = await startCallbackReceiver({ jobId: job.metadata.uid, token, onProgress: () => {} });
   const scratch = await mkdtemp(join(tmpdir(), 'pw-image-check-'));
   try {
@@ -89,11 +94,11 @@ async function runJob(name: string, prompt: string, script: ModelScript): Promis
         runnerPort: await getFreePort(),
         managerUrl: receiver.url,
         storageUrl: storage.url,
-        llmUrl: model.url,
+        gatewayUrl: model.url,
         codexModel: OFFLINE_MODEL,
       }),
     );
-    const { args, masked } = dockerRunArgs(pod, { [SECRET_KEY_TOKEN]: token, [SECRET_KEY_LLM]: model.key });
+    const { args, masked } = dockerRunArgs(pod, { [SECRET_KEY_TOKEN]: token, [SECRET_KEY_GATEWAY]: model.key });
     process.stdout.write(`\n[${name}] docker ${masked.map((a) => (/[\s"'{}]/.test(a) ? `'${a}'` : a)).join(' ')}\n`);
     const started = Date.now();
     const docker = spawn('docker', args, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -4,11 +4,12 @@
  * suites rely on is checked here first: pods run as containers and report what really happened
  * to them (exit codes, the kernel's OOM kill, deadlines, deletion), Services and DNS work from a
  * pod, ServiceAccount tokens are mounted, and `kubectl logs`, `exec` and `port-forward` reach the
- * kubelet. And the node leaves nothing behind, even when its owner is SIGKILLed.
+ * kubelet. And the node leaves nothing behind, even when its owner is SIGKILLed: kube-router's
+ * chains and ipsets included (egress.test.ts checks what it enforces).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api, type V1Container, type V1Pod } from '@kubernetes/client-node';
@@ -138,9 +139,14 @@ describe('the real node: containerd + kubelet from the pinned modules', function
     it('an owner SIGKILLed with a node running: everything is there, then node-down removes all of it', async function () {
       this.timeout(600_000);
       await stopSharedRealNode(); // one node per machine: the next suite starts a fresh one
+      // a NetworkPolicy, so that kube-router has made ipsets too (one per set of pods a policy names)
+      const policy = 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-egress, namespace: default}\nspec: {podSelector: {}, policyTypes: [Egress]}\n';
       const script = `
+        const { execFileSync } = await import('node:child_process');
         const { startRealNode } = await import(${JSON.stringify(join(REPO_ROOT, 'test/support/node/cluster.ts'))});
         const node = await startRealNode();
+        await node.kubectl(['apply', '-f', '-'], { input: ${JSON.stringify(policy)} });
+        while (!/^KUBE-/m.test(execFileSync('ipset', ['list', '-n']).toString())) await new Promise((r) => setTimeout(r, 100));
         console.log('ready');
       `;
       const child = spawnCollecting(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
@@ -152,9 +158,13 @@ describe('the real node: containerd + kubelet from the pinned modules', function
       await new Promise((r) => child.proc.once('exit', r));
       const runDir = join(nodeStateDir(), 'run');
       // nothing ran on the way out: the node lives on, orphaned
-      expect(await leftovers(runDir)).to.include.members(['processes', 'mounts', `link ${BRIDGE}`, 'iptables', `cgroup ${CGROUP_ROOT}`]);
+      expect(await leftovers(runDir)).to.include.members(['processes', 'kube-router', 'mounts', `link ${BRIDGE}`, 'iptables', 'kube-router chains', 'ipsets', `cgroup ${CGROUP_ROOT}`]);
       nodeDown();
       expect(await leftovers(runDir)).to.deep.equal([]);
+      // its lock names a dead owner, which the next start replaces; others waiting for the node
+      // poll that file, so it goes too
+      const lock = join(nodeStateDir(), 'owner');
+      if ((await readFile(lock, 'utf8').catch(() => '')).startsWith(`${child.proc.pid}:`)) await rm(lock, { force: true });
     });
   });
 });
@@ -164,10 +174,13 @@ async function leftovers(runDir: string): Promise<string[]> {
   const found: string[] = [];
   const { stdout: ps } = await run('ps', ['-eo', 'args']);
   if (ps.split('\n').some((l) => l.includes(runDir) && !l.includes('node-down.sh'))) found.push('processes');
+  if (ps.split('\n').some((l) => l.includes(runDir) && l.includes('/kube-router '))) found.push('kube-router');
   if ((await readFile('/proc/self/mountinfo', 'utf8')).includes(runDir)) found.push('mounts');
   if (await run('ip', ['link', 'show', BRIDGE]).then(() => true, () => false)) found.push(`link ${BRIDGE}`);
   const rules = (await Promise.all(['filter', 'nat', 'mangle'].map(async (t) => (await run('iptables-save', ['-t', t])).stdout))).join('\n');
   if (/KUBE-|CNI-/.test(rules)) found.push('iptables');
+  if (/^:KUBE-(ROUTER|POD-FW|NWPLCY)-/m.test(rules)) found.push('kube-router chains');
+  if (/^KUBE-/m.test((await run('ipset', ['list', '-n'])).stdout)) found.push('ipsets');
   if ([`/sys/fs/cgroup/memory/${CGROUP_ROOT}`, `/sys/fs/cgroup/${CGROUP_ROOT}`].some((d) => existsSync(d))) found.push(`cgroup ${CGROUP_ROOT}`);
   return found;
 }

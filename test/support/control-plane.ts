@@ -18,7 +18,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { PooledKubeConfig } from '../../manager/kube-client.js';
+import { PooledKubeConfig } from '../../common/kube-client.js';
 import { Agent, request } from 'undici';
 import { OWNER_ENV, isOwnerAlive, killOwnedBy, onTermination, reapOrphans, selfOwner } from './control-plane/owner.js';
 import { type KeyPair, Pki } from './pki.js';
@@ -54,7 +54,7 @@ export function controlPlaneBinDir(): string {
 /** Builds (or reuses) the binaries; fast when cached. */
 export async function ensureControlPlaneBinaries(): Promise<string> {
   const dir = controlPlaneBinDir();
-  const binaries = ['kube-apiserver', 'etcd', 'kubectl', 'kubelet', 'kube-scheduler', 'kube-controller-manager', 'kube-proxy', 'coredns', 'pause'];
+  const binaries = ['kube-apiserver', 'etcd', 'kubectl', 'kubelet', 'kube-scheduler', 'kube-controller-manager', 'kube-proxy', 'coredns', 'pause', 'kube-router'];
   if (!binaries.every((b) => existsSync(join(dir, b)))) {
     await run(join(REPO_ROOT, 'test/support/control-plane/build.sh'), { maxBuffer: 64 * 1024 * 1024 });
   }
@@ -71,6 +71,8 @@ export interface ControlPlaneOptions {
   node?: {
     /** The address kube-apiserver binds and advertises (the node's address, reachable from pods). */
     address: string;
+    /** Its port there (default: a free one). */
+    port?: number;
     /** The `kubernetes` Service's ClusterIP: pods' in-cluster config connects there. */
     serviceIp: string;
     serviceCidr: string;
@@ -101,7 +103,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const node = opts.node;
     const address = node?.address ?? '127.0.0.1';
     const certs = await makeCertificates(dir, node ? [address, node.serviceIp] : []);
-    const [etcdPort, peerPort, apiPort] = [await getFreePort(), await getFreePort(), await getFreePort(address)];
+    const [etcdPort, peerPort, apiPort] = [await getFreePort(), await getFreePort(), (node?.port ?? (await getFreePort(address)))];
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     children.push(
       launch(dir, owner, 'etcd', join(binDir, 'etcd'), [

@@ -3,7 +3,11 @@
 #   ${PAGEWRIGHT_CACHE_DIR:-~/.cache/pagewright}/k8s-<version>-etcd-<version>/
 # the control plane (kube-apiserver, etcd, kubectl) and a real node's components (kubelet,
 # kube-scheduler, kube-controller-manager, kube-proxy), all from the one pinned k8s.io/kubernetes,
-# plus the node's cluster DNS (coredns/, its own module) and its pod sandbox process (pause/).
+# plus the node's cluster DNS (coredns/, its own module), its pod sandbox process (pause/) and its
+# NetworkPolicy enforcer, kube-router (kube-router/, its own module, its own stamp: a change to it
+# rebuilds only it). kube-router v2.1.0 is flagged by the Go module index for reported security
+# flaws: it is a test enforcer for the throwaway node on this machine, never shipped (no image, no
+# deploy/ manifest carries it).
 # Reuses them when present (a warm call returns at once); Go's module and build caches make a
 # rebuild after a version bump fast. Prints the binaries' directory on its last line.
 set -euo pipefail
@@ -15,10 +19,17 @@ out=$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION
 # the contents only: a second checkout (another path) reuses the same build
 stamp="$K8S_VERSION $ETCD_VERSION $(cat "$here"/go.{mod,sum} "$here"/coredns/{go.mod,go.sum,main.go} "$here"/pause/main.go | sha256sum | cut -c1-16)"
 
+# kube-router's version is the one its wrapper module requires (one place to bump it)
+KUBE_ROUTER_VERSION=$(awk '$1 == "require" && $2 == "github.com/cloudnativelabs/kube-router/v2" { print $3 }' "$here/kube-router/go.mod")
+[[ -n $KUBE_ROUTER_VERSION ]] || { echo "control plane: kube-router/go.mod requires no github.com/cloudnativelabs/kube-router/v2" >&2; exit 1; }
+kube_router_stamp="$KUBE_ROUTER_VERSION $(cat "$here"/kube-router/{go.mod,go.sum,tools.go} | sha256sum | cut -c1-16)"
+
 k8s_commands=(kube-apiserver kubectl kubelet kube-scheduler kube-controller-manager kube-proxy)
 binaries=("${k8s_commands[@]}" etcd coredns pause)
 all_present() { local b; for b in "${binaries[@]}"; do [[ -x $out/$b ]] || return 1; done; }
-if all_present && [[ -f $out/.stamp && "$(cat "$out/.stamp")" == "$stamp" ]]; then
+k8s_current() { all_present && [[ -f $out/.stamp && "$(cat "$out/.stamp")" == "$stamp" ]]; }
+kube_router_current() { [[ -x $out/kube-router && -f $out/.stamp-kube-router && "$(cat "$out/.stamp-kube-router")" == "$kube_router_stamp" ]]; }
+if k8s_current && kube_router_current; then
   echo "control plane: reusing $out" >&2
   echo "$out"
   exit 0
@@ -49,6 +60,26 @@ download_modules() {
     sleep $(( attempt * 15 ))
   done
 }
+
+# kube-router: the real node's NetworkPolicy enforcer (test/support/node/kube-router.ts), built
+# from its module pinned in kube-router/go.mod. A TEST ENFORCER ON THIS MACHINE, NEVER SHIPPED:
+# the Go module index flags reported security flaws in v2.1.0.
+if ! kube_router_current; then
+  kr_start=$(date +%s)
+  echo "control plane: building kube-router $KUBE_ROUTER_VERSION (the node's NetworkPolicy enforcer; a test tool, never shipped)" >&2
+  (cd kube-router && download_modules)
+  (cd kube-router && go build -trimpath -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION -X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=$build_date" \
+    -o "$out/kube-router.new" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+  mv "$out/kube-router.new" "$out/kube-router"
+  echo "$kube_router_stamp" > "$out/.stamp-kube-router"
+  echo "control plane: kube-router built in $(( $(date +%s) - kr_start ))s" >&2
+fi
+if k8s_current; then
+  echo "control plane: reusing $out" >&2
+  echo "$out"
+  exit 0
+fi
+
 echo "control plane: downloading modules (first time: ~800 MB into $(go env GOMODCACHE))" >&2
 download_modules
 (cd coredns && download_modules)

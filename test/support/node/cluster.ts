@@ -3,7 +3,8 @@
  * the test control plane (kube-apiserver + etcd, ServiceAccount admission on, the Node
  * authorizer), a second containerd with the CRI plugin and Debian's CNI plugins, and the kubelet,
  * kube-scheduler, kube-controller-manager and kube-proxy built from the same pinned Kubernetes
- * (control-plane/build.sh), plus CoreDNS as the cluster DNS, running as a pod.
+ * (control-plane/build.sh), plus CoreDNS as the cluster DNS, running as a pod, and kube-router
+ * enforcing NetworkPolicies (kube-router.ts: a test enforcer, never shipped).
  *
  * Verified recipe: ../../../../shared/notes/real-node.md. What differs from a kubeadm node, and why:
  * - privileged containers cannot start here (no CAP_SYS_RESOURCE in the bounding set), so the
@@ -15,7 +16,9 @@
  * - no registry: images come from the local Docker engine (`docker save | ctr import`), the pause
  *   and CoreDNS images are built `FROM scratch` with binaries built from Go modules;
  * - one node per machine (the bridge, the iptables chains and the kubelet's cgroup root are
- *   machine-wide): a second start while one runs fails and names the owner.
+ *   machine-wide): a second start while one runs fails and names the owner; so the apiserver
+ *   listens on the fixed port 6443 of the node's own address, as a kubeadm one does (a
+ *   NetworkPolicy that lets a pod reach the API, such as the gateway's, names that port).
  *
  * Everything lives under one run directory; node-down.sh removes it all (processes, mounts,
  * cgroups, network namespaces, the bridge, iptables rules and ipsets), on stop(), when the owner
@@ -35,6 +38,7 @@ import { REPO_ROOT } from '../sites.js';
 import { type NodeContainer, Containerd } from './containerd.js';
 import { ensureDockerImages, importImages, PAUSE_IMAGE } from './images.js';
 import { applyDns } from './dns.js';
+import { KUBE_ROUTER_USER, applyKubeRouterRbac, kubeRouterArgs, waitForKubeRouter } from './kube-router.js';
 
 const run = promisify(execFile);
 
@@ -47,6 +51,8 @@ export const CLUSTER_CIDR = '10.244.0.0/16';
 export const SERVICE_CIDR = '10.0.0.0/24';
 export const KUBERNETES_SERVICE_IP = '10.0.0.1';
 export const DNS_SERVICE_IP = '10.0.0.10';
+/** The apiserver's port on NODE_IP (the `kubernetes` Service's endpoint). */
+export const API_PORT = 6443;
 /** The kubelet's cgroupRoot: node-down.sh kills every process under it. */
 export const CGROUP_ROOT = 'pagewright-node';
 const KUBELET_PORT = 10350;
@@ -143,9 +149,13 @@ export async function startRealNode(opts: RealNodeOptions = {}): Promise<RealNod
     await ensureDockerImages(binDir);
     await createBridge();
     log('node: control plane');
-    cp = await startControlPlane({ dir: join(RUN_DIR, 'control-plane'), node: { address: NODE_IP, serviceIp: KUBERNETES_SERVICE_IP, serviceCidr: SERVICE_CIDR } });
+    cp = await startControlPlane({ dir: join(RUN_DIR, 'control-plane'), node: { address: NODE_IP, port: API_PORT, serviceIp: KUBERNETES_SERVICE_IP, serviceCidr: SERVICE_CIDR } });
     const pki = cp.pki;
     const kubeconfigFor = async (name: string, subject: string) => pki.kubeconfig(join(RUN_DIR, `${name}.kubeconfig`), cp!.server, await pki.client(name, subject));
+    // kube-router's RBAC and identity while the node comes up (a rejection is kept for later)
+    const kubeRouterKubeconfig = applyKubeRouterRbac(cp)
+      .then(() => kubeconfigFor('kube-router', `/CN=${KUBE_ROUTER_USER}`))
+      .then((file) => ({ file }), (err: Error) => ({ err }));
     const launch = (name: string, binary: string, args: string[]) => {
       const out = openSync(join(RUN_DIR, `${name}.log`), 'a');
       const child = spawn(binary, args, { stdio: ['ignore', out, out], env: { PATH: process.env.PATH, HOME: process.env.HOME, [OWNER_ENV]: owner } });
@@ -206,20 +216,32 @@ export async function startRealNode(opts: RealNodeOptions = {}): Promise<RealNod
     ]);
 
     const core = cp.kubeConfig().makeApiClient(CoreV1Api);
-    log('node: waiting for the node to be Ready');
-    const node = await waitFor('node Ready', async () => {
-      for (const child of children) {
-        if (child.exitCode !== null) throw new Error(`${child.spawnfile} exited with ${child.exitCode}: ${await tail(join(RUN_DIR, `${componentName(child)}.log`))}`);
-      }
-      const n = await core.readNode({ name: NODE_NAME }).catch(() => null);
-      return n && isReady(n) && !n.spec?.taints?.some((t) => t.key === 'node.kubernetes.io/not-ready') ? n : null;
-    }, 120_000, 250).catch(async (err: Error) => {
-      throw new Error(`${err.message}\n--- kubelet:\n${await tail(join(RUN_DIR, 'kubelet.log'))}`);
-    });
+    const nodeWhere = (what: string, predicate: (n: V1Node) => boolean) =>
+      waitFor(what, async () => {
+        for (const child of children) {
+          if (child.exitCode !== null) throw new Error(`${child.spawnfile} exited with ${child.exitCode}: ${await tail(join(RUN_DIR, `${componentName(child)}.log`))}`);
+        }
+        const n = await core.readNode({ name: NODE_NAME }).catch(() => null);
+        return n && predicate(n) ? n : null;
+      }, 120_000, 250).catch(async (err: Error) => {
+        throw new Error(`${err.message}\n--- kubelet:\n${await tail(join(RUN_DIR, 'kubelet.log'))}`);
+      });
+    log('node: waiting for the node to register');
+    // kube-router reads the node's podCIDR and InternalIP once, at start; the node has both
+    // seconds before it is Ready, so its first sync runs meanwhile instead of after
+    await nodeWhere('node registered with its podCIDR and address', (n) => !!n.spec?.podCIDR && !!n.status?.addresses?.some((a) => a.type === 'InternalIP'));
+    const identity = await kubeRouterKubeconfig;
+    if ('err' in identity) throw identity.err;
+    log('node: kube-router (NetworkPolicy enforcement); waiting for the node to be Ready');
+    const kubeRouter = launch('kube-router', join(binDir, 'kube-router'), kubeRouterArgs({ kubeconfig: identity.file, nodeName: NODE_NAME, serviceCidr: SERVICE_CIDR }));
+    const kubeRouterReady = waitForKubeRouter(kubeRouter, () => tail(join(RUN_DIR, 'kube-router.log'))).then(() => null, (err: Error) => err);
+    const node = await nodeWhere('node Ready', (n) => isReady(n) && !n.spec?.taints?.some((t) => t.key === 'node.kubernetes.io/not-ready'));
     if (node.spec?.podCIDR !== POD_CIDR) throw new Error(`node podCIDR is ${node.spec?.podCIDR}, expected ${POD_CIDR} (the bridge's subnet)`);
     await waitFor('the default ServiceAccount', async () => core.readNamespacedServiceAccount({ namespace: 'default', name: 'default' }).then(() => true, () => false), 60_000, 250);
     log('node: cluster DNS');
     await applyDns(cp, DNS_SERVICE_IP);
+    const kubeRouterError = await kubeRouterReady;
+    if (kubeRouterError) throw kubeRouterError;
 
     return {
       ...cp,

@@ -66,8 +66,10 @@ done
 ip link show "$bridge" >/dev/null 2>&1 && ip link delete "$bridge"
 
 # 7. iptables, IPv4 and IPv6: the jumps into the node's chains from the built-in chains, then the
-# chains themselves. KUBE-* are kube-proxy's, the kubelet's and kube-router's; CNI-* the bridge and
-# portmap plugins'. docker's chains are left alone.
+# chains themselves. KUBE-* are kube-proxy's, the kubelet's (KUBE-FIREWALL, KUBE-KUBELET-CANARY)
+# and kube-router's (KUBE-ROUTER-INPUT/FORWARD/OUTPUT, KUBE-POD-FW-*, KUBE-NWPLCY-*: every name it
+# makes starts with KUBE-; its own --cleanup-config panicked in v2.1.0); CNI-* the bridge, portmap
+# and firewall plugins'. docker's chains are left alone.
 ours='^(KUBE-|CNI-)'
 for tool in iptables ip6tables; do
   command -v "$tool" >/dev/null || continue
@@ -88,9 +90,10 @@ for tool in iptables ip6tables; do
   done
 done
 
-# 8. ipsets (kube-router's NetworkPolicy sets)
+# 8. ipsets: kube-router's NetworkPolicy sets (KUBE-SRC-*, KUBE-DST-*), free once no rule names them
+ours_sets='^(KUBE-|kube-router)'
 if command -v ipset >/dev/null; then
-  for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-|kube-router)'); do ipset destroy "$set" 2>/dev/null; done
+  for set in $(ipset list -n 2>/dev/null | grep -E "$ours_sets"); do ipset destroy "$set" 2>/dev/null; done
 fi
 
 # 9. the pod cgroups themselves, leaves first
@@ -106,5 +109,7 @@ left=""
 [[ -n $(pids_matching "$run_dir") ]] && left+=" processes"
 grep -qF " $run_dir" /proc/self/mountinfo && left+=" mounts"
 ip link show "$bridge" >/dev/null 2>&1 && left+=" link:$bridge"
+iptables-save 2>/dev/null | grep -qE "^:(KUBE-|CNI-)|-j (KUBE-|CNI-)" && left+=" iptables"
+command -v ipset >/dev/null && ipset list -n 2>/dev/null | grep -qE "$ours_sets" && left+=" ipsets"
 if [[ -n $left ]]; then echo "node-down: could not remove:$left" >&2; exit 1; fi
 exit 0

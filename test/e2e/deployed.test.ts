@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { request } from 'undici';
-import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../manager/resource.js';
+import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../common/job-resource.js';
 import type { RealNode } from '../support/node/cluster.js';
 import { type Deployment, deployPagewright } from '../support/node/deploy.js';
 import { sharedRealNode } from '../support/node/shared.js';

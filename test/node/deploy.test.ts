@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { buildPod } from '../../manager/pod-spec.js';
-import { PagewrightJob } from '../../manager/resource.js';
+import { PagewrightJob } from '../../common/job-resource.js';
 import { type ControlPlane, createNamespace } from '../support/control-plane.js';
 import { sharedRealNode } from '../support/node/shared.js';
 import { type ManagerEnv, ensureCrd, randomName, startManagerEnv } from '../support/manager-env.js';

@@ -44,10 +44,10 @@ describe('manager HTTP API', function () {
   const result = (attempt: number, over: Partial<JobResult> = {}): JobResult => jobResult(uid, attempt, { summary: 'forged', ...over });
 
   it('rejects callbacks without the job\'s own valid token', async () => {
-    const other = await tokens.issue({ jobId: 'another-job', siteId: 'site-a', ttlSeconds: 60 });
-    const expired = await tokens.issue({ jobId: uid, siteId: 'site-a', ttlSeconds: 1, now: Date.now() - 10_000 });
-    const forged = await new JobTokens('x'.repeat(40)).issue({ jobId: uid, siteId: 'site-a', ttlSeconds: 60 });
-    const readOnly = await tokens.issue({ jobId: uid, siteId: 'site-a', scopes: ['site:read'], ttlSeconds: 60 });
+    const other = await tokens.issue({ jobId: 'another-job', siteId: 'site-a', attempt: 1, ttlSeconds: 60 });
+    const expired = await tokens.issue({ jobId: uid, siteId: 'site-a', attempt: 1, ttlSeconds: 1, now: Date.now() - 10_000 });
+    const forged = await new JobTokens('x'.repeat(40)).issue({ jobId: uid, siteId: 'site-a', attempt: 1, ttlSeconds: 60 });
+    const readOnly = await tokens.issue({ jobId: uid, siteId: 'site-a', attempt: 1, scopes: ['site:read'], ttlSeconds: 60 });
     for (const [what, token, status, error] of [
       ['no token', null, 401, 'TokenMissing'],
       ['a forged token', forged, 401, 'TokenInvalid'],
@@ -65,7 +65,7 @@ describe('manager HTTP API', function () {
   });
 
   it('answers bad bodies and unknown jobs with a clear 4xx', async () => {
-    const token = await tokens.issue({ jobId: uid, siteId: 'site-a', ttlSeconds: 60 });
+    const token = await tokens.issue({ jobId: uid, siteId: 'site-a', attempt: 1, ttlSeconds: 60 });
     const notJson = await post(`/jobs/${uid}/result`, null, token, '{not json');
     expect(notJson.status).to.equal(400);
     const missing = await post(`/jobs/${uid}/result`, { job_id: uid, attempt: 1 }, token);
@@ -74,7 +74,7 @@ describe('manager HTTP API', function () {
     const mismatch = await post(`/jobs/${uid}/result`, { ...result(1), job_id: 'someone-else' }, token);
     expect(mismatch.status).to.equal(400);
     const ghost = '99999999-0000-4000-8000-000000000000';
-    const unknown = await post(`/jobs/${ghost}/result`, { ...result(1), job_id: ghost }, await tokens.issue({ jobId: ghost, siteId: 'site-a', ttlSeconds: 60 }));
+    const unknown = await post(`/jobs/${ghost}/result`, { ...result(1), job_id: ghost }, await tokens.issue({ jobId: ghost, siteId: 'site-a', attempt: 1, ttlSeconds: 60 }));
     expect(unknown.status).to.equal(404);
     expect(unknown.body.error).to.equal('JobNotFound');
     const route = await post('/nope', {}, token);
@@ -82,11 +82,16 @@ describe('manager HTTP API', function () {
     expect((await env.getJob(name)).status.reportedAttempt).to.equal(undefined);
   });
 
-  it('acknowledges a result for another attempt as stale, changing nothing', async () => {
-    const token = await tokens.issue({ jobId: uid, siteId: 'site-a', ttlSeconds: 60 });
+  it('acknowledges a result for another attempt as stale, changing nothing; a token speaks for its own attempt only', async () => {
+    const token = await tokens.issue({ jobId: uid, siteId: 'site-a', attempt: 7, ttlSeconds: 60 });
     const stale = await post(`/jobs/${uid}/result`, result(7), token);
     expect(stale.status).to.equal(200);
     expect(stale.body.outcome).to.equal('stale');
+    // the current attempt's result, from another attempt's token: refused
+    const forged = await post(`/jobs/${uid}/result`, result(1), token);
+    expect(forged.status).to.equal(403);
+    expect(forged.body).to.deep.include({ error: 'TokenForbidden' });
+    expect(forged.body.message).to.match(/attempt 7's, the body speaks for attempt 1/);
     expect((await env.getJob(name)).status.reportedAttempt).to.equal(undefined);
   });
 
@@ -94,7 +99,7 @@ describe('manager HTTP API', function () {
     env.modelGate.open();
     const done = await env.waitForJob(name, 'Succeeded', (j) => j.status.phase === 'Succeeded', 60_000);
     expect(done.status.summary).to.match(/Added a note/);
-    const token = await tokens.issue({ jobId: uid, siteId: 'site-a', ttlSeconds: 60 });
+    const token = await tokens.issue({ jobId: uid, siteId: 'site-a', attempt: 1, ttlSeconds: 60 });
     const dup = await post(`/jobs/${uid}/result`, result(1, { summary: 'a late duplicate' }), token);
     expect(dup.status).to.equal(200);
     expect(dup.body.outcome).to.equal('duplicate');

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { request } from 'undici';
 import { type ManagerEnv, type ManagerProcess, randomName, startManagerEnv } from '../support/manager-env.js';
 import { waitFor } from '../support/processes.js';
-import type { PagewrightJob } from '../../manager/resource.js';
+import type { PagewrightJob } from '../../common/job-resource.js';
 
 const finished = (j: PagewrightJob) => ['Succeeded', 'Failed', 'Cancelled'].includes(j.status.phase ?? '');
 

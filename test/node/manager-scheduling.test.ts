@@ -6,7 +6,7 @@
 import { Watch } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { type ManagerEnv, randomName, startManagerEnv } from '../support/manager-env.js';
-import type { PagewrightJob } from '../../manager/resource.js';
+import type { PagewrightJob } from '../../common/job-resource.js';
 
 const finished = (j: PagewrightJob) => ['Succeeded', 'Failed', 'Cancelled'].includes(j.status.phase ?? '');
 const active = (phase: string | undefined) => phase === 'Scheduled' || phase === 'Running';

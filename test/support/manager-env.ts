@@ -2,7 +2,8 @@
  * Everything the manager's tests run against, all real: the shared real node (node/shared.ts:
  * kube-apiserver, etcd, containerd, kubelet, scheduler, controller-manager, kube-proxy, CoreDNS)
  * with the CRD from deploy/k8s, a namespace per suite (Pod Security "restricted", as deploy/k8s
- * labels its own), the storage service with the example site, the scripted model, and the manager
+ * labels its own), the storage service with the example site, the scripted model behind the real
+ * model gateway (a child process, src via tsx, the only holder of the model's key), and the manager
  * itself as a child process on the host (src via tsx) that can be SIGKILLed and restarted. Runner
  * pods run the runner image on the node, as real containers; the host services listen on the
  * node's address, where pods reach them.
@@ -21,7 +22,7 @@ import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { request } from 'undici';
 import { packDirectory } from '../../runner/archive.js';
-import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../manager/resource.js';
+import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../common/job-resource.js';
 import { type ControlPlane, createNamespace } from './control-plane.js';
 import { OWNER_ENV, killOwnedBy, onTermination, selfOwner } from './control-plane/owner.js';
 import { demoScript } from '../../cli/demo-script.js';
@@ -60,12 +61,15 @@ export class Gate {
 export const MEMORY_HOG_COMMAND = 'head -c 4000m /dev/zero | tail; echo "hog exit: ${PIPESTATUS[1]}"';
 
 /**
- * Model behaviour by prompt: "MODEL:hang" never answers (a long executing_codex); "MODEL:gate"
+ * Model behaviour by prompt: "SCRIPT:<name>" runs a suite's own script; "MODEL:hang" never answers (a long executing_codex); "MODEL:gate"
  * holds the first turn until the env's gate opens; "MODEL:memory-hog" first has the agent run
  * MEMORY_HOG_COMMAND, then goes on with the demo edit; anything else gets the demo edit.
  */
-export function routedScript(gate: Gate): (ctx: TurnContext) => Promise<ModelTurn> {
+export function routedScript(gate: Gate, scripts: Map<string, (ctx: TurnContext) => ModelTurn> = new Map()): (ctx: TurnContext) => Promise<ModelTurn> {
   return async (ctx) => {
+    // "SCRIPT:<name>": a suite's own script (env.scripts), e.g. an attacker's
+    const named = /SCRIPT:([\w-]+)/.exec(ctx.prompt)?.[1];
+    if (named && scripts.has(named)) return scripts.get(named)!(ctx);
     if (ctx.prompt.includes('MODEL:hang')) return { kind: 'hang' };
     if (ctx.prompt.includes('MODEL:gate') && ctx.round === 0) await gate.wait();
     if (ctx.prompt.includes('MODEL:memory-hog')) {
@@ -87,10 +91,18 @@ export interface ManagerProcess {
 
 export interface ManagerEnv {
   cp: RealNode;
+  /** The gateway's base URL (…/v1), as runners reach it, and its log. */
+  gatewayUrl: string;
+  gatewayLogs(): Promise<string>;
+  /** The secrets the manager and the gateway share (for tests that forge or check credentials). */
+  gatewaySecret: string;
+  gatewayReportToken: string;
   namespace: string;
   storage: TestStorage;
   model: ModelServer;
   modelGate: Gate;
+  /** Model scripts by name: a job whose prompt says "SCRIPT:<name>" gets that one. */
+  scripts: Map<string, (ctx: TurnContext) => ModelTurn>;
   core: CoreV1Api;
   custom: CustomObjectsApi;
   baseVersion: string;
@@ -100,8 +112,8 @@ export interface ManagerEnv {
   waitForJob(name: string, what: string, predicate: (job: PagewrightJob) => boolean, timeoutMs?: number): Promise<PagewrightJob>;
   createJob(name: string, spec: Record<string, unknown>): Promise<void>;
   jobPods(uid: string): Promise<V1Pod[]>;
-  /** A pod's container log, as `kubectl logs` gets it (apiserver -> kubelet). */
-  podLogs(podName: string): Promise<string>;
+  /** A runner pod's log (its runner container, or the agent sidecar), as `kubectl logs` gets it (apiserver -> kubelet). */
+  podLogs(podName: string, container?: 'runner' | 'agent'): Promise<string>;
   /** The pod's containers that containerd still runs (the pause sandbox included). */
   runningContainers(podUid: string): Promise<NodeContainer[]>;
   managerLogs(): Promise<string>;
@@ -130,7 +142,8 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
   const baseVersion = (await storage.admin.putSiteArtifact(EXAMPLE_SITE_ID, await readFile(join(scratch, 'site.tar.gz')))).version;
   for (const site of ['site-a', 'site-b', 'site-c', 'site-crash', 'site-oom', 'site-deadline', 'site-memory']) await storage.admin.putSiteArtifact(site, await readFile(join(scratch, 'site.tar.gz')));
   const modelGate = new Gate();
-  const model = await startModelServer({ script: routedScript(modelGate), host: cp.nodeIp });
+  const scripts = new Map<string, (ctx: TurnContext) => ModelTurn>();
+  const model = await startModelServer({ script: routedScript(modelGate, scripts), host: cp.nodeIp });
 
   const owner = selfOwner();
   const managers: ManagerProcess[] = [];
@@ -138,19 +151,58 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
   const tokenSecret = storage.tokenSecret;
   const logPath = join(scratch, 'manager.log');
   const log = createWriteStream(logPath, { flags: 'a' });
+  // the manager's usual address, known before it starts: the gateway reports usage there
+  const managerPort = await getFreePort(cp.nodeIp);
+  const gatewaySecret = randomBytes(32).toString('hex');
+  const gatewayReportToken = randomBytes(24).toString('hex');
+  const gatewayPort = await getFreePort(cp.nodeIp);
+  const gatewayUrl = `http://${cp.nodeIp}:${gatewayPort}/v1`;
+  const gatewayLogPath = join(scratch, 'gateway.log');
+  const gatewayLog = createWriteStream(gatewayLogPath, { flags: 'a' });
+  const gateway = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'gateway/main.ts')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      KUBECONFIG: cp.kubeconfigPath,
+      [OWNER_ENV]: owner,
+      PAGEWRIGHT_GATEWAY_HOST: cp.nodeIp,
+      PAGEWRIGHT_GATEWAY_PORT: String(gatewayPort),
+      PAGEWRIGHT_LLM_URL: model.url,
+      PAGEWRIGHT_LLM_KEY: model.key,
+      PAGEWRIGHT_GATEWAY_SECRET: gatewaySecret,
+      PAGEWRIGHT_GATEWAY_REPORT_TOKEN: gatewayReportToken,
+      PAGEWRIGHT_MANAGER_URL: `http://${cp.nodeIp}:${managerPort}`,
+      PAGEWRIGHT_WATCH_NAMESPACE: namespace,
+      PAGEWRIGHT_LOG_LEVEL: 'debug',
+    },
+  });
+  gateway.stdout?.pipe(gatewayLog, { end: false });
+  gateway.stderr?.pipe(gatewayLog, { end: false });
+  await waitFor('gateway /readyz', async () => {
+    if (gateway.exitCode !== null) throw new Error(`gateway exited with ${gateway.exitCode}:\n${await readFile(gatewayLogPath, 'utf8')}`);
+    const res = await request(`http://${cp.nodeIp}:${gatewayPort}/readyz`).catch(() => null);
+    await res?.body.dump();
+    return res?.statusCode === 200;
+  }, 30_000, 100);
 
   const env: ManagerEnv = {
     cp,
+    gatewayUrl,
+    gatewayLogs: () => readFile(gatewayLogPath, 'utf8').catch(() => ''),
+    gatewaySecret,
+    gatewayReportToken,
     namespace,
     storage,
     model,
     modelGate,
+    scripts,
     core,
     custom,
     baseVersion,
     tokenSecret,
     async startManager(opts = {}) {
-      const port = opts.port ?? (await getFreePort(cp.nodeIp));
+      const port = opts.port ?? (managers.some((m) => m.port === managerPort && m.proc.exitCode === null && m.proc.signalCode === null) ? await getFreePort(cp.nodeIp) : managerPort);
       const url = `http://${cp.nodeIp}:${port}`;
       const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'manager/main.ts')], {
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -168,8 +220,9 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
           PAGEWRIGHT_STORAGE_URL: storage.url,
           PAGEWRIGHT_STORAGE_ADMIN_TOKEN: storage.adminToken,
           PAGEWRIGHT_TOKEN_SECRET: tokenSecret,
-          PAGEWRIGHT_LLM_KEY: model.key,
-          PAGEWRIGHT_LLM_URL: model.url,
+          PAGEWRIGHT_GATEWAY_URL: gatewayUrl,
+          PAGEWRIGHT_GATEWAY_SECRET: gatewaySecret,
+          PAGEWRIGHT_GATEWAY_REPORT_TOKEN: gatewayReportToken,
           PAGEWRIGHT_RUNNER_MEMORY_LIMIT: '768Mi',
           PAGEWRIGHT_RETRY_BASE_SECONDS: '1',
           PAGEWRIGHT_RESYNC_SECONDS: '30',
@@ -242,19 +295,22 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
       return (await core.listNamespacedPod({ namespace, labelSelector: `pagewright.dev/job=${uid}` })).items;
     },
     managerLogs: () => readFile(logPath, 'utf8').catch(() => ''),
-    async podLogs(podName) {
-      return core.readNamespacedPodLog({ namespace, name: podName }).catch((err: Error) => `(no log: ${err.message})`);
+    async podLogs(podName, container = 'runner') {
+      return core.readNamespacedPodLog({ namespace, name: podName, container }).catch((err: Error) => `(no log: ${err.message})`);
     },
     async runningContainers(podUid) {
       return (await cp.containers(podUid)).filter((c) => c.status === 'RUNNING');
     },
     async diagnostics() {
       const pods = (await core.listNamespacedPod({ namespace })).items;
-      const logs = await Promise.all(pods.map(async (p) => `--- pod ${p.metadata?.name} (${p.status?.phase}):\n${(await env.podLogs(p.metadata!.name!)).slice(-3000)}`));
-      return `--- manager:\n${(await env.managerLogs()).slice(-5000)}\n${logs.join('\n')}`;
+      const logs = await Promise.all(
+        pods.map(async (p) => `--- pod ${p.metadata?.name} (${p.status?.phase}):\n${(await env.podLogs(p.metadata!.name!)).slice(-3000)}\n--- its agent:\n${(await env.podLogs(p.metadata!.name!, 'agent')).slice(-1500)}`),
+      );
+      return `--- manager:\n${(await env.managerLogs()).slice(-5000)}\n--- gateway:\n${(await env.gatewayLogs()).slice(-2000)}\n${logs.join('\n')}`;
     },
     async stop() {
       await Promise.all(managers.map((m) => m.kill('SIGKILL')));
+      gateway.kill('SIGKILL');
       // the namespace's pods and Secrets go with it (the node's garbage collector and kubelet)
       await cp.kubectl(['delete', 'namespace', namespace, '--wait=false']);
       unregister();

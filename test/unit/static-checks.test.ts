@@ -12,7 +12,8 @@ import { dirname, join } from 'node:path';
 import { expect } from 'chai';
 import { ENV_PREFIX } from '../../common/config.js';
 import { managerConfigSpec } from '../../manager/config.js';
-import { runnerConfigSpec } from '../../runner/config.js';
+import { agentConfigSpec, runnerConfigSpec } from '../../runner/config.js';
+import { gatewayConfigSpec } from '../../gateway/config.js';
 import { checkLayers } from '../../scripts/check-layers.js';
 import { storageConfigSpec } from '../../storage/config.js';
 import { REPO_ROOT } from '../support/sites.js';
@@ -136,7 +137,7 @@ describe('static checks', () => {
 
   it("README's configuration table names every PAGEWRIGHT_* variable of every service", () => {
     const readme = read('README.md');
-    for (const [service, spec] of Object.entries({ manager: managerConfigSpec, runner: runnerConfigSpec, storage: storageConfigSpec })) {
+    for (const [service, spec] of Object.entries({ manager: managerConfigSpec, runner: runnerConfigSpec, agent: agentConfigSpec, storage: storageConfigSpec, gateway: gatewayConfigSpec })) {
       for (const field of Object.values(spec)) {
         expect(readme, `${service}: ${ENV_PREFIX}${field.name}`).to.match(new RegExp(`\\|\\s*\`${ENV_PREFIX}${field.name}\`\\s*\\|`));
       }

@@ -1,7 +1,17 @@
 /**
- * Every failure that can end a job is a PagewrightError carrying a machine-readable reason.
- * The reason travels unchanged into the runner's /status, the callback body and finally the
- * PagewrightJob's status.reason, so users (and the manager's retry policy) can act on it.
+ * Pagewright's one error vocabulary (the undici/fastify pattern, notes/style.md): every failure
+ * is a PagewrightError with a stable `code`, one table gives each code its HTTP status, and one
+ * middleware (common/error-middleware.ts) turns errors into responses. Callers switch on `code`,
+ * never on message text.
+ *
+ * Two kinds of code share the vocabulary:
+ *   - FailureReason: what can end a job. It travels unchanged into the runner's /status, the
+ *     callback body (JobResult.reason) and finally the PagewrightJob's status.reason, so users
+ *     (and the manager's retry policy) can act on it. These names are wire values: never rename.
+ *   - HttpErrorCode: what only an HTTP answer carries (a bad token, an unknown route, a quota).
+ *     They travel as `error` in the `{error, message}` body of storage, manager and runner (the
+ *     gateway: `error.code` in OpenAI's shape) and are wire values as well.
+ * `reason` stays the name of the job's wire field; inside the code an error has a `code`.
  */
 import { z } from 'zod';
 
@@ -48,6 +58,145 @@ export const FailureReason = z.enum([
 ]);
 export type FailureReason = z.infer<typeof FailureReason>;
 
+/** Codes only HTTP answers carry; a job never ends with one (its reason is a FailureReason). */
+export const HttpErrorCode = z.enum([
+  // who are you (401) / you may not (403)
+  /** No bearer token (manager, gateway). */
+  'TokenMissing',
+  /** A bearer token that is not a valid credential (manager, gateway). */
+  'TokenInvalid',
+  'TokenExpired',
+  /** A valid token for another job, attempt or scope (manager). */
+  'TokenForbidden',
+  /** A token of an attempt that has ended (storage, gateway). */
+  'AttemptEnded',
+  /** Storage and the runner's /kill: no valid bearer token (storage folds the Token* 401s into it). */
+  'Unauthorized',
+  /** Storage: the token may not do this (storage folds TokenForbidden into it). */
+  'Forbidden',
+  // the request
+  'BadRequest',
+  'InvalidSiteId',
+  'InvalidJobId',
+  'InvalidVersion',
+  'InvalidDigest',
+  /** The body's sha256 is not the one the request declared. */
+  'DigestMismatch',
+  'InvalidManifest',
+  /** No such route (or storage: no such job object name, no job). */
+  'NotFound',
+  'SiteNotFound',
+  'VersionNotFound',
+  'ObjectNotFound',
+  /** The manager knows no PagewrightJob with this uid (any more). */
+  'JobNotFound',
+  /** An If-Match / If-None-Match that does not hold. */
+  'PreconditionFailed',
+  /** publish: the job's stored output is not the version the runner reported. */
+  'OutputMismatch',
+  /** The runner's /kill: the job has already ended. */
+  'AlreadyFinished',
+  /** The agent server: a run is already in progress. */
+  'Busy',
+  'PayloadTooLarge',
+  /** The job's live objects would exceed PAGEWRIGHT_STORAGE_MAX_JOB_BYTES. */
+  'JobQuotaExceeded',
+  // the service
+  /** Starting: informers not synced yet; retry. */
+  'NotReady',
+  /** The gateway could not reach the model endpoint. */
+  'UpstreamUnavailable',
+  /** Client side: a non-2xx answer whose body names no code of this vocabulary (a proxy, a crash page). */
+  'UnexpectedResponse',
+]);
+export type HttpErrorCode = z.infer<typeof HttpErrorCode>;
+
+export const ErrorCode = z.enum([...FailureReason.options, ...HttpErrorCode.options]);
+export type ErrorCode = z.infer<typeof ErrorCode>;
+
+/** A subset of the vocabulary (what one error class or one service may answer), checked: a misspelt code does not compile. */
+export type CodeSubset<C extends ErrorCode> = C;
+
+/**
+ * The one table from code to HTTP status. A job's failure reasons never reach an HTTP answer
+ * but the few that are refusals: the rest are 500 should one escape a route.
+ */
+export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  // failure reasons
+  LLMAuthFailed: 500,
+  LLMUnavailable: 500,
+  ModelNotFound: 500,
+  ModelNotAllowed: 403,
+  BudgetNotAllowed: 403,
+  // 403, not 429: codex retries 429 and 5xx by itself, and a spent budget must not look like a rate limit
+  LLMBudgetExceeded: 403,
+  LLMRateLimited: 403,
+  CodexFailed: 500,
+  CodexTimeout: 500,
+  InvalidAgentOutput: 500,
+  ArtifactNotFound: 500,
+  ArtifactCorrupt: 500,
+  UnsafeArchive: 500,
+  UnsafeOutput: 422,
+  ArtifactTooLarge: 500,
+  StorageUnavailable: 500,
+  UploadFailed: 500,
+  Killed: 500,
+  Cancelled: 500,
+  DeadlineExceeded: 500,
+  OOMKilled: 500,
+  Evicted: 500,
+  ImagePullFailed: 500,
+  PodLost: 500,
+  PodTerminated: 500,
+  RunnerFailed: 500,
+  CallbackFailed: 500,
+  PublishConflict: 409,
+  InvalidConfig: 500,
+  Internal: 500,
+  // HTTP only
+  TokenMissing: 401,
+  TokenInvalid: 401,
+  TokenExpired: 401,
+  TokenForbidden: 403,
+  AttemptEnded: 403,
+  Unauthorized: 401,
+  Forbidden: 403,
+  BadRequest: 400,
+  InvalidSiteId: 400,
+  InvalidJobId: 400,
+  InvalidVersion: 400,
+  InvalidDigest: 400,
+  DigestMismatch: 400,
+  InvalidManifest: 400,
+  NotFound: 404,
+  SiteNotFound: 404,
+  VersionNotFound: 404,
+  ObjectNotFound: 404,
+  JobNotFound: 404,
+  PreconditionFailed: 412,
+  OutputMismatch: 409,
+  AlreadyFinished: 409,
+  Busy: 409,
+  PayloadTooLarge: 413,
+  JobQuotaExceeded: 413,
+  NotReady: 503,
+  UpstreamUnavailable: 502,
+  UnexpectedResponse: 502,
+};
+
+export function httpStatusOf(code: ErrorCode): number {
+  return HTTP_STATUS[code];
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(HTTP_STATUS, value);
+}
+
+export function isFailureReason(value: unknown): value is FailureReason {
+  return FailureReason.safeParse(value).success;
+}
+
 /** Reasons worth a new attempt: the infrastructure failed, not the job itself. */
 export const INFRASTRUCTURE_REASONS: ReadonlySet<FailureReason> = new Set<FailureReason>([
   'StorageUnavailable',
@@ -63,19 +212,53 @@ export function isInfrastructureFailure(reason: FailureReason): boolean {
   return INFRASTRUCTURE_REASONS.has(reason);
 }
 
-export class PagewrightError extends Error {
-  readonly reason: FailureReason;
+/** The base of every Pagewright error; `C` narrows the codes a subclass may carry. */
+export class PagewrightError<C extends ErrorCode = ErrorCode> extends Error {
+  readonly code: C;
 
-  constructor(reason: FailureReason, message: string, options?: { cause?: unknown }) {
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'PagewrightError';
-    this.reason = reason;
+    this.code = code;
+  }
+
+  /**
+   * @deprecated Read `code`. Kept only while test/integration/codex.test.ts (edited in parallel)
+   * still reads `err.reason`; remove it once that file reads `err.code`.
+   */
+  get reason(): C {
+    return this.code;
   }
 }
 
-/** Maps anything thrown to a PagewrightError, keeping the reason of one that already has it. */
-export function toPagewrightError(err: unknown, fallback: FailureReason = 'Internal'): PagewrightError {
-  if (err instanceof PagewrightError) return err;
+/** A job's failure: a PagewrightError whose code is a FailureReason. */
+export type JobFailure = PagewrightError<FailureReason>;
+
+export function isJobFailure(err: unknown): err is JobFailure {
+  return err instanceof PagewrightError && isFailureReason(err.code);
+}
+
+/**
+ * Maps anything thrown to the job's failure, keeping the code of one that already is a job
+ * failure. An error with an HTTP-only code (a refusal from storage or the manager that nobody
+ * classified) becomes `fallback`, with the error as its cause: status.reason only holds reasons.
+ */
+export function toJobFailure(err: unknown, fallback: FailureReason = 'Internal'): JobFailure {
+  if (isJobFailure(err)) return err;
   const message = err instanceof Error ? err.message : String(err);
   return new PagewrightError(fallback, message, { cause: err });
+}
+
+/** The `{error, message}` body of storage, manager, runner and the agent server; `error` is a code. */
+export const ApiErrorBody = z.object({ error: z.string(), message: z.string() });
+export type ApiErrorBody = z.infer<typeof ApiErrorBody>;
+
+/** The `{error, message}` of an error answer's text, or null (not JSON: a proxy or a crash page). */
+export function parseApiErrorBody(text: string): ApiErrorBody | null {
+  try {
+    const parsed = ApiErrorBody.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
 }

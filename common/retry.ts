@@ -4,6 +4,7 @@
  * it passes, so a hung request cannot outlive the job.
  */
 import pRetry from 'p-retry';
+import { type ErrorCode, PagewrightError, isErrorCode, parseApiErrorBody } from './errors.js';
 
 export interface RetryOptions {
   /** Extra attempts after the first. */
@@ -53,28 +54,52 @@ export async function withRetry<T>(fn: (ctx: AttemptContext) => Promise<T>, opts
   );
 }
 
-export class DeadlineExceededError extends Error {
+/** withRetry's deadline passed before the operation could complete. */
+export class DeadlineExceededError extends PagewrightError<'DeadlineExceeded'> {
   constructor() {
-    super('deadline exceeded before the operation could complete');
+    super('DeadlineExceeded', 'deadline exceeded before the operation could complete');
     this.name = 'DeadlineExceededError';
   }
 }
 
-/** An HTTP answer that is not the one we wanted; retryable for 408/425/429/5xx. */
-export class HttpStatusError extends Error {
+/** A code for an answer whose body names none of ours: the generic one of its status, if any. */
+const GENERIC_CODES: Readonly<Record<number, ErrorCode>> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  412: 'PreconditionFailed',
+  413: 'PayloadTooLarge',
+};
+
+/**
+ * An HTTP answer that is not the one we wanted (client side); retryable for 408/425/429/5xx.
+ * `status` is what the server answered; `code` the one its error body named (so callers switch
+ * on it), else the generic code of that status, else UnexpectedResponse. Never answered as is:
+ * the error middleware treats one that escapes a route as an internal error.
+ */
+export class HttpStatusError extends PagewrightError {
   readonly status: number;
-  readonly code: string | undefined;
 
   constructor(status: number, message: string, code?: string) {
-    super(message);
+    super(isErrorCode(code) ? code : (GENERIC_CODES[status] ?? 'UnexpectedResponse'), message);
     this.name = 'HttpStatusError';
     this.status = status;
-    this.code = code;
   }
 
   get retryable(): boolean {
     return this.status === 408 || this.status === 425 || this.status === 429 || this.status >= 500;
   }
+}
+
+/**
+ * What a non-2xx answer of a Pagewright service says: the code its `{error, message}` body
+ * names (undefined if it names none: a proxy, a crash page) and a detail for error messages.
+ */
+export function readErrorAnswer(status: number, text: string): { code: string | undefined; detail: string } {
+  const body = parseApiErrorBody(text);
+  if (body) return { code: body.error, detail: `${body.error}: ${body.message}` };
+  return { code: undefined, detail: `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}` };
 }
 
 const TRANSIENT_CODES = new Set([

@@ -152,10 +152,6 @@ export const StoredObject = z.object({
 });
 export type StoredObject = z.infer<typeof StoredObject>;
 
-/** Storage's error body; `error` is a stable code. */
-export const ApiErrorBody = z.object({ error: z.string(), message: z.string() });
-export type ApiErrorBody = z.infer<typeof ApiErrorBody>;
-
 /** What a job used of the model, as the gateway counted it (status.usage: camelCase as the CRD). */
 export const Usage = z.object({
   requests: z.number().int().nonnegative(),

@@ -1,13 +1,13 @@
 /**
  * Typed client for the storage API (undici). Callers own retries (withRetry), because only they
  * know whether a body can be sent again. Non-2xx answers become StorageRequestError carrying
- * the HTTP status and storage's error code.
+ * the HTTP status and the code of storage's error body (common/errors.ts), to switch on.
  */
 import type { Readable } from 'node:stream';
 import { type Dispatcher, request } from 'undici';
 import { z } from 'zod';
-import { HttpStatusError } from './retry.js';
-import { ApiErrorBody, StoredObject } from './schemas.js';
+import { HttpStatusError, readErrorAnswer } from './retry.js';
+import { StoredObject } from './schemas.js';
 
 export class StorageRequestError extends HttpStatusError {
   constructor(status: number, code: string | undefined, message: string) {
@@ -180,13 +180,6 @@ function enc(s: string): string {
 
 async function toError(res: Dispatcher.ResponseData): Promise<StorageRequestError> {
   const text = await res.body.text().catch(() => '');
-  let parsed: ApiErrorBody | undefined;
-  try {
-    const result = ApiErrorBody.safeParse(JSON.parse(text));
-    if (result.success) parsed = result.data;
-  } catch {
-    // not JSON: a proxy or a crash page
-  }
-  const message = parsed ? `${parsed.error}: ${parsed.message}` : `HTTP ${res.statusCode}${text ? `: ${text.slice(0, 200)}` : ''}`;
-  return new StorageRequestError(res.statusCode, parsed?.error, `storage answered ${res.statusCode} (${message})`);
+  const { code, detail } = readErrorAnswer(res.statusCode, text);
+  return new StorageRequestError(res.statusCode, code, `storage answered ${res.statusCode} (${detail})`);
 }

@@ -9,6 +9,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
 import { z } from 'zod';
+import { type CodeSubset, PagewrightError } from './errors.js';
 import { JobId, SiteId } from './schemas.js';
 
 export const TokenScope = z.enum(['site:read', 'job:write', 'callback', 'kill']);
@@ -36,18 +37,16 @@ const Payload = z.object({
   exp: z.number(),
 });
 
-export type TokenErrorCode = 'TokenMissing' | 'TokenInvalid' | 'TokenExpired' | 'TokenForbidden' | 'AttemptEnded';
+export type TokenErrorCode = CodeSubset<'TokenMissing' | 'TokenInvalid' | 'TokenExpired' | 'TokenForbidden' | 'AttemptEnded'>;
 
-export class TokenError extends Error {
-  readonly code: TokenErrorCode;
+/**
+ * A credential refused; the code says why (and, through common/errors.ts's table, the status:
+ * 401 for who-are-you problems, 403 for you-may-not (any more)).
+ */
+export class TokenError extends PagewrightError<TokenErrorCode> {
   constructor(code: TokenErrorCode, message: string) {
-    super(message);
+    super(code, message);
     this.name = 'TokenError';
-    this.code = code;
-  }
-  /** 401 for who-are-you problems, 403 for you-may-not (any more). */
-  get httpStatus(): 401 | 403 {
-    return this.code === 'TokenForbidden' || this.code === 'AttemptEnded' ? 403 : 401;
   }
 }
 

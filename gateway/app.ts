@@ -13,16 +13,17 @@
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { brotliDecompress, gunzip, inflate, zstdDecompress } from 'node:zlib';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type Request, type Response } from 'express';
 import type { Dispatcher } from 'undici';
 import { request as upstreamRequest } from 'undici';
+import { installErrorHandling } from '../common/error-middleware.js';
 import type { GatewayClaims, GatewayCredentials } from '../common/gateway-credential.js';
 import type { Logger } from '../common/logger.js';
 import type { GatewayRefusalReason, Usage, UsageReport } from '../common/schemas.js';
-import { TokenError, bearerToken } from '../common/tokens.js';
+import { bearerToken } from '../common/tokens.js';
 import type { AttemptVerdict } from './attempts.js';
 import type { SharedBackoff } from './backoff.js';
-import { GatewayError } from './errors.js';
+import { GatewayError, openAiErrorEnvelope } from './errors.js';
 import type { UsageLedger } from './ledger.js';
 import type { GatewayMetrics } from './metrics.js';
 import { UsageTap } from './usage-tap.js';
@@ -74,8 +75,9 @@ export function createGatewayApp(d: GatewayDeps): express.Express {
     try {
       claims = await d.credentials.verify(token);
     } catch (err) {
+      // a TokenError already carries its code (TokenExpired, TokenInvalid)
       d.metrics.requests.inc({ route, outcome: 'unauthorized' });
-      throw err instanceof TokenError ? new GatewayError(err.code === 'TokenExpired' ? 'TokenExpired' : 'TokenInvalid', err.message) : err;
+      throw err;
     }
     const verdict = d.attempts.verdict(claims);
     if (!verdict.live) {
@@ -176,15 +178,7 @@ export function createGatewayApp(d: GatewayDeps): express.Express {
     }
   }
 
-  app.use((req: Request, _res: Response) => {
-    throw new GatewayError('NotFound', `no route ${req.method} ${req.path} (the gateway serves POST /v1/responses and GET /v1/models)`);
-  });
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const error = err instanceof GatewayError ? err : new GatewayError('UpstreamUnavailable', 'internal error');
-    if (!(err instanceof GatewayError)) d.logger.error('request failed', { path: req.path, error: String(err) });
-    if (res.headersSent) return void res.destroy();
-    res.status(error.status).json(error.body());
-  });
+  installErrorHandling(app, { logger: d.logger, envelope: openAiErrorEnvelope, routesHint: 'the gateway serves POST /v1/responses and GET /v1/models' });
   return app;
 }
 

@@ -1,10 +1,13 @@
 /**
- * The gateway's refusals, each with a stable code, answered in the OpenAI error shape
- * (`{error: {message, type, code}}`) because codex and the openai SDK read that shape. 403 for
- * what a retry cannot fix (codex retries 429 and 5xx by itself: a spent budget must not look
- * like a rate limit).
+ * The gateway's refusals: a subset of Pagewright's one vocabulary (common/errors.ts, which also
+ * holds each code's HTTP status: 403 for what a retry cannot fix, since codex retries 429 and 5xx
+ * by itself and a spent budget must not look like a rate limit), answered in the OpenAI error
+ * shape (`{error: {message, type, code}}`) because codex and the openai SDK read that shape.
  */
-export type GatewayErrorCode =
+import { type CodeSubset, PagewrightError } from '../common/errors.js';
+import type { ErrorEnvelope } from '../common/error-middleware.js';
+
+export type GatewayErrorCode = CodeSubset<
   | 'TokenMissing'
   | 'TokenInvalid'
   | 'TokenExpired'
@@ -16,37 +19,17 @@ export type GatewayErrorCode =
   | 'PayloadTooLarge'
   | 'NotFound'
   | 'NotReady'
-  | 'UpstreamUnavailable';
+  | 'UpstreamUnavailable'
+>;
 
-const STATUS: Record<GatewayErrorCode, number> = {
-  TokenMissing: 401,
-  TokenInvalid: 401,
-  TokenExpired: 401,
-  AttemptEnded: 403,
-  LLMBudgetExceeded: 403,
-  LLMRateLimited: 403,
-  ModelNotAllowed: 403,
-  BadRequest: 400,
-  PayloadTooLarge: 413,
-  NotFound: 404,
-  NotReady: 503,
-  UpstreamUnavailable: 502,
-};
-
-export class GatewayError extends Error {
-  constructor(
-    readonly code: GatewayErrorCode,
-    message: string,
-  ) {
-    super(message);
+export class GatewayError extends PagewrightError<GatewayErrorCode> {
+  constructor(code: GatewayErrorCode, message: string) {
+    super(code, message);
     this.name = 'GatewayError';
   }
-
-  get status(): number {
-    return STATUS[this.code];
-  }
-
-  body(): { error: { message: string; type: string; code: string } } {
-    return { error: { message: `${this.code}: ${this.message}`, type: 'pagewright_gateway', code: this.code } };
-  }
 }
+
+/** The gateway's envelope for common/error-middleware.ts: OpenAI's error shape. */
+export const openAiErrorEnvelope: ErrorEnvelope = (err) => ({
+  error: { message: `${err.code}: ${err.message}`, type: 'pagewright_gateway', code: err.code },
+});

@@ -2,10 +2,12 @@
  * Usage goes to the manager, the one writer of job status (POST /jobs/{id}/usage), which puts
  * it into status.usage and, for a refusal, status.gatewayRefusal. Reports are coalesced per job
  * (only the latest counts matter, they only grow) and retried until the manager acknowledges
- * them; a refusal is kept until it is delivered. The gateway never waits for them.
+ * them; a refusal is kept until it is delivered. The gateway never waits for them. Whether a
+ * refused report is dropped or retried depends on the code the manager answered.
  */
 import { Agent, request } from 'undici';
 import type { Logger } from '../common/logger.js';
+import { HttpStatusError, readErrorAnswer } from '../common/retry.js';
 import type { UsageReport } from '../common/schemas.js';
 
 const MAX_DELAY_MS = 30_000;
@@ -68,13 +70,20 @@ export class UsageReporter {
       });
       const text = await res.body.text();
       if (res.statusCode < 300) return 'done';
-      // the job is gone (or was never the manager's): nothing left to account
-      if (res.statusCode === 404 || res.statusCode === 400) {
-        this.o.logger.warn('usage report dropped', { job: report.job_id, status: res.statusCode, body: text.slice(0, 200) });
-        return 'done';
+      const { code, detail } = readErrorAnswer(res.statusCode, text);
+      const refused = new HttpStatusError(res.statusCode, `manager answered ${res.statusCode} to a usage report (${detail})`, code);
+      switch (refused.code) {
+        // the job is gone (or was never the manager's), or the manager will never take this report: nothing left to account
+        case 'JobNotFound':
+        case 'NotFound':
+        case 'BadRequest':
+        case 'PayloadTooLarge':
+          this.o.logger.warn('usage report dropped', { job: report.job_id, status: res.statusCode, code: refused.code, error: refused.message });
+          return 'done';
+        default:
+          this.o.logger.warn('usage report refused; retrying', { job: report.job_id, status: res.statusCode, code: refused.code });
+          return 'retry';
       }
-      this.o.logger.warn('usage report refused; retrying', { job: report.job_id, status: res.statusCode });
-      return 'retry';
     } catch (err) {
       this.o.logger.warn('usage report failed; retrying', { job: report.job_id, error: String(err) });
       return 'retry';

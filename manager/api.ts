@@ -5,14 +5,16 @@
  * acknowledged, so an acknowledged result survives a manager crash; a duplicate or a result for
  * an attempt that is no longer current is acknowledged and changes nothing.
  */
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type Request } from 'express';
+import { installErrorHandling } from '../common/error-middleware.js';
+import { PagewrightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { JobProgress, JobResult, UsageReport } from '../common/schemas.js';
-import { type JobTokens, TokenError, bearerToken, constantTimeEqual } from '../common/tokens.js';
+import { type JobTokens, bearerToken, constantTimeEqual } from '../common/tokens.js';
 import type { JobCache } from './job-cache.js';
 import type { ManagerMetrics } from './metrics.js';
 import { splitKey } from '../common/job-resource.js';
-import { JobGoneError, type StatusWriter } from './status.js';
+import type { StatusWriter } from './status.js';
 import { progressed, resultOutcome, resultReported, usageReported } from './transitions.js';
 
 export interface ManagerApiDeps {
@@ -28,16 +30,6 @@ export interface ManagerApiDeps {
   ready: () => boolean;
   /** Still serving (false once shutdown began). */
   live: () => boolean;
-}
-
-class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export function createManagerApp(d: ManagerApiDeps): express.Express {
@@ -57,27 +49,27 @@ export function createManagerApp(d: ManagerApiDeps): express.Express {
   async function callbackJob(req: Request): Promise<{ key: string; uid: string; attempt: number }> {
     const uid = String(req.params.id);
     const token = bearerToken(req.headers.authorization);
-    if (!token) throw new ApiError(401, 'TokenMissing', 'a callback needs the runner credential as a bearer token');
+    if (!token) throw new PagewrightError('TokenMissing', 'a callback needs the runner credential as a bearer token');
     const claims = await d.tokens.verify(token, 'callback');
-    if (claims.jobId !== uid) throw new ApiError(403, 'TokenForbidden', 'the token belongs to another job');
-    if (!d.ready()) throw new ApiError(503, 'NotReady', 'the manager is starting; retry');
+    if (claims.jobId !== uid) throw new PagewrightError('TokenForbidden', 'the token belongs to another job');
+    if (!d.ready()) throw new PagewrightError('NotReady', 'the manager is starting; retry');
     const key = d.cache.keyOfUid(uid);
-    if (!key) throw new ApiError(404, 'JobNotFound', `no PagewrightJob with uid ${uid}`);
+    if (!key) throw new PagewrightError('JobNotFound', `no PagewrightJob with uid ${uid}`);
     return { key, uid, attempt: claims.attempt };
   }
 
   /** A runner speaks for its own attempt only. */
   function sameAttempt(token: number, body: number): void {
-    if (token !== body) throw new ApiError(403, 'TokenForbidden', `the token is attempt ${token}'s, the body speaks for attempt ${body}`);
+    if (token !== body) throw new PagewrightError('TokenForbidden', `the token is attempt ${token}'s, the body speaks for attempt ${body}`);
   }
 
   function body<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } }, req: Request, uid: string): T {
     const parsed = schema.safeParse(req.body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw new ApiError(400, 'BadRequest', `invalid body: ${issue?.path.join('.') || '(root)'} ${issue?.message}`);
+      throw new PagewrightError('BadRequest', `invalid body: ${issue?.path.join('.') || '(root)'} ${issue?.message}`);
     }
-    if ((parsed.data as { job_id: string }).job_id !== uid) throw new ApiError(400, 'BadRequest', 'job_id in the body does not match the URL');
+    if ((parsed.data as { job_id: string }).job_id !== uid) throw new PagewrightError('BadRequest', 'job_id in the body does not match the URL');
     return parsed.data;
   }
 
@@ -111,12 +103,12 @@ export function createManagerApp(d: ManagerApiDeps): express.Express {
 
   app.post('/jobs/:id/usage', express.json({ limit: '16kb' }), async (req, res) => {
     const token = bearerToken(req.headers.authorization);
-    if (!token || !constantTimeEqual(token, d.gatewayReportToken)) throw new ApiError(401, 'TokenInvalid', 'usage reports need the gateway\'s report token');
-    if (!d.ready()) throw new ApiError(503, 'NotReady', 'the manager is starting; retry');
+    if (!token || !constantTimeEqual(token, d.gatewayReportToken)) throw new PagewrightError('TokenInvalid', 'usage reports need the gateway\'s report token');
+    if (!d.ready()) throw new PagewrightError('NotReady', 'the manager is starting; retry');
     const uid = String(req.params.id);
     const report = body(UsageReport, req, uid);
     const key = d.cache.keyOfUid(uid);
-    if (!key) throw new ApiError(404, 'JobNotFound', `no PagewrightJob with uid ${uid}`);
+    if (!key) throw new PagewrightError('JobNotFound', `no PagewrightJob with uid ${uid}`);
     const { namespace, name } = splitKey(key);
     const { job: stored } = await d.status.update(await d.status.get(namespace, name), usageReported(report));
     d.metrics.callbacks.inc({ kind: 'usage', outcome: report.refusal ? 'refusal' : 'recorded' });
@@ -125,16 +117,7 @@ export function createManagerApp(d: ManagerApiDeps): express.Express {
     res.json({ ok: true, usage: stored.status.usage });
   });
 
-  app.use((req: Request, res: Response) => {
-    res.status(404).json({ error: 'NotFound', message: `no route ${req.method} ${req.path}` });
-  });
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    if (err instanceof ApiError) return void res.status(err.status).json({ error: err.code, message: err.message });
-    if (err instanceof TokenError) return void res.status(err.httpStatus).json({ error: err.code, message: err.message });
-    if (err instanceof JobGoneError) return void res.status(404).json({ error: 'JobNotFound', message: err.message });
-    const status = (err as { status?: number; type?: string }).type === 'entity.parse.failed' ? 400 : 500;
-    if (status === 500) d.logger.error('request failed', { path: req.path, error: String(err) });
-    res.status(status).json({ error: status === 400 ? 'BadRequest' : 'Internal', message: status === 400 ? 'body is not valid JSON' : 'internal error; retry' });
-  });
+  // TokenError (verify), JobGoneError (status writes: JobNotFound) and the refusals above are all PagewrightErrors
+  installErrorHandling(app, { logger: d.logger });
   return app;
 }

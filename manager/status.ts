@@ -6,14 +6,16 @@
  */
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { isDeepStrictEqual } from 'node:util';
+import { PagewrightError } from '../common/errors.js';
 import { GROUP, type Condition, type JobPhase, type JobStatus, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';
 
 /** Returns the next status, or null to leave the object alone. */
 export type StatusChange = (job: PagewrightJob) => JobStatus | null;
 
-export class JobGoneError extends Error {
+/** The job was deleted under a status write (the API answers it as 404 JobNotFound). */
+export class JobGoneError extends PagewrightError<'JobNotFound'> {
   constructor(key: string) {
-    super(`job ${key} no longer exists`);
+    super('JobNotFound', `job ${key} no longer exists`);
     this.name = 'JobGoneError';
   }
 }

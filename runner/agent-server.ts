@@ -14,8 +14,10 @@
  * judges a run by what it can check itself (the files, the gateway's account of the model calls).
  */
 import { once } from 'node:events';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express from 'express';
 import { z } from 'zod';
+import { installErrorHandling } from '../common/error-middleware.js';
+import { PagewrightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { SMALL_API_TIMEOUTS, applyServerTimeouts } from '../common/server-timeouts.js';
 import { type AgentRun, type AgentServerLine, LocalLauncher } from './agent-launcher.js';
@@ -37,8 +39,8 @@ export function createAgentApp(logger: Logger, launcher = new LocalLauncher()): 
 
   app.post('/runs', express.json({ limit: '4mb' }), async (req, res) => {
     const spec = AgentSpecBody.safeParse(req.body);
-    if (!spec.success) return void res.status(400).json({ error: 'BadRequest', message: spec.error.issues[0]?.message ?? 'invalid run' });
-    if (current) return void res.status(409).json({ error: 'Busy', message: 'a run is in progress' });
+    if (!spec.success) throw new PagewrightError('BadRequest', spec.error.issues[0]?.message ?? 'invalid run');
+    if (current) throw new PagewrightError('Busy', 'a run is in progress');
     res.status(200).setHeader('content-type', 'application/x-ndjson');
     res.flushHeaders();
     const send = (line: AgentServerLine) => void res.write(`${JSON.stringify(line)}\n`);
@@ -74,11 +76,7 @@ export function createAgentApp(logger: Logger, launcher = new LocalLauncher()): 
     res.json({ ok: true });
   });
 
-  app.use((req: Request, res: Response) => void res.status(404).json({ error: 'NotFound', message: `no route ${req.method} ${req.path}` }));
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    logger.error('agent server request failed', { path: req.path, error: String(err) });
-    if (!res.headersSent) res.status(500).json({ error: 'Internal', message: 'internal error' });
-  });
+  installErrorHandling(app, { logger });
   return app;
 }
 

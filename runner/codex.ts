@@ -15,7 +15,7 @@ import { execFile } from 'node:child_process';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { PagewrightError } from '../common/errors.js';
+import { type JobFailure, PagewrightError, isJobFailure } from '../common/errors.js';
 import { PROCESS_MARKER_ENV } from '../common/process-marker.js';
 import { type AgentExit, type AgentLauncher, type AgentRun, LocalLauncher } from './agent-launcher.js';
 import { type CodexEvent, FINAL_MESSAGE_SCHEMA, agentMessage, classifyCodexFailure, eventError, parseEventLine } from './codex-events.js';
@@ -165,7 +165,7 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
   const run = await launcher.start({ command: opts.binary, args: codexArgs(opts, files), env: codexEnv(opts), cwd: opts.siteDir, marker: opts.marker }, onLine);
 
   const stop = stopper(run, opts);
-  const onAbort = () => void stop(toError(opts.signal?.reason, 'Killed', 'codex run aborted'));
+  const onAbort = () => void stop(abortFailure(opts.signal?.reason));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const timer = setTimeout(
     () => void stop(new PagewrightError('CodexTimeout', `codex did not finish before the job's deadline (${new Date(opts.deadline).toISOString()})`)),
@@ -179,7 +179,7 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
     opts.signal?.removeEventListener('abort', onAbort);
   }
   const exitCode = exit.code;
-  const stopped = stop.reason();
+  const stopped = stop.stoppedBy();
   // even after a clean exit, nothing the agent started may outlive the run
   await run.killAll();
   if (stopped) throw stopped;
@@ -201,26 +201,27 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
 }
 
 interface Stopper {
-  (why: PagewrightError): Promise<void>;
-  reason(): PagewrightError | null;
+  (why: JobFailure): Promise<void>;
+  stoppedBy(): JobFailure | null;
 }
 
-/** SIGINT, grace period, then SIGKILL of the group and of every marked process. First reason wins. */
+/** SIGINT, grace period, then SIGKILL of the group and of every marked process. The first failure wins. */
 function stopper(run: AgentRun, opts: CodexRunOptions): Stopper {
-  let reason: PagewrightError | null = null;
-  const stop = (async (why: PagewrightError) => {
-    if (reason) return;
-    reason = why;
+  let first: JobFailure | null = null;
+  const stop = (async (why: JobFailure) => {
+    if (first) return;
+    first = why;
     await run.interrupt();
     const graceful = await Promise.race([run.exited.then(() => true), sleep(opts.killGraceMs ?? 3000).then(() => false)]);
     if (!graceful) await run.killAll();
   }) as Stopper;
-  stop.reason = () => reason;
+  stop.stoppedBy = () => first;
   return stop;
 }
 
-function toError(value: unknown, reason: 'Killed', fallback: string): PagewrightError {
-  return value instanceof PagewrightError ? value : new PagewrightError(reason, value instanceof Error ? value.message : fallback);
+/** Why the caller aborted (its signal's reason: Killed, DeadlineExceeded, ...), else Killed. */
+function abortFailure(value: unknown): JobFailure {
+  return isJobFailure(value) ? value : new PagewrightError('Killed', value instanceof Error ? value.message : 'codex run aborted');
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,11 +1,13 @@
 /**
  * The runner's calls to the manager: the final result (retried with backoff and jitter until
  * acknowledged or the deadline; the manager treats a repeat for the same attempt as a no-op)
- * and best-effort phase progress (one quick try each, in order, never blocking the job).
+ * and best-effort phase progress (one quick try each, in order, never blocking the job). A
+ * refusal is an HttpStatusError carrying the code the manager answered (TokenExpired,
+ * JobNotFound, ...); it is retried only for 408/425/429/5xx.
  */
 import { request } from 'undici';
 import type { Logger } from '../common/logger.js';
-import { HttpStatusError, withRetry } from '../common/retry.js';
+import { HttpStatusError, readErrorAnswer, withRetry } from '../common/retry.js';
 import type { JobProgress, JobResult } from '../common/schemas.js';
 
 export interface ManagerClientOptions {
@@ -40,7 +42,9 @@ export class ManagerClient {
     });
     const text = await res.body.text();
     if (res.statusCode < 200 || res.statusCode >= 300) {
-      throw new HttpStatusError(res.statusCode, `manager answered ${res.statusCode} to ${kind}: ${text.slice(0, 300)}`);
+      // the code of the manager's {error, message} body, for callers to switch on
+      const { code, detail } = readErrorAnswer(res.statusCode, text);
+      throw new HttpStatusError(res.statusCode, `manager answered ${res.statusCode} to ${kind} (${detail})`, code);
     }
   }
 

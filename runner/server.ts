@@ -1,5 +1,7 @@
 /** The runner's HTTP face: GET /health, GET /status, POST /kill (job token). */
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express from 'express';
+import { installErrorHandling } from '../common/error-middleware.js';
+import { PagewrightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { bearerToken, constantTimeEqual } from '../common/tokens.js';
 import type { JobRunner } from './job-runner.js';
@@ -14,23 +16,13 @@ export function createRunnerApp(runner: JobRunner, jobToken: string, logger: Log
   app.post('/kill', (req, res) => {
     const token = bearerToken(req.headers.authorization);
     if (token === null || !constantTimeEqual(token, jobToken)) {
-      res.status(401).json({ error: 'Unauthorized', message: 'POST /kill needs the job token as a bearer token' });
-      return;
+      throw new PagewrightError('Unauthorized', 'POST /kill needs the job token as a bearer token');
     }
-    if (!runner.kill()) {
-      res.status(409).json({ error: 'AlreadyFinished', message: `job already ${runner.status().status}` });
-      return;
-    }
+    if (!runner.kill()) throw new PagewrightError('AlreadyFinished', `job already ${runner.status().status}`);
     logger.warn('kill requested');
     res.status(202).json({ ok: true, status: runner.status() });
   });
 
-  app.use((req: Request, res: Response) => {
-    res.status(404).json({ error: 'NotFound', message: `no route ${req.method} ${req.path}` });
-  });
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    logger.error('request failed', { path: req.path, error: String(err) });
-    res.status(500).json({ error: 'Internal', message: 'internal error' });
-  });
+  installErrorHandling(app, { logger });
   return app;
 }

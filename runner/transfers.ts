@@ -5,7 +5,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { PagewrightError } from '../common/errors.js';
+import { PagewrightError, isJobFailure } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { type RetryOptions, isTransientError, withRetry } from '../common/retry.js';
 import { type JobObjectName, type StorageClient, StorageRequestError } from '../common/storage-client.js';
@@ -78,20 +78,28 @@ export async function uploadJobFile(
 }
 
 function isRetryableTransfer(err: unknown): boolean {
-  if (!(err instanceof PagewrightError)) return isTransientError(err);
-  // a digest mismatch is most likely a torn connection: worth another download
-  if (err.reason === 'ArtifactCorrupt') return true;
-  return (err.reason === 'StorageUnavailable' || err.reason === 'UploadFailed') && isTransientError(err.cause);
+  if (!isJobFailure(err)) return isTransientError(err);
+  switch (err.code) {
+    // a digest mismatch is most likely a torn connection: worth another download
+    case 'ArtifactCorrupt':
+      return true;
+    case 'StorageUnavailable':
+    case 'UploadFailed':
+      return isTransientError(err.cause);
+    default:
+      return false;
+  }
 }
 
 /** Maps storage answers to job failure reasons; keeps the cause for retry decisions. */
 export function classifyStorageError(err: unknown, what: string, transientReason: 'StorageUnavailable' | 'UploadFailed' = 'StorageUnavailable'): unknown {
-  if (err instanceof PagewrightError) return err;
-  if (err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')) return err;
+  // before the job failures: a storage refusal is a PagewrightError too, with storage's code
   if (err instanceof StorageRequestError) {
     if (err.status === 404) return new PagewrightError('ArtifactNotFound', `${what} not found: ${err.message}`, { cause: err });
     return new PagewrightError(transientReason, `${what}: ${err.message}`, { cause: err });
   }
+  if (err instanceof PagewrightError) return err;
+  if (err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')) return err;
   if (isTransientError(err)) {
     return new PagewrightError(transientReason, `${what}: storage unreachable (${(err as Error).message})`, { cause: err });
   }

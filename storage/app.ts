@@ -1,18 +1,21 @@
 /**
  * The storage HTTP API (DESIGN.md "storage"). Bodies are streamed into the blob store; no
- * route buffers an artifact. Every error is a JSON {error, message} with a 4xx/5xx status, and a
- * rejected request changes nothing on disk. Job objects, seal and delete: job-routes.ts.
+ * route buffers an artifact. Every error is a JSON {error, message} with a 4xx/5xx status
+ * (common/error-middleware.ts), and a rejected request changes nothing on disk. Job objects,
+ * seal and delete: job-routes.ts.
  */
-import express, { type Request } from 'express';
+import express from 'express';
 import { z } from 'zod';
 import type { ArchiveLimits } from '../common/archive-rules.js';
+import { installErrorHandling } from '../common/error-middleware.js';
+import { PagewrightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { JOB_ID_PATTERN, SHA256_PATTERN, Sha256 } from '../common/schemas.js';
 import type { Authorizer } from './auth.js';
 import type { BlobStore } from './blob-store.js';
 import { StorageError } from './errors.js';
 import type { BlobCollector } from './gc.js';
-import { errorHandler, preconditionOf, putOptions, sendBlob, siteParam } from './http.js';
+import { preconditionOf, putOptions, sendBlob, siteParam } from './http.js';
 import { registerJobRoutes } from './job-routes.js';
 import { checkStoredOutput } from './output-check.js';
 import type { RefStore } from './ref-store.js';
@@ -108,10 +111,7 @@ export function createStorageApp(deps: StorageAppDeps): express.Express {
 
   registerJobRoutes(app, deps);
 
-  app.use((req: Request) => {
-    throw new StorageError('NotFound', `no route ${req.method} ${req.path}`);
-  });
-  app.use(errorHandler(logger));
+  installErrorHandling(app, { logger });
   return app;
 }
 
@@ -146,7 +146,7 @@ async function asPublishConflict<T>(p: Promise<T>): Promise<T> {
   try {
     return await p;
   } catch (err) {
-    if (err instanceof StorageError && err.code === 'PreconditionFailed') {
+    if (err instanceof PagewrightError && err.code === 'PreconditionFailed') {
       throw new StorageError('PublishConflict', `cannot publish: ${err.message}`);
     }
     throw err;

@@ -27,10 +27,17 @@ export function createAuthorizer(adminToken: string, tokens: JobTokens, checkAtt
       try {
         claims = await tokens.verify(token, scope ?? undefined);
       } catch (err) {
-        if (err instanceof TokenError) {
-          throw new StorageError(err.httpStatus === 403 ? 'Forbidden' : 'Unauthorized', err.message);
+        if (!(err instanceof TokenError)) throw err;
+        // storage's clients read two codes: who-are-you and you-may-not
+        switch (err.code) {
+          case 'TokenForbidden':
+          case 'AttemptEnded':
+            throw new StorageError('Forbidden', err.message);
+          case 'TokenMissing':
+          case 'TokenInvalid':
+          case 'TokenExpired':
+            throw new StorageError('Unauthorized', err.message);
         }
-        throw err;
       }
       // a valid job token still can never do admin-only operations
       if (resource.kind === 'admin' || scope === null) {

@@ -1,10 +1,9 @@
 /**
  * What every storage route shares: parameter checks, preconditions and upload options from
- * headers, sending a blob, and the one place that turns errors into JSON responses.
+ * headers, and sending a blob. Errors become responses in common/error-middleware.ts.
  */
 import { pipeline } from 'node:stream/promises';
-import type { NextFunction, Request, Response } from 'express';
-import type { Logger } from '../common/logger.js';
+import type { Request, Response } from 'express';
 import { JOB_ID_PATTERN, SHA256_PATTERN, SITE_ID_PATTERN } from '../common/schemas.js';
 import type { BlobStore, PutBlobOptions } from './blob-store.js';
 import { contentDigestHeader, requestedSha256, unquoteEtag } from './digest.js';
@@ -85,30 +84,4 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, ve
     // a client that hangs up mid-download is not a server error
     if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw err;
   }
-}
-
-/** The error middleware: every error becomes {error, message} with its status. */
-export function errorHandler(logger: Logger) {
-  return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const storageError = toStorageError(err);
-    if (storageError.status >= 500) logger.error('request failed', { method: req.method, path: req.path, error: String(err) });
-    else logger.debug('request rejected', { method: req.method, path: req.path, code: storageError.code });
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    // the client may still be sending a body we refused; don't keep the socket to drain it
-    if (!req.complete) res.setHeader('Connection', 'close');
-    res.status(storageError.status).json({ error: storageError.code, message: storageError.message });
-  };
-}
-
-function toStorageError(err: unknown): StorageError {
-  if (err instanceof StorageError) return err;
-  const e = err as { type?: string; status?: number; message?: string };
-  // body-parser errors carry a status and a type
-  if (e.type === 'entity.too.large') return new StorageError('PayloadTooLarge', 'request body is too large');
-  if (e.type === 'entity.parse.failed') return new StorageError('BadRequest', 'request body is not valid JSON');
-  if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return new StorageError('BadRequest', e.message ?? 'bad request');
-  return new StorageError('Internal', 'internal error');
 }

@@ -61,7 +61,7 @@ describe('unpackArchive: hostile archives', function () {
       (e: unknown) => e,
     );
     expect(err, 'the archive was accepted').to.be.instanceOf(PagewrightError);
-    expect((err as PagewrightError).reason).to.equal(reason);
+    expect((err as PagewrightError).code).to.equal(reason);
     expect((err as PagewrightError).message).to.match(message);
     // nothing was written: not outside, and not even the destination
     expect(await readdir(root)).to.have.members(['work', 'outside']);
@@ -141,7 +141,7 @@ describe('unpackArchive: hostile archives', function () {
     await forgeTarGz(archive, [{ path: 'zeros.bin', content: { zeros: 1024 ** 3 } }]);
     expect((await stat(archive)).size).to.be.below(8 * 1024 * 1024);
     const err = await unpackArchive(archive, join(work, 'site'), LIMITS).catch((e: unknown) => e);
-    expect((err as PagewrightError).reason).to.equal('ArtifactTooLarge');
+    expect((err as PagewrightError).code).to.equal('ArtifactTooLarge');
     expect((err as PagewrightError).message).to.match(/more than 536870912 bytes/);
     const written = await stat(join(work, 'site', 'zeros.bin')).then((s) => s.size, () => 0);
     expect(written).to.equal(0);
@@ -151,7 +151,7 @@ describe('unpackArchive: hostile archives', function () {
     const archive = join(work, 'input.tar.gz');
     await writeFile(archive, 'this is not a tarball');
     const err = await unpackArchive(archive, join(work, 'site'), LIMITS).catch((e: unknown) => e);
-    expect((err as PagewrightError).reason).to.equal('ArtifactCorrupt');
+    expect((err as PagewrightError).code).to.equal('ArtifactCorrupt');
   });
 
   it('strips setuid bits and extracts safe links', async () => {

@@ -48,7 +48,7 @@ describe('loadConfig', () => {
     }
     expect(caught).to.be.instanceOf(ConfigError);
     const err = caught as ConfigError;
-    expect(err.reason).to.equal('InvalidConfig');
+    expect(err.code).to.equal('InvalidConfig');
     expect(err.problems).to.have.length(4);
     expect(err.message).to.match(/PAGEWRIGHT_WORKER_PORT: .*"eighty"/);
     expect(err.message).to.match(/PAGEWRIGHT_LLM_KEY: is required but not set/);

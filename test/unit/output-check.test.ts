@@ -30,7 +30,7 @@ describe('checkOutputTree', () => {
       (e: unknown) => e,
     );
     expect(err, 'the tree was accepted').to.be.instanceOf(PagewrightError);
-    expect((err as PagewrightError).reason).to.equal('UnsafeOutput');
+    expect((err as PagewrightError).code).to.equal('UnsafeOutput');
     return (err as PagewrightError).message;
   }
 

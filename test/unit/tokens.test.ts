@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { httpStatusOf } from '../../common/errors.js';
 import { JobTokens, TokenError, bearerToken, constantTimeEqual } from '../../common/tokens.js';
 
 const SECRET = 'a'.repeat(32);
@@ -42,8 +43,8 @@ describe('JobTokens', () => {
   });
 
   it('answers 403 for an ended attempt, 401 for an unknown bearer', () => {
-    expect(new TokenError('AttemptEnded', 'x').httpStatus).to.equal(403);
-    expect(new TokenError('TokenExpired', 'x').httpStatus).to.equal(401);
+    expect(httpStatusOf(new TokenError('AttemptEnded', 'x').code)).to.equal(403);
+    expect(httpStatusOf(new TokenError('TokenExpired', 'x').code)).to.equal(401);
   });
 
   it('refuses a short secret', () => {

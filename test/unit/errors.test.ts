@@ -1,0 +1,232 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { expect } from 'chai';
+import express from 'express';
+import { request } from 'undici';
+import { installErrorHandling } from '../../common/error-middleware.js';
+import { ErrorCode, FailureReason, HTTP_STATUS, HttpErrorCode, PagewrightError, toJobFailure } from '../../common/errors.js';
+import type { LogFields, Logger } from '../../common/logger.js';
+import { HttpStatusError, readErrorAnswer } from '../../common/retry.js';
+import { openAiErrorEnvelope } from '../../gateway/errors.js';
+
+/**
+ * Every code of the vocabulary and the HTTP status it is answered with. A wire contract:
+ * clients and tests read these, so a change here is a change of every service's API.
+ */
+const EXPECTED: Record<ErrorCode, number> = {
+  // job failure reasons (status.reason); only the refusals among them are ever answered
+  LLMAuthFailed: 500,
+  LLMUnavailable: 500,
+  ModelNotFound: 500,
+  ModelNotAllowed: 403,
+  BudgetNotAllowed: 403,
+  LLMBudgetExceeded: 403,
+  LLMRateLimited: 403,
+  CodexFailed: 500,
+  CodexTimeout: 500,
+  InvalidAgentOutput: 500,
+  ArtifactNotFound: 500,
+  ArtifactCorrupt: 500,
+  UnsafeArchive: 500,
+  UnsafeOutput: 422,
+  ArtifactTooLarge: 500,
+  StorageUnavailable: 500,
+  UploadFailed: 500,
+  Killed: 500,
+  Cancelled: 500,
+  DeadlineExceeded: 500,
+  OOMKilled: 500,
+  Evicted: 500,
+  ImagePullFailed: 500,
+  PodLost: 500,
+  PodTerminated: 500,
+  RunnerFailed: 500,
+  CallbackFailed: 500,
+  PublishConflict: 409,
+  InvalidConfig: 500,
+  Internal: 500,
+  // HTTP only
+  TokenMissing: 401,
+  TokenInvalid: 401,
+  TokenExpired: 401,
+  TokenForbidden: 403,
+  AttemptEnded: 403,
+  Unauthorized: 401,
+  Forbidden: 403,
+  BadRequest: 400,
+  InvalidSiteId: 400,
+  InvalidJobId: 400,
+  InvalidVersion: 400,
+  InvalidDigest: 400,
+  DigestMismatch: 400,
+  InvalidManifest: 400,
+  NotFound: 404,
+  SiteNotFound: 404,
+  VersionNotFound: 404,
+  ObjectNotFound: 404,
+  JobNotFound: 404,
+  PreconditionFailed: 412,
+  OutputMismatch: 409,
+  AlreadyFinished: 409,
+  Busy: 409,
+  PayloadTooLarge: 413,
+  JobQuotaExceeded: 413,
+  NotReady: 503,
+  UpstreamUnavailable: 502,
+  UnexpectedResponse: 502,
+};
+
+describe('the error vocabulary (common/errors.ts)', () => {
+  it('gives every code its HTTP status', () => {
+    expect(HTTP_STATUS).to.deep.equal(EXPECTED);
+    expect(Object.keys(HTTP_STATUS).sort()).to.deep.equal([...ErrorCode.options].sort());
+  });
+
+  it('keeps the job failure reasons and the HTTP-only codes apart', () => {
+    const reasons = new Set<string>(FailureReason.options);
+    expect(HttpErrorCode.options.filter((c) => reasons.has(c))).to.deep.equal([]);
+  });
+
+  it('a job failure keeps its reason; anything else becomes the fallback reason, with the error as its cause', () => {
+    const killed = new PagewrightError('Killed', 'stop');
+    expect(toJobFailure(killed)).to.equal(killed);
+    const refusal = new HttpStatusError(401, 'storage answered 401', 'Unauthorized');
+    const failure = toJobFailure(refusal, 'StorageUnavailable');
+    expect([failure.code, failure.cause]).to.deep.equal(['StorageUnavailable', refusal]);
+    expect(toJobFailure(new Error('boom')).code).to.equal('Internal');
+  });
+});
+
+describe('clients read the code of an error answer (common/retry.ts)', () => {
+  it('takes the code the {error, message} body names', () => {
+    const answer = readErrorAnswer(409, JSON.stringify({ error: 'PublishConflict', message: 'site moved' }));
+    expect(answer).to.deep.equal({ code: 'PublishConflict', detail: 'PublishConflict: site moved' });
+    const err = new HttpStatusError(409, 'x', answer.code);
+    expect([err.status, err.code, err.retryable]).to.deep.equal([409, 'PublishConflict', false]);
+  });
+
+  it('falls back to the generic code of the status, else UnexpectedResponse', () => {
+    expect(readErrorAnswer(502, '<html>bad gateway</html>').code).to.equal(undefined);
+    expect(new HttpStatusError(404, 'x', undefined).code).to.equal('NotFound');
+    expect(new HttpStatusError(401, 'x', 'SomethingNew').code).to.equal('Unauthorized');
+    const proxy = new HttpStatusError(502, 'x');
+    expect([proxy.code, proxy.retryable]).to.deep.equal(['UnexpectedResponse', true]);
+  });
+});
+
+describe('the error middleware (common/error-middleware.ts)', () => {
+  let base: string;
+  let close: () => Promise<void>;
+  const logged: Array<{ level: string; message: string; fields: LogFields | undefined }> = [];
+  const logger: Logger = {
+    debug: (message, fields) => void logged.push({ level: 'debug', message, fields }),
+    info: (message, fields) => void logged.push({ level: 'info', message, fields }),
+    warn: (message, fields) => void logged.push({ level: 'warn', message, fields }),
+    error: (message, fields) => void logged.push({ level: 'error', message, fields }),
+    child: () => logger,
+  };
+
+  function routes(app: express.Express): void {
+    app.get('/refused', () => {
+      throw new PagewrightError('AttemptEnded', 'attempt 1 has ended');
+    });
+    app.get('/async', async () => {
+      await Promise.resolve();
+      throw new PagewrightError('JobQuotaExceeded', 'over quota');
+    });
+    app.post('/json', express.json({ limit: '16b' }), (_req, res) => void res.json({ ok: true }));
+    app.get('/bug', () => {
+      throw new TypeError('cannot read properties of undefined');
+    });
+    app.get('/downstream', () => {
+      throw new HttpStatusError(401, 'storage answered 401', 'Unauthorized');
+    });
+    app.get('/late', (_req, res) => {
+      res.status(200).setHeader('content-type', 'text/plain');
+      res.write('partial');
+      throw new PagewrightError('Internal', 'failed mid-answer');
+    });
+  }
+
+  async function serve(opts: { envelope?: typeof openAiErrorEnvelope; routesHint?: string } = {}): Promise<void> {
+    const app = express();
+    routes(app);
+    installErrorHandling(app, { logger, ...opts });
+    const server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    close = async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    };
+  }
+
+  async function call(path: string, init: { method?: 'GET' | 'POST'; body?: string } = {}) {
+    const res = await request(base + path, {
+      method: init.method ?? 'GET',
+      ...(init.body === undefined ? {} : { body: init.body, headers: { 'content-type': 'application/json' } }),
+    });
+    return { status: res.statusCode, type: String(res.headers['content-type']), body: (await res.body.json()) as unknown };
+  }
+
+  beforeEach(() => void (logged.length = 0));
+  afterEach(async () => close());
+
+  it('answers a PagewrightError with its code\'s status and {error, message}, thrown or rejected', async () => {
+    await serve();
+    expect(await call('/refused')).to.deep.include({ status: 403, body: { error: 'AttemptEnded', message: 'attempt 1 has ended' } });
+    expect(await call('/async')).to.deep.include({ status: 413, body: { error: 'JobQuotaExceeded', message: 'over quota' } });
+    expect(logged.filter((l) => l.level === 'error')).to.deep.equal([]);
+  });
+
+  it('answers an unknown route 404 NotFound, naming what the service serves', async () => {
+    await serve({ routesHint: 'this serves GET /refused' });
+    const res = await call('/nope');
+    expect(res.status).to.equal(404);
+    expect(res.type).to.match(/application\/json/);
+    expect(res.body).to.deep.equal({ error: 'NotFound', message: 'no route GET /nope (this serves GET /refused)' });
+  });
+
+  it('answers body-parser errors as 400 BadRequest, an oversized body as 413 PayloadTooLarge', async () => {
+    await serve();
+    expect(await call('/json', { method: 'POST', body: '{nope' })).to.deep.include({ status: 400, body: { error: 'BadRequest', message: 'request body is not valid JSON' } });
+    const big = await call('/json', { method: 'POST', body: JSON.stringify({ pad: 'x'.repeat(64) }) });
+    expect([big.status, (big.body as { error: string }).error]).to.deep.equal([413, 'PayloadTooLarge']);
+  });
+
+  it('answers anything else 500 Internal, without its message, and logs it', async () => {
+    await serve();
+    for (const path of ['/bug', '/downstream']) {
+      const res = await call(path);
+      expect(res, path).to.deep.include({ status: 500, body: { error: 'Internal', message: 'internal error' } });
+    }
+    const errors = logged.filter((l) => l.level === 'error');
+    expect(errors.map((l) => [l.message, l.fields?.path])).to.deep.equal([
+      ['request failed', '/bug'],
+      ['request failed', '/downstream'],
+    ]);
+    expect(String(errors[0]!.fields?.error)).to.contain('cannot read properties of undefined');
+  });
+
+  it('sends nothing more once headers went out: the answer is cut off', async () => {
+    await serve();
+    // headers went out (maybe not yet the partial body): the socket is closed, no JSON error follows
+    const err = await request(`${base}/late`)
+      .then((res) => res.body.text())
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(err, 'the torn answer read as complete').to.be.instanceOf(Error);
+    expect(logged.some((l) => l.level === 'error' && l.fields?.path === '/late')).to.equal(true);
+  });
+
+  it('answers in the envelope the service passes (the gateway: OpenAI\'s error shape)', async () => {
+    await serve({ envelope: openAiErrorEnvelope });
+    expect(await call('/refused')).to.deep.include({
+      status: 403,
+      body: { error: { message: 'AttemptEnded: attempt 1 has ended', type: 'pagewright_gateway', code: 'AttemptEnded' } },
+    });
+    expect((await call('/bug')).body).to.deep.equal({ error: { message: 'Internal: internal error', type: 'pagewright_gateway', code: 'Internal' } });
+  });
+});

@@ -2,6 +2,11 @@
  * Which waiting jobs may start now. Pure: the controller passes what its cache shows plus the
  * jobs it admitted that the cache has not caught up with yet, so a slow watch never lets two
  * jobs of one site (or more than maxConcurrent jobs) run at once.
+ *
+ * decideAdmission is the rule written as a full scan and sort, O(n log n) per decision. The
+ * manager decides with the incremental AdmissionIndex (admission-index.ts) instead; this stays
+ * as its specification: the property tests (test/unit/admission-index.test.ts) check the index
+ * against it on random job sets, and bench/admission-index.ts uses it as the baseline.
  */
 import { type PagewrightJob, isActive, isWaiting, jobKey, timestamp } from '../common/job-resource.js';
 
@@ -27,6 +32,22 @@ export function admissionOrder(a: PagewrightJob, b: PagewrightJob): number {
     timestamp(a.metadata.creationTimestamp) - timestamp(b.metadata.creationTimestamp) ||
     jobKey(a).localeCompare(jobKey(b))
   );
+}
+
+/** The fields admissionOrder reads, taken once per job version (the index compares these). */
+export interface AdmissionRank {
+  priority: number;
+  created: number;
+  key: string;
+}
+
+export function admissionRank(job: PagewrightJob): AdmissionRank {
+  return { priority: job.spec.priority, created: timestamp(job.metadata.creationTimestamp), key: jobKey(job) };
+}
+
+/** admissionOrder on ranks: the same expression, so both orders agree (ties and NaN included). */
+export function compareRanks(a: AdmissionRank, b: AdmissionRank): number {
+  return b.priority - a.priority || a.created - b.created || a.key.localeCompare(b.key);
 }
 
 export function decideAdmission(input: AdmissionInput): AdmissionDecision {

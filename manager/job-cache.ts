@@ -1,13 +1,22 @@
 /**
  * Typed views over the informers' caches: jobs parsed once per event (not per reconcile), jobs by
- * uid (callbacks name the uid), and pods by the job uid in their label.
+ * uid (callbacks name the uid), and pods by the job uid in their label. Observers hear of every
+ * job stored or removed, as it happens here, so what they derive (the admission index) follows
+ * exactly what the cache holds, including the versions it refuses to store.
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../common/logger.js';
 import { LABEL_JOB, PagewrightJob, isActive, jobKey } from '../common/job-resource.js';
 
+/** Told of each change to the cache's jobs, after it is made. */
+export interface JobCacheObserver {
+  put(job: PagewrightJob): void;
+  deleted(key: string): void;
+}
+
 export class JobCache {
   readonly #jobs = new Map<string, PagewrightJob>();
+  readonly #observers: JobCacheObserver[] = [];
   readonly #keyByUid = new Map<string, string>();
   readonly #pods = new Map<string, Map<string, V1Pod>>();
   readonly #log: Logger;
@@ -34,6 +43,7 @@ export class JobCache {
     if (previous && previous.metadata.uid !== job.metadata.uid) this.#keyByUid.delete(previous.metadata.uid);
     this.#jobs.set(key, job);
     this.#keyByUid.set(job.metadata.uid, key);
+    for (const o of this.#observers) o.put(job);
     return { job, previous };
   }
 
@@ -43,8 +53,15 @@ export class JobCache {
     if (previous && previous.metadata.uid === raw.metadata?.uid) {
       this.#jobs.delete(key);
       this.#keyByUid.delete(previous.metadata.uid);
+      for (const o of this.#observers) o.deleted(key);
     }
     return previous;
+  }
+
+  /** Adds an observer and tells it of every job already cached. */
+  observe(observer: JobCacheObserver): void {
+    this.#observers.push(observer);
+    for (const job of this.#jobs.values()) observer.put(job);
   }
 
   job(key: string): PagewrightJob | undefined {

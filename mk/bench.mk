@@ -1,11 +1,12 @@
 # Benchmarks (not part of make test): each prints a table and a HEADLINE line, and appends its
 # figures to bench/results/*.jsonl. BENCH_RUNS (default 5) sets the repetitions.
-.PHONY: bench bench-storage bench-runner bench-admission bench-memory bench-e2e
+.PHONY: bench bench-storage bench-runner bench-admission bench-admission-index bench-memory bench-e2e
 
 bench: build control-plane
 	tsx bench/storage-throughput.ts
 	tsx bench/runner-artifacts.ts
 	tsx bench/manager-admission.ts
+	tsx bench/admission-index.ts
 	tsx bench/manager-memory.ts
 	tsx bench/e2e.ts
 
@@ -17,6 +18,10 @@ bench-runner: build
 
 bench-admission: build control-plane
 	tsx bench/manager-admission.ts
+
+# in process, no apiserver: only the pinned Node (deps)
+bench-admission-index: deps
+	tsx bench/admission-index.ts
 
 bench-memory: build control-plane
 	tsx bench/manager-memory.ts

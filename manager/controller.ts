@@ -27,6 +27,10 @@ import { GROUP, LABEL_JOB, PLURAL, VERSION, isActive, jobKey } from '../common/j
 import { JobGoneError, StatusWriter } from './status.js';
 import { WorkQueue } from './work-queue.js';
 import { GatewayCredentials } from '../common/gateway-credential.js';
+import { SignedAttemptCredentials } from './attempt-credentials.js';
+import { KubePodControl } from './pod-control.js';
+import { StoragePublisher } from './publisher.js';
+import { HttpRunnerClient } from './runner-client.js';
 
 export interface ControllerDeps {
   config: ManagerConfig;
@@ -102,25 +106,23 @@ export class Controller {
 
     this.#admitter = new Admitter({
       maxConcurrent: config.maxConcurrentJobs,
-      jobs: () => this.cache.jobs(),
-      job: (key) => this.cache.job(key),
+      cache: this.cache,
       synced: () => this.#jobs.synced && this.#pods.synced,
       enqueue: (key) => this.queue.add(key),
     });
     this.#reconciler = new Reconciler({
       config,
-      core,
+      cache: this.cache,
       status: this.status,
       finalizers: new FinalizerPatcher(custom),
-      storage: d.storage,
-      tokens: d.tokens,
-      gatewayCredentials: new GatewayCredentials(config.gatewaySecret),
+      pods: new KubePodControl(core, config, (uid) => this.cache.podsOf(uid)),
+      runner: new HttpRunnerClient(config.runnerPort, logger),
+      publisher: new StoragePublisher(d.storage),
+      credentials: new SignedAttemptCredentials(config, d.tokens, new GatewayCredentials(config.gatewaySecret)),
+      admitter: this.#admitter,
       events: new EventRecorder(core, logger, d.identity),
       metrics: this.metrics,
       logger,
-      cache: { job: (key) => this.cache.job(key), podsOf: (uid) => this.cache.podsOf(uid) },
-      admitter: this.#admitter,
-      requeueAfter: (key, ms) => this.queue.addAfter(key, ms),
     });
     this.#elector = config.leaderElection
       ? new LeaderElector({
@@ -215,8 +217,9 @@ export class Controller {
       }
       const end = this.metrics.reconcileDuration.startTimer();
       try {
-        await this.#reconciler.reconcile(key);
+        const result = await this.#reconciler.reconcile(key);
         this.queue.forget(key);
+        if (result.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
         end({ result: 'ok' });
       } catch (err) {
         if (err instanceof JobGoneError) {

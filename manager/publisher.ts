@@ -1,0 +1,67 @@
+/**
+ * The manager's side of storage for a job: the runner's manifest when its callback was lost,
+ * sealing an attempt's writes once it has ended, publishing exactly the output the runner
+ * reported, and deleting a job's outputs with the job.
+ */
+import type { FailureReason } from '../common/errors.js';
+import type { PagewrightJob } from '../common/job-resource.js';
+import { JobManifest, type JobResult } from '../common/schemas.js';
+import { type StorageClient, StorageRequestError } from '../common/storage-client.js';
+
+export type PublishOutcome = { ok: true; version: string } | { ok: false; reason: FailureReason; message: string };
+
+export interface Publisher {
+  /** The attempt's result from its manifest in storage, or null when there is none for it. */
+  recoveredResult(job: PagewrightJob, attempt: number): Promise<JobResult | null>;
+  seal(job: PagewrightJob, attempt: number): Promise<void>;
+  publish(job: PagewrightJob): Promise<PublishOutcome>;
+  deleteOutputs(job: PagewrightJob): Promise<void>;
+}
+
+export class StoragePublisher implements Publisher {
+  constructor(private readonly storage: StorageClient) {}
+
+  async recoveredResult(job: PagewrightJob, attempt: number): Promise<JobResult | null> {
+    let manifest: JobManifest;
+    try {
+      const download = await this.storage.getJobObject(job.metadata.uid, 'manifest.json');
+      manifest = JobManifest.parse(await download.body.json());
+    } catch (err) {
+      if (err instanceof StorageRequestError && err.status === 404) return null;
+      throw err; // storage down: retried with backoff, the pod stays where it is
+    }
+    return manifest.attempt === attempt ? manifest.result : null;
+  }
+
+  async seal(job: PagewrightJob, attempt: number): Promise<void> {
+    await this.storage.seal(job.metadata.uid, attempt);
+  }
+
+  /** Storage checks the stored output is that version and passes the archive rules, and compares-and-swaps the site. */
+  async publish(job: PagewrightJob): Promise<PublishOutcome> {
+    const { uid } = job.metadata;
+    const base = job.status.baseVersion;
+    const output = job.status.outputVersion;
+    if (!base) return { ok: false, reason: 'PublishConflict', message: 'the runner did not report the base version it edited' };
+    if (!output) return { ok: false, reason: 'PublishConflict', message: 'the runner reported no output version' };
+    try {
+      const stored = await this.storage.publish(job.spec.siteId, uid, base, output);
+      return { ok: true, version: stored.version };
+    } catch (err) {
+      if (!(err instanceof StorageRequestError)) throw err;
+      if (err.code === 'UnsafeOutput') return { ok: false, reason: 'UnsafeOutput', message: err.message };
+      // storage holds another output than the runner reported: never publish it; a new attempt uploads again
+      if (err.code === 'OutputMismatch') return { ok: false, reason: 'UploadFailed', message: err.message };
+      if (err.status !== 409) throw err;
+      // published before a crash? then the site's history names this job
+      const site = await this.storage.getSite(job.spec.siteId);
+      const ours = site.history.find((h) => h.job_id === uid);
+      if (ours) return { ok: true, version: ours.version };
+      return { ok: false, reason: 'PublishConflict', message: `site ${job.spec.siteId} moved from ${base.slice(0, 12)} to ${site.version.slice(0, 12)} while the job ran` };
+    }
+  }
+
+  async deleteOutputs(job: PagewrightJob): Promise<void> {
+    await this.storage.deleteJob(job.metadata.uid);
+  }
+}

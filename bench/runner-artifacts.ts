@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { bundledCodexBinary } from '../cli/codex-binary.js';
+import { resolveRunnerEnv, runnerEnvironment } from '../common/runner-launch.js';
 import { StorageClient } from '../common/storage-client.js';
 import { JobTokens } from '../common/tokens.js';
 import type { RunnerStatus } from '../common/schemas.js';
@@ -67,23 +68,26 @@ async function runRunner(opts: { storageUrl: string; tokens: JobTokens; siteId: 
   const token = await opts.tokens.issue({ jobId: opts.jobId, siteId: opts.siteId, attempt: 1, ttlSeconds: 3600 });
   const proc = spawn(process.execPath, [join(REPO_ROOT, 'dist/runner/bundle.mjs')], {
     stdio: ['ignore', 'ignore', 'ignore'],
-    env: {
-      PATH: process.env.PATH,
-      PAGEWRIGHT_WORKER_HOST: '127.0.0.1',
-      PAGEWRIGHT_WORKER_PORT: String(port),
-      PAGEWRIGHT_WORK_DIR: workDir,
-      PAGEWRIGHT_LLM_KEY: opts.modelKey,
-      PAGEWRIGHT_LLM_URL: opts.modelUrl,
-      PAGEWRIGHT_STORAGE_URL: opts.storageUrl,
-      PAGEWRIGHT_JOB: JSON.stringify({ job_id: opts.jobId, site_id: opts.siteId, prompt: 'no change needed', attempt: 1 }),
-      PAGEWRIGHT_JOB_TOKEN: token,
-      PAGEWRIGHT_CODEX_BINARY: bundledCodexBinary(),
-      PAGEWRIGHT_INSTRUCTIONS_PATH: join(REPO_ROOT, 'runner/instructions.md'),
-      PAGEWRIGHT_MAX_ARCHIVE_ENTRIES: '10000',
-      PAGEWRIGHT_MAX_UNPACKED_BYTES: String(2 * 1024 ** 3),
-      PAGEWRIGHT_EXIT_DELAY_MS: '5000',
-      PAGEWRIGHT_LOG_LEVEL: 'warn',
-    },
+    env: resolveRunnerEnv(
+      runnerEnvironment({
+        job: { job_id: opts.jobId, site_id: opts.siteId, prompt: 'no change needed', attempt: 1 },
+        port,
+        host: '127.0.0.1',
+        workDir,
+        llmUrl: opts.modelUrl,
+        storageUrl: opts.storageUrl,
+        codexBinary: bundledCodexBinary(),
+        instructionsPath: join(REPO_ROOT, 'runner/instructions.md'),
+        extra: {
+          PATH: process.env.PATH ?? '',
+          PAGEWRIGHT_MAX_ARCHIVE_ENTRIES: '10000',
+          PAGEWRIGHT_MAX_UNPACKED_BYTES: String(2 * 1024 ** 3),
+          PAGEWRIGHT_EXIT_DELAY_MS: '5000',
+          PAGEWRIGHT_LOG_LEVEL: 'warn',
+        },
+      }),
+      { 'runner-token': token, 'gateway-credential': opts.modelKey },
+    ),
   });
   const exited = once(proc, 'exit');
   try {

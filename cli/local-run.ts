@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { x as extract } from 'tar';
 import { silentLogger } from '../common/logger.js';
 import { DEFAULT_BUDGET, DEFAULT_MODEL } from '../common/models.js';
+import { resolveRunnerEnv, runnerEnvironment } from '../common/runner-launch.js';
 import type { JobProgress, JobResult, RunnerJobInput, Usage } from '../common/schemas.js';
 import { StorageClient } from '../common/storage-client.js';
 import { JobTokens } from '../common/tokens.js';
@@ -118,23 +119,22 @@ export async function runLocalJob(opts: LocalRunOptions): Promise<LocalRunResult
     const { script, nodeArgs } = runnerEntry();
     const runner = spawn(process.execPath, [...nodeArgs, script], {
       stdio: ['ignore', 'inherit', 'pipe'],
-      env: {
-        ...passThroughEnv(process.env),
-        PAGEWRIGHT_WORKER_HOST: '127.0.0.1',
-        PAGEWRIGHT_WORKER_PORT: '0',
-        PAGEWRIGHT_WORK_DIR: join(scratch, 'work'),
-        PAGEWRIGHT_LLM_KEY: gateway.credential,
-        PAGEWRIGHT_LLM_URL: gateway.url,
-        PAGEWRIGHT_MANAGER_URL: receiver.url,
-        PAGEWRIGHT_STORAGE_URL: storage.url,
-        PAGEWRIGHT_JOB: JSON.stringify(job),
-        PAGEWRIGHT_JOB_TOKEN: token,
-        PAGEWRIGHT_CODEX_BINARY: opts.codexBinary ?? bundledCodexBinary(),
-        PAGEWRIGHT_INSTRUCTIONS_PATH: opts.instructionsPath ?? defaultInstructionsPath(),
-        PAGEWRIGHT_EXIT_DELAY_MS: '0',
-        ...(opts.model ? { PAGEWRIGHT_CODEX_MODEL: opts.model } : {}),
-        ...opts.extraEnv,
-      },
+      env: resolveRunnerEnv(
+        runnerEnvironment({
+          job,
+          port: 0,
+          host: '127.0.0.1',
+          workDir: join(scratch, 'work'),
+          llmUrl: gateway.url,
+          managerUrl: receiver.url,
+          storageUrl: storage.url,
+          ...(opts.model ? { model: opts.model } : {}),
+          codexBinary: opts.codexBinary ?? bundledCodexBinary(),
+          instructionsPath: opts.instructionsPath ?? defaultInstructionsPath(),
+          extra: { ...passThroughEnv(process.env), PAGEWRIGHT_EXIT_DELAY_MS: '0', ...opts.extraEnv },
+        }),
+        { 'runner-token': token, 'gateway-credential': gateway.credential },
+      ),
     });
     runner.stderr?.on('data', (chunk: Buffer) => opts.onRunnerLog?.(chunk));
     const exited = once(runner, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;

@@ -11,6 +11,11 @@ import { readdir, readFile } from 'node:fs/promises';
 
 export const PROCESS_MARKER_ENV = 'PAGEWRIGHT_PROCESS_MARKER';
 
+/** The marker of one run of the agent: the job, the attempt and the runner process that started it. */
+export function runMarker(jobId: string, attempt: number, runnerPid: number): string {
+  return `${jobId}.${attempt}.${runnerPid}`;
+}
+
 /** PIDs (excluding this process) whose environment holds `name=value`. */
 export async function findMarkedProcesses(value: string, name = PROCESS_MARKER_ENV): Promise<number[]> {
   const needle = Buffer.from(`${name}=${value}\0`);

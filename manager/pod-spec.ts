@@ -19,6 +19,7 @@
  * environment; its uid cannot read the runner's files. No LLM key is anywhere in the pod.
  */
 import type { V1Container, V1EnvVar, V1OwnerReference, V1Pod, V1Secret, V1SecurityContext } from '@kubernetes/client-node';
+import { AGENT_COMMAND, RUNNER_COMMAND, RUNNER_SECRETS, runnerEnvironment } from '../common/runner-launch.js';
 import type { RunnerJobInput } from '../common/schemas.js';
 import type { ManagerConfig } from './config.js';
 import {
@@ -36,8 +37,8 @@ export const RUNNER_UID = 10001;
 export const AGENT_UID = 10002;
 /** The agent server's port, on the pod's loopback only. */
 export const AGENT_PORT = 8083;
-export const SECRET_KEY_TOKEN = 'runner-token';
-export const SECRET_KEY_GATEWAY = 'gateway-credential';
+export const SECRET_KEY_TOKEN = RUNNER_SECRETS.runnerToken;
+export const SECRET_KEY_GATEWAY = RUNNER_SECRETS.gatewayCredential;
 /** The runner container's own resources: it streams, it does not hold sites in memory. */
 const RUNNER_CONTAINER_RESOURCES = { requests: { cpu: '50m', memory: '128Mi' }, limits: { cpu: '1', memory: '512Mi' } };
 
@@ -119,32 +120,29 @@ function restricted(uid: number): V1SecurityContext {
 }
 
 export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig): V1Pod {
-  const fromSecret = (key: string) => ({ secretKeyRef: { name: secretName(job, attempt), key } });
-  const model = job.spec.model ?? cfg.codexModel;
-  const env: V1EnvVar[] = [
-    { name: 'PAGEWRIGHT_WORKER_PORT', value: String(cfg.runnerPort) },
-    { name: 'PAGEWRIGHT_WORK_DIR', value: '/work' },
-    { name: 'PAGEWRIGHT_PRIVATE_DIR', value: '/runner' },
-    { name: 'PAGEWRIGHT_AGENT_URL', value: `http://127.0.0.1:${AGENT_PORT}` },
-    { name: 'PAGEWRIGHT_JOB', value: JSON.stringify(runnerJob(job, attempt, cfg)) },
-    { name: 'PAGEWRIGHT_JOB_TOKEN', valueFrom: fromSecret(SECRET_KEY_TOKEN) },
+  const env: V1EnvVar[] = runnerEnvironment({
+    job: runnerJob(job, attempt, cfg),
+    port: cfg.runnerPort,
+    workDir: '/work',
+    privateDir: '/runner',
+    agentUrl: `http://127.0.0.1:${AGENT_PORT}`,
     // the model is reached through the gateway: the "key" is this attempt's gateway credential
-    { name: 'PAGEWRIGHT_LLM_KEY', valueFrom: fromSecret(SECRET_KEY_GATEWAY) },
-    { name: 'PAGEWRIGHT_LLM_URL', value: cfg.gatewayUrl },
-    { name: 'PAGEWRIGHT_MANAGER_URL', value: cfg.managerUrl },
-    { name: 'PAGEWRIGHT_STORAGE_URL', value: cfg.storageUrl },
-    { name: 'PAGEWRIGHT_CODEX_MODEL', value: model },
+    llmUrl: cfg.gatewayUrl,
+    managerUrl: cfg.managerUrl,
+    storageUrl: cfg.storageUrl,
+    model: job.spec.model ?? cfg.codexModel,
     // the image's layout (Dockerfile.runner), spelled out so the contract is visible here
-    { name: 'PAGEWRIGHT_CODEX_BINARY', value: '/usr/local/bin/codex' },
-    { name: 'PAGEWRIGHT_INSTRUCTIONS_PATH', value: '/.codex/instructions.md' },
-    { name: 'HOME', value: '/tmp' },
-    ...Object.entries(cfg.runnerEnv).map(([name, value]) => ({ name, value })),
-  ];
+    codexBinary: '/usr/local/bin/codex',
+    instructionsPath: '/.codex/instructions.md',
+    // codex and its tools write their state under HOME; the root filesystem is read-only. Then
+    // the cluster's extra runner env (PAGEWRIGHT_RUNNER_ENV), names as given
+    extra: { HOME: '/tmp', ...cfg.runnerEnv },
+  }).map((e) => ('secret' in e ? { name: e.name, valueFrom: { secretKeyRef: { name: secretName(job, attempt), key: e.secret } } } : e));
   const agent: V1Container = {
     name: 'agent',
     image: cfg.runnerImage,
     imagePullPolicy: cfg.runnerImagePullPolicy,
-    command: ['node', '/app/dist/runner/bundle.mjs', 'agent'],
+    command: [...AGENT_COMMAND],
     // a native sidecar: started before the runner, stopped by the kubelet when the runner exits.
     // No probe: it listens on the pod's loopback only (a kubelet probe comes from outside), and
     // the runner waits for it (runner/agent-client.ts)
@@ -196,7 +194,7 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
           name: 'runner',
           image: cfg.runnerImage,
           imagePullPolicy: cfg.runnerImagePullPolicy,
-          command: ['node', '/app/dist/runner/bundle.mjs'],
+          command: [...RUNNER_COMMAND],
           ports: [{ name: 'http', containerPort: cfg.runnerPort }],
           env,
           resources: RUNNER_CONTAINER_RESOURCES,

@@ -1,13 +1,14 @@
 /**
  * One job, phase by phase (DESIGN.md "runner"): preflight, fetch, unpack, patch instructions,
  * codex, pack, upload; then the result goes to the manager. Every failure ends as a
- * PagewrightError whose reason lands in /status, the manifest and the callback. run() never
- * throws.
+ * PagewrightError whose code, a FailureReason, lands as `reason` in /status, the manifest and
+ * the callback. run() never throws.
  */
 import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PagewrightError, toPagewrightError } from '../common/errors.js';
+import { type JobFailure, PagewrightError, toJobFailure } from '../common/errors.js';
+import { runMarker } from '../common/process-marker.js';
 import type { Logger } from '../common/logger.js';
 import { type JobManifest, type JobResult, MAX_RESULT_FILES, type RunnerJob, type WorkPhase } from '../common/schemas.js';
 import type { StorageClient } from '../common/storage-client.js';
@@ -92,12 +93,12 @@ export class JobRunner {
   }
 
   /**
-   * Ends the job with `reason` (POST /kill: Killed; SIGTERM: PodTerminated). False when the job
-   * already ended; a second kill keeps the first reason.
+   * Ends the job with `failure` (POST /kill: Killed; SIGTERM: PodTerminated). False when the job
+   * already ended; a second kill keeps the first failure.
    */
-  kill(reason: PagewrightError = new PagewrightError('Killed', 'job killed through POST /kill')): boolean {
+  kill(failure: JobFailure = new PagewrightError('Killed', 'job killed through POST /kill')): boolean {
     if (this.#state.finished) return false;
-    if (!this.#abort.signal.aborted) this.#abort.abort(reason);
+    if (!this.#abort.signal.aborted) this.#abort.abort(failure);
     return true;
   }
 
@@ -183,11 +184,11 @@ export class JobRunner {
       this.#state.finish('completed');
       logger.info('job completed', { files_changed: files.length, durations_ms: this.#state.durations });
     } catch (err) {
-      const failure = this.#abort.signal.aborted ? toPagewrightError(this.#abort.signal.reason) : toPagewrightError(err);
+      const failure = this.#abort.signal.aborted ? toJobFailure(this.#abort.signal.reason) : toJobFailure(err);
       this.#state.error = failure.message;
-      this.#state.reason = failure.reason;
+      this.#state.reason = failure.code;
       this.#state.finish('failed');
-      logger.error('job failed', { reason: failure.reason, error: failure.message, phase_durations_ms: this.#state.durations });
+      logger.error('job failed', { reason: failure.code, error: failure.message, phase_durations_ms: this.#state.durations });
       // best effort: a manager that misses the callback can still read why from storage
       const failedManifest = manifest ?? {
         manifest_version: 1 as const, job_id: job.job_id, site_id: job.site_id, attempt: job.attempt, changes: [], files: [],
@@ -246,7 +247,7 @@ export class JobRunner {
       prompt: job.prompt,
       instructions,
       deadline: Math.max(Date.now() + 1000, this.#deadline - reserveMs(job.timeout_seconds)),
-      marker: `${job.job_id}.${job.attempt}.${process.pid}`,
+      marker: runMarker(job.job_id, job.attempt, process.pid),
       signal: this.#abort.signal,
       onLogLine: (line: string) => codexLog.info(redact(line)),
     });

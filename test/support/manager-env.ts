@@ -30,6 +30,7 @@ import { type ModelServer, type ModelTurn, type TurnContext, startModelServer } 
 import type { RealNode } from './node/cluster.js';
 import type { NodeContainer } from './node/containerd.js';
 import { FAULT_IMAGE, sharedRealNode } from './node/shared.js';
+import { type ManagerProcess, startManagerProcess } from './manager-process.js';
 import { getFreePort } from './ports.js';
 import { waitFor } from './processes.js';
 import { EXAMPLE_SITE, REPO_ROOT } from './sites.js';
@@ -80,14 +81,7 @@ export function routedScript(gate: Gate, scripts: Map<string, (ctx: TurnContext)
   };
 }
 
-export interface ManagerProcess {
-  url: string;
-  port: number;
-  proc: ChildProcess;
-  exited: Promise<number | null>;
-  logPath: string;
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
+export type { ManagerProcess };
 
 export interface ManagerEnv {
   cp: RealNode;
@@ -203,64 +197,20 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
     tokenSecret,
     async startManager(opts = {}) {
       const port = opts.port ?? (managers.some((m) => m.port === managerPort && m.proc.exitCode === null && m.proc.signalCode === null) ? await getFreePort(cp.nodeIp) : managerPort);
-      const url = `http://${cp.nodeIp}:${port}`;
-      const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'manager/main.ts')], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: {
-          PATH: process.env.PATH,
-          HOME: process.env.HOME,
-          KUBECONFIG: opts.kubeconfigPath ?? cp.kubeconfigPath,
-          [OWNER_ENV]: owner,
-          PAGEWRIGHT_MANAGER_HOST: cp.nodeIp,
-          PAGEWRIGHT_MANAGER_PORT: String(port),
-          PAGEWRIGHT_MANAGER_URL: url,
-          PAGEWRIGHT_WATCH_NAMESPACE: namespace,
-          PAGEWRIGHT_RUNNER_IMAGE: FAULT_IMAGE,
-          PAGEWRIGHT_RUNNER_IMAGE_PULL_POLICY: 'Never',
-          PAGEWRIGHT_STORAGE_URL: storage.url,
-          PAGEWRIGHT_STORAGE_ADMIN_TOKEN: storage.adminToken,
-          PAGEWRIGHT_TOKEN_SECRET: tokenSecret,
-          PAGEWRIGHT_GATEWAY_URL: gatewayUrl,
-          PAGEWRIGHT_GATEWAY_SECRET: gatewaySecret,
-          PAGEWRIGHT_GATEWAY_REPORT_TOKEN: gatewayReportToken,
-          PAGEWRIGHT_RUNNER_MEMORY_LIMIT: '768Mi',
-          PAGEWRIGHT_RETRY_BASE_SECONDS: '1',
-          PAGEWRIGHT_RESYNC_SECONDS: '30',
-          PAGEWRIGHT_LOG_LEVEL: 'debug',
-          PAGEWRIGHT_RUNNER_ENV: JSON.stringify({
-            PAGEWRIGHT_CODEX_REQUEST_RETRIES: '0',
-            PAGEWRIGHT_CODEX_STREAM_RETRIES: '0',
-            PAGEWRIGHT_KILL_GRACE_MS: '1000',
-          }),
-          ...opts.env,
-        },
-      });
-      proc.stdout?.pipe(log, { end: false });
-      proc.stderr?.pipe(log, { end: false });
-      const exited = once(proc, 'exit').then(([code]) => code as number | null);
-      const handle: ManagerProcess = {
-        url,
+      const handle = await startManagerProcess({
+        kubeconfigPath: opts.kubeconfigPath ?? cp.kubeconfigPath,
+        namespace,
+        host: cp.nodeIp,
         port,
-        proc,
-        exited,
+        owner,
+        storage: { url: storage.url, adminToken: storage.adminToken, tokenSecret },
+        gateway: { url: gatewayUrl, secret: gatewaySecret, reportToken: gatewayReportToken },
+        runnerImage: FAULT_IMAGE,
+        log,
         logPath,
-        async kill(signal = 'SIGTERM') {
-          if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-          await exited;
-        },
-      };
+        ...(opts.env ? { env: opts.env } : {}),
+      });
       managers.push(handle);
-      await waitFor(
-        'manager /readyz',
-        async () => {
-          if (proc.exitCode !== null) throw new Error(`manager exited with ${proc.exitCode}:\n${await readFile(logPath, 'utf8')}`);
-          const res = await request(`${url}/readyz`).catch(() => null);
-          await res?.body.dump();
-          return res?.statusCode === 200;
-        },
-        30_000,
-        100,
-      );
       return handle;
     },
     async getJob(name) {

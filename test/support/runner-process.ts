@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { bundledCodexBinary } from '../../cli/codex-binary.js';
+import { DEFAULT_MODEL } from '../../common/models.js';
+import { runMarker } from '../../common/process-marker.js';
+import { resolveRunnerEnv, runnerEnvironment } from '../../common/runner-launch.js';
 import type { RunnerJobInput, RunnerStatus } from '../../common/schemas.js';
 import { getFreePort } from './ports.js';
 import { REPO_ROOT } from './sites.js';
@@ -42,27 +45,30 @@ export async function startRunner(opts: StartRunnerOptions): Promise<RunnerUnder
   const workDir = await mkdtemp(join(tmpdir(), 'pw-runner-'));
   const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'runner', 'main.ts')], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      PAGEWRIGHT_WORKER_HOST: '127.0.0.1',
-      PAGEWRIGHT_WORKER_PORT: String(port),
-      PAGEWRIGHT_WORK_DIR: workDir,
-      PAGEWRIGHT_LLM_KEY: opts.llmKey,
-      PAGEWRIGHT_LLM_URL: opts.llmUrl,
-      PAGEWRIGHT_STORAGE_URL: opts.storageUrl,
-      PAGEWRIGHT_JOB: JSON.stringify(opts.job),
-      PAGEWRIGHT_JOB_TOKEN: opts.token,
-      PAGEWRIGHT_CODEX_BINARY: bundledCodexBinary(),
-      PAGEWRIGHT_INSTRUCTIONS_PATH: opts.instructionsPath ?? RUNNER_INSTRUCTIONS,
-      PAGEWRIGHT_CODEX_MODEL: 'gpt-5.5',
-      PAGEWRIGHT_CODEX_REQUEST_RETRIES: '0',
-      PAGEWRIGHT_CODEX_STREAM_RETRIES: '0',
-      PAGEWRIGHT_KILL_GRACE_MS: '1000',
-      PAGEWRIGHT_EXIT_DELAY_MS: '0',
-      ...(opts.managerUrl ? { PAGEWRIGHT_MANAGER_URL: opts.managerUrl } : {}),
-      ...opts.env,
-    },
+    env: resolveRunnerEnv(
+      runnerEnvironment({
+        job: opts.job,
+        port,
+        host: '127.0.0.1',
+        workDir,
+        llmUrl: opts.llmUrl,
+        storageUrl: opts.storageUrl,
+        ...(opts.managerUrl ? { managerUrl: opts.managerUrl } : {}),
+        model: DEFAULT_MODEL,
+        codexBinary: bundledCodexBinary(),
+        instructionsPath: opts.instructionsPath ?? RUNNER_INSTRUCTIONS,
+        extra: {
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '',
+          PAGEWRIGHT_CODEX_REQUEST_RETRIES: '0',
+          PAGEWRIGHT_CODEX_STREAM_RETRIES: '0',
+          PAGEWRIGHT_KILL_GRACE_MS: '1000',
+          PAGEWRIGHT_EXIT_DELAY_MS: '0',
+          ...opts.env,
+        },
+      }),
+      { 'runner-token': opts.token, 'gateway-credential': opts.llmKey },
+    ),
   });
   let stderr = '';
   proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
@@ -76,7 +82,7 @@ export async function startRunner(opts: StartRunnerOptions): Promise<RunnerUnder
     token: opts.token,
     exited,
     stderr: () => stderr,
-    marker: `${opts.job.job_id}.${opts.job.attempt ?? 1}.${proc.pid}`,
+    marker: runMarker(opts.job.job_id, opts.job.attempt ?? 1, proc.pid!),
     async status() {
       const res = await request(`${url}/status`);
       return (await res.body.json()) as RunnerStatus;

@@ -3,7 +3,9 @@
  * key, `pagewright demo-model` in a dev cluster) and the model of every test. The real `codex`
  * binary talks to it exactly as to OpenAI (POST {base}/responses, streamed as server-sent events)
  * and really runs the tool calls the script answers with. The openai SDK's preflight
- * (GET {base}/models/{id}) is answered too. Every request is recorded for assertions.
+ * (GET {base}/models/{id}, and GET {base}/models) is answered too, by default with 200 for any
+ * model; the options play other endpoints' models routes (an error, a list-only endpoint, a
+ * given list). Every request is recorded for assertions.
  *
  * Only the model is scripted: a real one costs money and needs the internet. Codex, its tools and
  * the files they change are real. It is product code (the manager image serves it as the demo),
@@ -49,9 +51,19 @@ export interface ModelServerOptions {
   script: ModelScript;
   /** Bearer key the server expects; any other gets 401. Default: a random key (see .key). */
   apiKey?: string;
-  /** Status for GET /models/{id} (the preflight); default 200 for any model id. */
+  /** Status for both models routes, GET /models/{id} (the preflight) and GET /models; default 200. */
   modelsStatus?: number;
-  /** Awaited before answering GET /models (lets a test hold a runner in its preflight). */
+  /**
+   * Status for GET /models/{id} alone, overriding modelsStatus there: e.g. 404 or 405 for an
+   * endpoint that only lists its models.
+   */
+  retrieveStatus?: number;
+  /**
+   * The models served: what GET /models lists, and GET /models/{id} answers 404 for any other.
+   * Default: GET /models lists DEFAULT_MODEL and GET /models/{id} answers any id.
+   */
+  models?: string[];
+  /** Awaited before answering either models route (lets a test hold a runner in its preflight). */
   beforeModels?: () => Promise<void>;
   /** Bind address; default 127.0.0.1. */
   host?: string;
@@ -117,11 +129,13 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
     const modelMatch = /^\/v1\/models(?:\/([^/]+))?$/.exec(path);
     if (req.method === 'GET' && modelMatch) {
       await opts.beforeModels?.();
-      const status = opts.modelsStatus ?? 200;
+      const id = modelMatch[1] === undefined ? null : decodeURIComponent(modelMatch[1]);
+      const status = (id !== null ? opts.retrieveStatus : undefined) ?? opts.modelsStatus ?? 200;
       if (status !== 200) return sendError(res, status, `scripted models endpoint answers ${status}`);
+      if (id !== null && opts.models && !opts.models.includes(id)) return sendError(res, 404, `The model '${id}' does not exist`, 'model_not_found');
       const model = (id: string) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'pagewright-scripted' });
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify(modelMatch[1] ? model(decodeURIComponent(modelMatch[1])) : { object: 'list', data: [model(DEFAULT_MODEL)] }));
+      res.end(JSON.stringify(id !== null ? model(id) : { object: 'list', data: (opts.models ?? [DEFAULT_MODEL]).map(model) }));
       return;
     }
     if (req.method !== 'POST' || path !== '/v1/responses') {

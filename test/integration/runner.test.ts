@@ -11,11 +11,12 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { x as extract } from 'tar';
 import { findMarkedProcesses } from '../../common/process-marker.js';
-import { JobManifest, JobResult, type RunnerJobInput, type RunnerPhase } from '../../common/schemas.js';
+import { JobManifest, JobResult, type RunnerJobInput, type RunnerPhase, type RunnerStatus } from '../../common/schemas.js';
 import { packDirectory } from '../../runner/archive.js';
 import { type CallbackRecorder, startCallbackRecorder } from '../support/callback-recorder.js';
 import { startGateProxy } from '../support/gate-proxy.js';
 import { demoScript } from '../../cli/demo-script.js';
+import { DEFAULT_MODEL } from '../../common/models.js';
 import { type ModelServer, type ModelServerOptions, startModelServer } from '../../cli/model-server.js';
 import { pidsWithCmdline, waitFor } from '../support/processes.js';
 import { RUNNER_INSTRUCTIONS, type RunnerUnderTest, startRunner } from '../support/runner-process.js';
@@ -164,15 +165,23 @@ describe('runner (process, real storage and Codex CLI)', function () {
           },
         },
       });
+      // every answer of /status until it shows the end (the runner exits right after it)
       const seen = new Set<RunnerPhase>();
-      const poller = (async () => {
-        while (runner!.proc.exitCode === null && !seen.has('completed')) {
-          const s = await runner!.status().catch(() => null);
-          if (s) seen.add(s.phase);
-          await new Promise((r) => setTimeout(r, 2));
-        }
-      })();
-      const reach = (phase: RunnerPhase) => waitFor(`phase ${phase}`, async () => seen.has(phase), 20_000, 5);
+      let final: RunnerStatus | undefined;
+      const poller = waitFor('/status to show the end of the job', async () => {
+        if (runner!.proc.exitCode !== null) throw new Error(`the runner exited (${runner!.proc.exitCode}) before /status showed completed; it showed ${[...seen].join(', ')}`);
+        const s = await runner!.status().catch(() => null);
+        if (s) seen.add(s.phase);
+        if (s?.phase === 'completed') final = s;
+        return final;
+      }, 60_000, 2);
+      let pollFailure: unknown = null;
+      poller.catch((err: unknown) => (pollFailure = err)); // awaited below
+      const reach = (phase: RunnerPhase) =>
+        waitFor(`phase ${phase}`, async () => {
+          if (pollFailure) throw pollFailure;
+          return seen.has(phase);
+        }, 20_000, 5);
       await reach('preflight');
       gates.models.resolve();
       await reach('fetching_artifact');
@@ -187,11 +196,10 @@ describe('runner (process, real storage and Codex CLI)', function () {
       await reach('uploading');
       proxy.release();
       await reach('completed');
-      await poller;
-      const final = await runner!.status().catch(() => null);
+      expect(await poller).to.include({ status: 'completed', phase: 'completed', files_changed: 1 });
+      expect([...seen]).to.deep.equal(['preflight', 'fetching_artifact', 'unpacking', 'patching_instructions', 'executing_codex', 'packing_result', 'uploading', 'completed']);
       const result = await finalResult();
       expect(result.status).to.equal('completed');
-      if (final) expect(final).to.include({ status: 'completed', phase: 'completed', files_changed: 1 });
     } finally {
       proxy.release();
       await proxy.close();
@@ -222,6 +230,7 @@ describe('runner (process, real storage and Codex CLI)', function () {
       ['401 from the model during the run', () => ({ model: { script: [{ kind: 'error', status: 401 }] } }), 'LLMAuthFailed'],
       ['500 from the model, after bounded retries', () => ({ model: { script: () => ({ kind: 'error', status: 500 }) }, env: { PAGEWRIGHT_CODEX_REQUEST_RETRIES: '1' } }), 'LLMUnavailable'],
       ['an unreachable endpoint', () => ({ llmUrl: 'http://127.0.0.1:9/v1' }), 'LLMUnavailable'],
+      ['an endpoint that answers 404 on both models routes', () => ({ model: { script: demoScript, modelsStatus: 404 } }), 'ModelNotFound'],
       ['a model that never answers (deadline)', () => ({ model: { script: [{ kind: 'hang' }] }, job: { timeout_seconds: 60 }, env: {} }), 'CodexTimeout'],
     ];
     for (const [name, opts, reason] of cases) {
@@ -237,6 +246,30 @@ describe('runner (process, real storage and Codex CLI)', function () {
         expect(Date.now() - started).to.be.below(reason === 'CodexTimeout' ? 75_000 : 30_000);
       });
     }
+  });
+
+  describe('an endpoint that only lists its models (retrieving one answers 404 or 405)', () => {
+    const modelCalls = () => model!.requests.filter((r) => r.path.startsWith('/v1/models')).map((r) => `${r.method} ${r.path}`);
+
+    it('passes the preflight when the list has the job\'s model, and the job completes', async () => {
+      await launch({ model: { script: demoScript, retrieveStatus: 405, models: ['other-model', DEFAULT_MODEL] } });
+      const result = await finalResult();
+      expect(result, JSON.stringify(result)).to.include({ status: 'completed', files_changed: 1 });
+      expect(await runner!.exited).to.equal(0);
+      // it asked for the model, was refused, and found it in the list
+      expect(modelCalls()).to.deep.equal([`GET /v1/models/${DEFAULT_MODEL}`, 'GET /v1/models']);
+    });
+
+    it('fails ModelNotFound when the list lacks the model, naming the first models it offers and how many more', async () => {
+      const offered = Array.from({ length: 8 }, (_, i) => `offered-${i + 1}`);
+      await launch({ model: { script: demoScript, retrieveStatus: 404, models: offered } });
+      const result = await finalResult();
+      expect(result, JSON.stringify(result)).to.include({ status: 'failed', reason: 'ModelNotFound' });
+      expect(result.error).to.contain(`does not serve model ${DEFAULT_MODEL}; it offers offered-1, offered-2, offered-3, offered-4, offered-5 and 3 more`);
+      expect(await runner!.exited).to.equal(1);
+      expect(modelCalls()).to.deep.equal([`GET /v1/models/${DEFAULT_MODEL}`, 'GET /v1/models']);
+      expect(model!.responseRequests(), 'codex never ran').to.deep.equal([]);
+    });
   });
 
   it('rejects a hostile artifact with UnsafeArchive and writes nothing outside its work dir', async () => {

@@ -89,20 +89,24 @@ describe('codex driver (real Codex CLI)', function () {
     expect(model!.requests[0]!.headers.authorization).to.equal(`Bearer ${model!.key}`);
   });
 
-  it('gives the agent\'s commands no secrets: only HOME, PATH and the run marker', async () => {
-    process.env.PAGEWRIGHT_JOB_TOKEN = 'job-token-must-not-leak';
+  it('gives the agent\'s commands no secrets: of our environment only HOME, PATH and the run marker', async () => {
+    // what codex sets for every command (pager, colour, locale, its ids) and what the shell adds
+    const codexOwn = /^(CODEX_[A-Z_]+|COLORTERM|GH_PAGER|GIT_PAGER|PAGER|NO_COLOR|TERM|LANG|LC_ALL|LC_CTYPE|PWD|SHLVL|_)$/;
+    const planted = { PAGEWRIGHT_JOB_TOKEN: 'job-token-must-not-leak', SOME_USER_SECRET: 'user-variable-must-not-leak' };
+    Object.assign(process.env, planted);
     try {
       await run([
         { kind: 'tools', calls: [{ type: 'shell', cmd: 'env > env.txt' }] },
         { kind: 'message', text: '{"summary":"s","files_changed":[]}' },
       ]);
     } finally {
-      delete process.env.PAGEWRIGHT_JOB_TOKEN;
+      for (const k of Object.keys(planted)) delete process.env[k];
     }
     const env = await readFile(join(site, 'env.txt'), 'utf8');
-    expect(env).not.to.contain(model!.key);
-    expect(env).not.to.contain('job-token-must-not-leak');
+    const names = env.split('\n').filter(Boolean).map((l) => l.slice(0, l.indexOf('=')));
+    expect(names.filter((n) => !codexOwn.test(n)).sort()).to.deep.equal(['HOME', 'PAGEWRIGHT_PROCESS_MARKER', 'PATH']);
     expect(env).to.match(/^PAGEWRIGHT_PROCESS_MARKER=codex-test-/m);
+    for (const secret of [model!.key, ...Object.values(planted)]) expect(env).not.to.contain(secret);
   });
 
   it('401 from the model -> LLMAuthFailed, quickly', async () => {

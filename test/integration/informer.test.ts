@@ -51,11 +51,17 @@ describe('ResilientInformer on a real apiserver', function () {
   const seen = (name: string, timeoutMs = 15_000) => waitFor(`informer sees ${name}`, async () => informer.get(name, ns), timeoutMs, 50);
 
   it('sees objects created while the apiserver was unreachable, once it is back', async () => {
+    restarts.length = 0;
     await create('before-cut');
     await seen('before-cut');
     await proxy.cut();
     await create('during-cut');
-    await new Promise((r) => setTimeout(r, 3000)); // the watch dropped; relists were refused
+    // a relist begun after the object existed was refused, so the informer really was cut off
+    // (had that list gone through, it would have brought the object in): the second failure
+    // counted after the create is of an attempt started after the first one, so after the create
+    const failures = () => restarts.filter((c) => c === 'error').length;
+    const afterCreate = failures();
+    await waitFor('a refused relist after the object was created', async () => failures() >= afterCreate + 2, 15_000, 50);
     expect(informer.get('during-cut', ns)).to.equal(undefined);
     await proxy.restore();
     await seen('during-cut');

@@ -1,17 +1,26 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { expect } from 'chai';
 import { request } from 'undici';
 import { StorageClient, StorageRequestError } from '../../common/storage-client.js';
+import { waitFor } from '../support/processes.js';
 import { snapshotDir, startTestStorage, type TestStorage } from '../support/storage.js';
 import { forgeTarGzBuffer } from '../support/tar-forge.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** The temp files under a data dir's tmp/ (uploads being written), with their sizes. */
+async function tempFiles(dataDir: string): Promise<Array<{ name: string; size: number }>> {
+  const dir = join(dataDir, 'tmp');
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const files = await Promise.all(names.map(async (name) => ({ name, size: (await stat(join(dir, name)).catch(() => null))?.size ?? -1 })));
+  return files.filter((f) => f.size >= 0);
+}
 
 async function raw(storage: TestStorage, method: string, path: string, opts: { token?: string | null; body?: Buffer | Readable; headers?: Record<string, string> } = {}) {
   const headers: Record<string, string> = { ...opts.headers };
@@ -81,20 +90,24 @@ describe('storage service', function () {
 
   it('compare-and-swap: of two concurrent If-Match writers exactly one wins', async () => {
     const base = await storage.admin.putSiteArtifact('blog', Buffer.from('base'));
-    // slow bodies so that both requests pass the early precondition check before either commits
-    const slowBody = (fill: number) =>
+    // both requests pass the early precondition check and are streaming their bodies before
+    // either may finish: only the check at commit time can tell them apart
+    const bothStreaming = Promise.withResolvers<void>();
+    const heldBody = (fill: number) =>
       Readable.from(
         (async function* () {
-          for (let i = 0; i < 20; i++) {
-            await new Promise((r) => setTimeout(r, 10));
-            yield Buffer.alloc(64 * 1024, fill);
-          }
+          yield Buffer.alloc(64 * 1024, fill);
+          await bothStreaming.promise;
+          for (let i = 0; i < 19; i++) yield Buffer.alloc(64 * 1024, fill);
         })(),
       );
-    const results = await Promise.allSettled([
-      storage.admin.putSiteArtifact('blog', slowBody(1), { ifMatch: base.version }),
-      storage.admin.putSiteArtifact('blog', slowBody(2), { ifMatch: base.version }),
+    const uploads = Promise.allSettled([
+      storage.admin.putSiteArtifact('blog', heldBody(1), { ifMatch: base.version }),
+      storage.admin.putSiteArtifact('blog', heldBody(2), { ifMatch: base.version }),
     ]);
+    await waitFor('both uploads writing their temp files', async () => (await tempFiles(storage.dataDir)).length === 2);
+    bothStreaming.resolve();
+    const results = await uploads;
     const won = results.filter((r) => r.status === 'fulfilled');
     const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect(won).to.have.length(1);
@@ -153,18 +166,27 @@ describe('storage service', function () {
     }
 
     it('an upload cut off mid-body', async () => {
+      const clientDies = Promise.withResolvers<void>();
       const body = Readable.from(
         (async function* () {
           yield Buffer.alloc(100_000, 7);
+          await clientDies.promise;
           throw new Error('client died');
         })(),
       );
-      await request(`${storage.url}/sites/blog/artifact`, {
+      const upload = request(`${storage.url}/sites/blog/artifact`, {
         method: 'PUT',
         headers: { authorization: `Bearer ${storage.adminToken}` },
         body,
-      }).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 100));
+      }).then(() => null, (e: unknown) => e);
+      // the server has the first bytes in a temp file: the upload is in flight when it is cut
+      await waitFor('the upload in its temp file', async () => (await tempFiles(storage.dataDir)).some((f) => f.size === 100_000));
+      clientDies.resolve();
+      expect(await upload, 'the cut-off request must fail').to.be.instanceOf(Error);
+      await waitFor('the temp file removed', async () => (await tempFiles(storage.dataDir)).length === 0);
+      // the site is still at its version, and no blob of the partial body (afterEach: nothing on disk changed)
+      expect(await (await storage.admin.downloadArtifact('blog')).body.text()).to.equal('current');
+      expect((await storage.admin.getSite('blog')).history).to.have.length(1);
     });
   });
 
@@ -248,13 +270,16 @@ describe('storage restart', function () {
 
   async function start(port: number): Promise<ChildProcess> {
     const proc = spawn(process.execPath, ['--import', 'tsx', 'storage/main.ts'], { env: env(port), stdio: ['ignore', 'inherit', 'inherit'] });
-    for (let i = 0; i < 200; i++) {
-      const ok = await request(`http://127.0.0.1:${port}/healthz`).then((r) => r.body.text().then(() => r.statusCode === 200), () => false);
-      if (ok) return proc;
-      await new Promise((r) => setTimeout(r, 50));
+    try {
+      await waitFor('storage /healthz', async () => {
+        if (proc.exitCode !== null) throw new Error(`storage exited with ${proc.exitCode}`);
+        return request(`http://127.0.0.1:${port}/healthz`).then((r) => r.body.text().then(() => r.statusCode === 200), () => false);
+      }, 10_000, 50);
+    } catch (err) {
+      proc.kill('SIGKILL');
+      throw err;
     }
-    proc.kill('SIGKILL');
-    throw new Error('storage did not start');
+    return proc;
   }
 
   before(async () => {
@@ -277,15 +302,26 @@ describe('storage restart', function () {
       const stored = await client.putSiteArtifact(site, body);
       acked.push({ site, body, version: stored.version });
     }
-    // one upload in flight when the process dies must not leave a torn object
-    const inflight = client.putSiteArtifact('site-0', Readable.from((async function* () {
-      yield randomBytes(50_000);
-      await new Promise((r) => setTimeout(r, 5_000));
-    })())).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 100));
+    // one upload in flight when the process dies must not leave a torn object: it announces
+    // the digest of a body it never finishes, the name a torn blob would have
+    const sent = randomBytes(52_345); // a size no acknowledged body has
+    const intended = Buffer.concat([sent, randomBytes(50_000)]);
+    const neverSent = Promise.withResolvers<void>();
+    const inflight = client
+      .putSiteArtifact('site-0', Readable.from((async function* () {
+        yield sent;
+        await neverSent.promise; // the process dies first
+      })()), { sha256: sha(intended) })
+      .then(() => null, (e: unknown) => e);
+    // the server has written what was sent of it (into tmp/, if all is well)
+    const [partial] = await waitFor('the in-flight upload on disk', async () => {
+      const files = Object.entries(await snapshotDir(dataDir)).filter(([, size]) => size === sent.length);
+      return files.length > 0 ? files.map(([path]) => path) : null;
+    });
     child.kill('SIGKILL');
     await once(child, 'exit');
-    await inflight;
+    expect(await inflight, 'the upload cut by the crash must fail').to.be.instanceOf(Error);
+    neverSent.resolve();
 
     child = await start(port);
     for (const { site, body, version } of acked) {
@@ -297,7 +333,12 @@ describe('storage restart', function () {
       const last = acked.filter((a) => a.site === `site-${s}`).at(-1)!;
       expect((await client.getSite(`site-${s}`)).version).to.equal(last.version);
     }
-    const leftovers = Object.keys(await snapshotDir(dataDir)).filter((p) => p.startsWith('tmp/'));
-    expect(leftovers).to.deep.equal([]);
+    // no torn object: the cut-off upload's partial file is gone, every blob is whole (its
+    // content hashes to its name), and there is one per acknowledged version, none other
+    const files = await snapshotDir(dataDir);
+    expect(files, 'the partial upload left by the crash').to.not.have.property(partial!);
+    const blobs = Object.keys(files).filter((p) => p.startsWith('blobs/'));
+    for (const path of blobs) expect(sha(await readFile(join(dataDir, path))), `blob ${path}`).to.equal(path.split('/').pop());
+    expect(blobs.map((p) => p.split('/').pop()).sort()).to.deep.equal([...new Set(acked.map((a) => a.version))].sort());
   });
 });

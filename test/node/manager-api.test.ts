@@ -2,12 +2,17 @@
  * The manager's HTTP API against hostile and confused callers: missing, forged, expired and
  * other jobs' tokens, bad bodies, unknown jobs, stale and duplicate results. Each gets a clear
  * 4xx (or an acknowledged no-op) and the job's status does not change.
+ *
+ * Each test runs alone and in any order: the hostile callers aim at a job whose model never
+ * answers (it stays Running for the whole suite), and the tests that need a finished job share
+ * one that is created and run to Succeeded by whichever of them comes first.
  */
 import { expect } from 'chai';
 import { request } from 'undici';
 import { JobTokens } from '../../common/tokens.js';
 import type { JobResult } from '../../common/schemas.js';
 import { type ManagerEnv, type ManagerProcess, randomName, startManagerEnv } from '../support/manager-env.js';
+import type { PagewrightJob } from '../../common/job-resource.js';
 import { jobResult } from '../support/job-result.js';
 import { waitFor } from '../support/processes.js';
 
@@ -18,20 +23,28 @@ describe('manager HTTP API', function () {
   let tokens: JobTokens;
   let uid: string;
   let name: string;
+  let succeeded: Promise<PagewrightJob> | undefined;
 
   before(async () => {
     env = await startManagerEnv('api');
     manager = await env.startManager();
     tokens = new JobTokens(env.tokenSecret);
     name = randomName('api');
-    await env.createJob(name, { siteId: 'site-a', prompt: 'MODEL:gate held for the API tests' });
+    await env.createJob(name, { siteId: 'site-a', prompt: 'MODEL:hang for the API tests' });
     const job = await env.waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex', 60_000);
     uid = job.metadata.uid;
   });
-  after(async () => {
-    env?.modelGate.open();
-    await env?.stop();
-  });
+  after(async () => env?.stop());
+
+  /** A job of another site run to Succeeded, once for the tests that need one. */
+  const finishedJob = (): Promise<PagewrightJob> => {
+    succeeded ??= (async () => {
+      const finished = randomName('api-done');
+      await env.createJob(finished, { siteId: 'site-b', prompt: 'An ordinary edit for the API tests' });
+      return env.waitForJob(finished, 'Succeeded', (j) => j.status.phase === 'Succeeded', 60_000);
+    })();
+    return succeeded;
+  };
 
   const post = async (path: string, body: unknown, token?: string | null, raw?: string) => {
     const res = await request(`${manager.url}${path}`, {
@@ -96,19 +109,20 @@ describe('manager HTTP API', function () {
   });
 
   it('records the real result once; a duplicate is acknowledged and ignored', async () => {
-    env.modelGate.open();
-    const done = await env.waitForJob(name, 'Succeeded', (j) => j.status.phase === 'Succeeded', 60_000);
+    const done = await finishedJob();
+    const doneUid = done.metadata.uid;
     expect(done.status.summary).to.match(/Added a note/);
-    const token = await tokens.issue({ jobId: uid, siteId: 'site-a', attempt: 1, ttlSeconds: 60 });
-    const dup = await post(`/jobs/${uid}/result`, result(1, { summary: 'a late duplicate' }), token);
+    const token = await tokens.issue({ jobId: doneUid, siteId: 'site-b', attempt: 1, ttlSeconds: 60 });
+    const dup = await post(`/jobs/${doneUid}/result`, jobResult(doneUid, 1, { summary: 'a late duplicate' }), token);
     expect(dup.status).to.equal(200);
     expect(dup.body.outcome).to.equal('duplicate');
-    const after = await env.getJob(name);
+    const after = await env.getJob(done.metadata.name!);
     expect(after.status.summary).to.equal(done.status.summary);
     expect(after.metadata.resourceVersion).to.equal(done.metadata.resourceVersion);
   });
 
   it('serves health, readiness and Prometheus metrics', async () => {
+    await finishedJob();
     for (const path of ['/healthz', '/readyz']) expect((await request(`${manager.url}${path}`)).statusCode, path).to.equal(200);
     const expected = ['pagewright_jobs{phase="Succeeded"} 1', 'pagewright_workqueue_depth', 'pagewright_reconcile_duration_seconds_bucket', 'pagewright_job_duration_seconds_count{phase="Succeeded"} 1', 'pagewright_runner_phase_duration_seconds_count{phase="executing_codex"} 1', 'pagewright_callbacks_total{kind="result",outcome="recorded"} 1'];
     // the job's end is observed after its status write returns, which a watcher can see first

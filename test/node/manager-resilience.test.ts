@@ -13,11 +13,16 @@ import type { PagewrightJob } from '../../common/job-resource.js';
 
 const finished = (j: PagewrightJob) => ['Succeeded', 'Failed', 'Cancelled'].includes(j.status.phase ?? '');
 
-async function metric(m: ManagerProcess, name: string): Promise<number> {
+/**
+ * One sample from a manager's /metrics: `family` must be exported (a renamed metric fails here
+ * instead of reading as "no sample"); undefined when the family has no sample with these labels.
+ */
+async function metric(m: ManagerProcess, family: string, sample = family): Promise<number | undefined> {
   const res = await request(`${m.url}/metrics`);
   const text = await res.body.text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return line ? Number(line.split(' ').pop()) : NaN;
+  expect(text, `${family} is exported`).to.match(new RegExp(`^# TYPE ${family} `, 'm'));
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  return line === undefined ? undefined : Number(line.split(' ').pop());
 }
 
 describe('manager restarts and leader election', function () {
@@ -126,7 +131,10 @@ describe('manager restarts and leader election', function () {
     const one = randomName('leader');
     await env.createJob(one, { siteId: 'site-c', prompt: 'Edit under the first leader' });
     expect((await env.waitForJob(one, 'finished', finished, 60_000)).status.phase).to.equal('Succeeded');
-    expect(await metric(follower, 'pagewright_reconcile_duration_seconds_count{result="ok"}').catch(() => NaN)).to.satisfy((n: number) => Number.isNaN(n) || n === 0);
+    // the leader reconciled it, the follower did not reconcile anything
+    const reconciled = (m: ManagerProcess) => metric(m, 'pagewright_reconcile_duration_seconds', 'pagewright_reconcile_duration_seconds_count{result="ok"}');
+    expect(await reconciled(leader)).to.be.greaterThan(0);
+    expect((await reconciled(follower)) ?? 0).to.equal(0);
 
     const killedAt = Date.now();
     await leader.kill('SIGKILL');

@@ -9,12 +9,13 @@ CONTROL_PLANE_BUILD := test/support/control-plane/build.sh
 TEST_SPECS := 'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/node/**/*.test.ts' 'test/e2e/**/*.test.ts'
 PROMPT ?= Add a notice to the home page that the bakery is closed from December 24 to 26.
 
-.PHONY: all deps build typecheck test test-unit test-integration demo control-plane clean help
+.PHONY: all deps build typecheck lint test test-unit test-integration demo control-plane clean help
 all: build
 
 help:
 	@echo "make demo          run one job end to end on this machine (offline unless PAGEWRIGHT_LLM_KEY is set)"
 	@echo "make test          typecheck, then every test (builds the control plane, the node and the images on first use)"
+	@echo "make lint          Biome (lint and format check, floating promises included) and knip (dead exports, files, deps)"
 	@echo "make test-unit     unit tests only (no control plane, no codex)"
 	@echo "make test-node     only the suites on the real node (manager, deploy/k8s, the README end to end)"
 	@echo "make build         compile TypeScript to dist/"
@@ -47,11 +48,16 @@ typecheck: deps
 	tsc -p tsconfig.json
 	npm run --silent check-layers
 
+# Biome: recommended rules, floating and misused promises, unused code, the format; knip: exports,
+# files and dependencies nothing uses (biome.json, knip.json)
+lint: deps
+	npm run --silent lint
+
 control-plane:
 	@$(CONTROL_PLANE_BUILD) >/dev/null
 
 # runner pods run the runner image on the real node (mk/node.mk)
-test: typecheck build control-plane images
+test: typecheck lint build control-plane images
 	mocha $(TEST_SPECS)
 
 test-unit: typecheck

@@ -85,7 +85,10 @@ async function oneJob(i: number): Promise<void> {
   const end = jobSucceeded.get(name) ?? Date.now();
   total.push(end - t0);
   overhead.push(end - t0 - (d.executing_codex ?? 0));
-  for (const p of WORK_PHASES) (phases[p] ??= []).push(d[p] ?? 0);
+  for (const p of WORK_PHASES) {
+    phases[p] ??= [];
+    phases[p].push(d[p] ?? 0);
+  }
   // the runner lingers for its exit delay: let the node be quiet before the next measurement
   await waitFor('the runner pod to end', async () => ['Succeeded', 'Failed'].includes((await core.readNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name! })).status?.phase ?? ''), 30_000, 100);
 }

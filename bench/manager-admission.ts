@@ -46,7 +46,7 @@ function perJob(before: Map<string, number>, after: Map<string, number>): string
     .map(([k, v]) => `${k} ${v.toFixed(2)}`)
     .join(', ');
 }
-let requestMix = { direct: '', manager: '' };
+const requestMix = { direct: '', manager: '' };
 const kc = cp.kubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
 const custom = kc.makeApiClient(CustomObjectsApi);

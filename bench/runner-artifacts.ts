@@ -162,7 +162,10 @@ try {
     results.baseline!.push(b);
     results.ratio!.push(r.artifactMs / b);
     results.rss!.push(r.peakRssMiB);
-    for (const p of ARTIFACT_PHASES) (phaseRows[p] ??= []).push(r.phases[p] ?? 0);
+    for (const p of ARTIFACT_PHASES) {
+      phaseRows[p] ??= [];
+      phaseRows[p].push(r.phases[p] ?? 0);
+    }
   }
   if (BIG_SITE_MIB > 0) {
     await prepare('site-big', BIG_SITE_MIB);

@@ -27,7 +27,7 @@ export async function startCallbackReceiver(opts: {
   const result = new Promise<JobResult>((resolve) => (resolveResult = resolve));
   const app = express();
   app.use(express.json({ limit: '1mb' }));
-  app.use('/jobs/:jobId', (req, res, next) => {
+  app.use('/jobs/:jobId', (req, _res, next) => {
     const token = bearerToken(req.headers.authorization);
     if (req.params.jobId !== opts.jobId || token === null || !constantTimeEqual(token, opts.token)) {
       throw new PagewrightError('Unauthorized', 'unknown job or bad token');

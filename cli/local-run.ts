@@ -62,11 +62,11 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 /** Same extension as this file: .ts under tsx (tests), .js when built. */
 const ext = extname(fileURLToPath(import.meta.url));
 
-export function runnerEntry(): { script: string; nodeArgs: string[] } {
+function runnerEntry(): { script: string; nodeArgs: string[] } {
   return { script: join(here, '..', 'runner', `main${ext}`), nodeArgs: ext === '.ts' ? ['--import', 'tsx'] : [] };
 }
 
-export function defaultInstructionsPath(): string {
+function defaultInstructionsPath(): string {
   // instructions.md is not compiled: from dist/cli it lives in the source tree
   return ext === '.ts' ? join(here, '..', 'runner', 'instructions.md') : join(here, '..', '..', 'runner', 'instructions.md');
 }
@@ -194,6 +194,6 @@ async function saveOutputs(
  */
 const PASS_THROUGH = /^(PATH|LANG|LC_ALL|LC_CTYPE|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR|NODE_EXTRA_CA_CERTS)$/;
 
-export function passThroughEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+function passThroughEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => PASS_THROUGH.test(e[0]) && e[1] !== undefined));
 }

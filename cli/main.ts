@@ -36,15 +36,23 @@ environment:
   PAGEWRIGHT_DEMO_MODEL_DELAY_MS  demo-model: wait this long before each answer (default 0), so
                        that a job runs long enough to watch`;
 
+/** parseArgs' answer, or the usage and exit 2 when the arguments are wrong. */
+function parsed<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+}
+
 function fail(message: string): never {
   process.stderr.write(`pagewright: ${message}\n\n${USAGE}\n`);
   process.exit(2);
 }
 
 async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
+  const { values } = parsed(() =>
+    parseArgs({
       args: argv,
       options: {
         site: { type: 'string' },
@@ -55,10 +63,8 @@ async function run(argv: string[]): Promise<number> {
         verbose: { type: 'boolean', default: false },
       },
       strict: true,
-    }));
-  } catch (err) {
-    fail((err as Error).message);
-  }
+    }),
+  );
   if (!values.site) fail('--site DIR is required');
   if (!values.prompt?.trim()) fail('--prompt TEXT is required');
   const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
@@ -117,16 +123,13 @@ async function run(argv: string[]): Promise<number> {
 }
 
 async function demoModel(argv: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
+  const { values } = parsed(() =>
+    parseArgs({
       args: argv,
       options: { port: { type: 'string', default: String(DEMO_MODEL_PORT) }, host: { type: 'string', default: '0.0.0.0' } },
       strict: true,
-    }));
-  } catch (err) {
-    fail((err as Error).message);
-  }
+    }),
+  );
   const port = Number(values.port);
   if (!/^\d+$/.test(values.port) || port > 65535) fail('--port must be an integer from 0 to 65535');
   if (!values.host) fail('--host must not be empty');

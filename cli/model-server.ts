@@ -29,7 +29,7 @@ export type ModelTurn =
   | { kind: 'drop' }
   | { kind: 'delay'; ms: number; then: ModelTurn };
 
-export type ToolCall =
+type ToolCall =
   /** Codex's shell tool (exec_command); runs `cmd` with bash -lc in the work dir. */
   | { type: 'shell'; cmd: string; yieldTimeMs?: number }
   /** A patch in the apply_patch format, sent as codex's freeform apply_patch tool. */
@@ -71,7 +71,7 @@ export interface ModelServerOptions {
   port?: number;
 }
 
-export interface RecordedRequest {
+interface RecordedRequest {
   method: string;
   path: string;
   headers: Record<string, string | string[] | undefined>;
@@ -169,7 +169,7 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
         const send = (type: string, data: Record<string, unknown>) => res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
         send('response.created', { response: { id: responseId } });
         const items = turn.kind === 'message' ? [messageItem(nextId('msg'), turn.text)] : turn.calls.map((c) => callItem(nextId('call'), c));
-        items.forEach((item, output_index) => send('response.output_item.done', { output_index, item }));
+        for (const [output_index, item] of items.entries()) send('response.output_item.done', { output_index, item });
         send('response.completed', {
           response: { id: responseId, usage: { input_tokens: 100, output_tokens: 20, total_tokens: 120, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } } },
         });

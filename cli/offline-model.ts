@@ -26,6 +26,7 @@ export interface OfflineModelOptions {
 
 export async function startOfflineModel(opts: OfflineModelOptions = {}): Promise<OfflineModel> {
   const { delayMs = 0, ...listen } = opts;
+  // biome-ignore lint/suspicious/noThenProperty: a delay turn names the turn that follows it; it is data, never awaited
   const script = delayMs > 0 ? (ctx: TurnContext): ModelTurn => ({ kind: 'delay', ms: delayMs, then: demoScript(ctx) }) : demoScript;
   const server = await startModelServer({ script, ...listen });
   return { url: server.url, key: server.key, model: OFFLINE_MODEL, close: () => server.close() };

@@ -66,7 +66,7 @@ export function normalizeEntryPath(path: string): string {
 }
 
 /** The path rules alone; returns why the path is unsafe, or null. */
-export function pathViolation(path: string): string | null {
+function pathViolation(path: string): string | null {
   if (path.includes('\0')) return 'path contains a NUL byte';
   if (isAbsolute(path) || /^[a-zA-Z]:[\\/]/.test(path)) return 'absolute path';
   // backslashes count as separators: a Windows extractor (or a careless server) would use them

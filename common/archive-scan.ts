@@ -17,7 +17,7 @@ export class ArchiveFormatError extends Error {
 }
 
 /** Reading the input failed (not the archive's fault); `cause` is the input's error. */
-export class ArchiveInputError extends Error {}
+class ArchiveInputError extends Error {}
 
 export function headerOf(entry: ReadEntry): EntryHeader {
   return { path: entry.path, type: entry.type, linkpath: entry.linkpath, mode: entry.mode, size: entry.size };

@@ -21,7 +21,7 @@ import { HttpStatusError } from './retry.js';
 export type ErrorEnvelope = (err: PagewrightError) => unknown;
 
 /** storage, manager, runner and the agent server: `{error: code, message}`. */
-export const apiErrorEnvelope: ErrorEnvelope = (err) => ({ error: err.code, message: err.message });
+const apiErrorEnvelope: ErrorEnvelope = (err) => ({ error: err.code, message: err.message });
 
 export interface ErrorHandlingOptions {
   logger: Logger;
@@ -37,13 +37,13 @@ export function installErrorHandling(app: Express, opts: ErrorHandlingOptions): 
   app.use(errorMiddleware(opts));
 }
 
-export function routeNotFound(hint?: string): RequestHandler {
+function routeNotFound(hint?: string): RequestHandler {
   return (req: Request) => {
     throw new PagewrightError('NotFound', `no route ${req.method} ${req.path}${hint ? ` (${hint})` : ''}`);
   };
 }
 
-export function errorMiddleware(opts: ErrorHandlingOptions): ErrorRequestHandler {
+function errorMiddleware(opts: ErrorHandlingOptions): ErrorRequestHandler {
   const envelope = opts.envelope ?? apiErrorEnvelope;
   return (err, req, res, _next) => {
     const { error, expected } = toAnswer(err);
@@ -66,7 +66,7 @@ export function errorMiddleware(opts: ErrorHandlingOptions): ErrorRequestHandler
  * The error to answer with; `expected` is false for anything that is not one of ours (a bug, a
  * downstream service's refusal nobody classified), answered as 500 Internal.
  */
-export function toAnswer(err: unknown): { error: PagewrightError; expected: boolean } {
+function toAnswer(err: unknown): { error: PagewrightError; expected: boolean } {
   if (err instanceof PagewrightError && !(err instanceof HttpStatusError)) return { error: err, expected: true };
   // body-parser's errors (http-errors) carry a 4xx status and a type; express's router, a 400 for a param it cannot decode
   const e = err as { type?: unknown; status?: unknown; message?: unknown } | null;

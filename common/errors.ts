@@ -193,12 +193,12 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(HTTP_STATUS, value);
 }
 
-export function isFailureReason(value: unknown): value is FailureReason {
+function isFailureReason(value: unknown): value is FailureReason {
   return FailureReason.safeParse(value).success;
 }
 
 /** Reasons worth a new attempt: the infrastructure failed, not the job itself. */
-export const INFRASTRUCTURE_REASONS: ReadonlySet<FailureReason> = new Set<FailureReason>([
+const INFRASTRUCTURE_REASONS: ReadonlySet<FailureReason> = new Set<FailureReason>([
   'StorageUnavailable',
   'UploadFailed',
   'OOMKilled',

@@ -15,7 +15,7 @@ import { JobId } from './schemas.js';
 import { TokenError, keyFrom } from './tokens.js';
 
 const ISSUER = 'pagewright';
-export const GATEWAY_AUDIENCE = 'pagewright-gateway';
+const GATEWAY_AUDIENCE = 'pagewright-gateway';
 
 /** A job's model budget: every limit concrete (the manager applies the cluster's defaults). */
 export const Budget = z.object({

@@ -23,10 +23,10 @@ export const MANAGED_BY = 'pagewright-manager';
 
 export const JobPhase = z.enum(['Queued', 'Scheduled', 'Running', 'Succeeded', 'Failed', 'Cancelled']);
 export type JobPhase = z.infer<typeof JobPhase>;
-export const TERMINAL_PHASES: ReadonlySet<JobPhase> = new Set(['Succeeded', 'Failed', 'Cancelled']);
-export const ACTIVE_PHASES: ReadonlySet<JobPhase> = new Set(['Scheduled', 'Running']);
+const TERMINAL_PHASES: ReadonlySet<JobPhase> = new Set(['Succeeded', 'Failed', 'Cancelled']);
+const ACTIVE_PHASES: ReadonlySet<JobPhase> = new Set(['Scheduled', 'Running']);
 
-export const JobSpec = z.object({
+const JobSpec = z.object({
   siteId: SiteId,
   prompt: Prompt,
   baseVersion: Sha256.optional(),
@@ -46,7 +46,6 @@ export const JobSpec = z.object({
     })
     .optional(),
 });
-export type JobSpec = z.infer<typeof JobSpec>;
 
 export const Condition = z.object({
   type: z.string(),
@@ -88,7 +87,7 @@ export const JobStatus = z.object({
 });
 export type JobStatus = z.infer<typeof JobStatus>;
 
-export const JobMetadata = z.object({
+const JobMetadata = z.object({
   name: z.string(),
   namespace: z.string(),
   uid: z.string(),

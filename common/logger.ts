@@ -16,7 +16,7 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 export interface LoggerOptions {
   level?: LogLevel;

@@ -5,7 +5,9 @@
  */
 import { ConfigError } from './config.js';
 
+// biome-ignore lint/suspicious/noConfusingVoidType: a service's shutdown may return nothing (exit 0) or its exit code
 export async function runMain(service: string, start: () => Promise<() => Promise<number | void>>): Promise<void> {
+  // biome-ignore lint/suspicious/noConfusingVoidType: as above
   let shutdown: () => Promise<number | void>;
   try {
     shutdown = await start();

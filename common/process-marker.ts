@@ -40,7 +40,7 @@ export async function findMarkedProcesses(value: string, name = PROCESS_MARKER_E
 }
 
 /** Sends `signal` to every marked process; returns the PIDs it reached. */
-export async function signalMarkedProcesses(
+async function signalMarkedProcesses(
   value: string,
   signal: NodeJS.Signals,
   name = PROCESS_MARKER_ENV,

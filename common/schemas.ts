@@ -112,12 +112,11 @@ export const JobProgress = z.object({
 });
 export type JobProgress = z.infer<typeof JobProgress>;
 
-export const ManifestFile = z.strictObject({
+const ManifestFile = z.strictObject({
   path: z.string(),
   sha256: Sha256,
   size: z.number().int().nonnegative(),
 });
-export type ManifestFile = z.infer<typeof ManifestFile>;
 
 /**
  * jobs/{job_id}/manifest.json. Written last, so its presence (with a matching output_version)

@@ -14,7 +14,7 @@ import { JobId, SiteId } from './schemas.js';
 
 export const TokenScope = z.enum(['site:read', 'job:write', 'callback', 'kill']);
 export type TokenScope = z.infer<typeof TokenScope>;
-export const ALL_JOB_SCOPES: readonly TokenScope[] = TokenScope.options;
+const ALL_JOB_SCOPES: readonly TokenScope[] = TokenScope.options;
 
 const ISSUER = 'pagewright';
 const AUDIENCE = 'pagewright';

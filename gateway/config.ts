@@ -1,6 +1,6 @@
 /** The model gateway's PAGEWRIGHT_* environment, validated once at start-up (README "Configuration"). */
 import { z } from 'zod';
-import { type ConfigOf, env, httpUrl, logLevel, port, positiveInt } from '../common/config.js';
+import { env, httpUrl, logLevel, port, positiveInt } from '../common/config.js';
 import { MIN_SECRET_BYTES } from '../common/tokens.js';
 
 const secret = (what: string) => z.string().min(MIN_SECRET_BYTES, `must be at least ${MIN_SECRET_BYTES} characters (${what})`);
@@ -33,4 +33,3 @@ export const gatewayConfigSpec = {
   keepAliveTimeoutMs: env('GATEWAY_KEEP_ALIVE_TIMEOUT_MS', positiveInt(65_000)),
   logLevel: env('LOG_LEVEL', logLevel()),
 };
-export type GatewayConfig = ConfigOf<typeof gatewayConfigSpec>;

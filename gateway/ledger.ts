@@ -15,7 +15,7 @@ export function budgetExceeded(usage: Usage, budget: Budget): string | null {
   return null;
 }
 
-export function maxUsage(a: Usage, b: Usage): Usage {
+function maxUsage(a: Usage, b: Usage): Usage {
   return { requests: Math.max(a.requests, b.requests), inputTokens: Math.max(a.inputTokens, b.inputTokens), outputTokens: Math.max(a.outputTokens, b.outputTokens) };
 }
 

@@ -197,7 +197,10 @@ export class AdmissionIndex {
 
   #site(id: string): Site {
     let site = this.#sites.get(id);
-    if (!site) this.#sites.set(id, (site = { ready: new IndexedHeap(better), busy: 0, head: undefined }));
+    if (!site) {
+      site = { ready: new IndexedHeap(better), busy: 0, head: undefined };
+      this.#sites.set(id, site);
+    }
     return site;
   }
 

@@ -26,7 +26,7 @@ export interface AdmissionDecision {
 }
 
 /** Higher priority first, then older first, then by key for a total order. */
-export function admissionOrder(a: PagewrightJob, b: PagewrightJob): number {
+function admissionOrder(a: PagewrightJob, b: PagewrightJob): number {
   return (
     b.spec.priority - a.spec.priority ||
     timestamp(a.metadata.creationTimestamp) - timestamp(b.metadata.creationTimestamp) ||

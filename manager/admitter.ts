@@ -15,7 +15,7 @@ import type { JobCacheObserver } from './job-cache.js';
 import { type PagewrightJob, jobKey } from '../common/job-resource.js';
 
 /** What the Admitter reads of the JobCache. */
-export interface AdmitterCache {
+interface AdmitterCache {
   job(key: string): PagewrightJob | undefined;
   /** Tells the observer of every job cached now, then of every change. */
   observe(observer: JobCacheObserver): void;

@@ -6,7 +6,7 @@ import type { CoreV1Api } from '@kubernetes/client-node';
 import type { Logger } from '../common/logger.js';
 import { API_VERSION, KIND, type PagewrightJob } from '../common/job-resource.js';
 
-export const EVENT_SOURCE = 'pagewright-manager';
+const EVENT_SOURCE = 'pagewright-manager';
 
 export class EventRecorder {
   readonly #core: CoreV1Api;

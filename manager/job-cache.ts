@@ -105,7 +105,10 @@ export class JobCache {
     const name = pod.metadata?.name;
     if (!uid || !name) return undefined;
     let pods = this.#pods.get(uid);
-    if (!pods) this.#pods.set(uid, (pods = new Map()));
+    if (!pods) {
+      pods = new Map();
+      this.#pods.set(uid, pods);
+    }
     pods.set(name, pod);
     return uid;
   }

@@ -33,10 +33,10 @@ import {
   type PagewrightJob,
 } from '../common/job-resource.js';
 
-export const RUNNER_UID = 10001;
-export const AGENT_UID = 10002;
+const RUNNER_UID = 10001;
+const AGENT_UID = 10002;
 /** The agent server's port, on the pod's loopback only. */
-export const AGENT_PORT = 8083;
+const AGENT_PORT = 8083;
 export const SECRET_KEY_TOKEN = RUNNER_SECRETS.runnerToken;
 export const SECRET_KEY_GATEWAY = RUNNER_SECRETS.gatewayCredential;
 /** The runner container's own resources: it streams, it does not hold sites in memory. */
@@ -76,7 +76,7 @@ export function secretName(job: PagewrightJob, attempt: number): string {
   return `${baseName(job)}-a${attempt}-creds`;
 }
 
-export function ownerReference(job: PagewrightJob): V1OwnerReference {
+function ownerReference(job: PagewrightJob): V1OwnerReference {
   return { apiVersion: API_VERSION, kind: KIND, name: job.metadata.name, uid: job.metadata.uid, controller: true, blockOwnerDeletion: true };
 }
 
@@ -95,7 +95,7 @@ export function buildSecret(job: PagewrightJob, attempt: number, credentials: { 
 }
 
 /** The runner's PAGEWRIGHT_JOB: the job id is the resource's uid (unique across re-creations). */
-export function runnerJob(job: PagewrightJob, attempt: number, cfg: Pick<PodSpecConfig, 'codexModel'>): RunnerJobInput {
+function runnerJob(job: PagewrightJob, attempt: number, cfg: Pick<PodSpecConfig, 'codexModel'>): RunnerJobInput {
   return {
     job_id: job.metadata.uid,
     site_id: job.spec.siteId,

@@ -80,7 +80,7 @@ export class StatusWriter {
 }
 
 /** Sets (or updates) one condition, moving lastTransitionTime only when its status changes. */
-export function setCondition(conditions: readonly Condition[] | undefined, next: Omit<Condition, 'lastTransitionTime'>, now: string): Condition[] {
+function setCondition(conditions: readonly Condition[] | undefined, next: Omit<Condition, 'lastTransitionTime'>, now: string): Condition[] {
   const list = [...(conditions ?? [])];
   const i = list.findIndex((c) => c.type === next.type);
   const previous = i >= 0 ? list[i] : undefined;
@@ -95,7 +95,7 @@ export function setCondition(conditions: readonly Condition[] | undefined, next:
  * The conditions for a phase: Running while Scheduled/Running; Complete or Failed when done
  * (`kubectl wait --for=condition=Complete` / `condition=Failed`); Cancelled counts as Failed.
  */
-export function conditionsFor(status: JobStatus, phase: JobPhase, now: string, generation: number | undefined): Condition[] {
+function conditionsFor(status: JobStatus, phase: JobPhase, now: string, generation: number | undefined): Condition[] {
   const reason = status.reason ?? phase;
   const message = status.message ?? '';
   const g = generation === undefined ? {} : { observedGeneration: generation };

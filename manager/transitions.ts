@@ -5,13 +5,13 @@
  * never move a job backwards or apply a result to the wrong attempt.
  */
 import type { FailureReason } from '../common/errors.js';
-import type { JobManifest, JobProgress, JobResult, UsageReport } from '../common/schemas.js';
-import { type JobStatus, type PagewrightJob, isTerminal } from '../common/job-resource.js';
+import type { JobProgress, JobResult, UsageReport } from '../common/schemas.js';
+import { type PagewrightJob, isTerminal } from '../common/job-resource.js';
 import type { StatusChange } from './status.js';
 import { withPhase } from './status.js';
 
 /** How many changed paths the resource keeps (the manifest in storage has all of them). */
-export const STATUS_FILES_LIMIT = 100;
+const STATUS_FILES_LIMIT = 100;
 
 const gen = (job: PagewrightJob) => job.metadata.generation;
 
@@ -88,10 +88,6 @@ export function resultReported(result: JobResult): StatusChange {
   };
 }
 
-export function resultFromManifest(manifest: JobManifest): JobResult {
-  return manifest.result;
-}
-
 export function succeeded(attempt: number, publishedVersion: string | undefined): StatusChange {
   return (job) => {
     if (isTerminal(job) || job.status.attempt !== attempt || job.status.reportedAttempt !== attempt) return null;
@@ -163,4 +159,4 @@ export function retryDelayMs(attempt: number, baseSeconds: number, maxSeconds: n
   return Math.min(baseSeconds * 2 ** Math.max(0, attempt - 1), maxSeconds) * 1000;
 }
 
-export type { JobStatus };
+;

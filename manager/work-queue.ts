@@ -72,7 +72,10 @@ export class WorkQueue {
   /** Adds the key after `delayMs`; an earlier pending add for the same key wins. */
   addAfter(key: string, delayMs: number): void {
     if (this.#shuttingDown) return;
-    if (delayMs <= 0) return this.add(key);
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
     const at = this.#now() + delayMs;
     const pending = this.#timers.get(key);
     if (pending && pending.at <= at) return;
@@ -122,13 +125,13 @@ export class WorkQueue {
       this.#dirty.delete(key);
       this.add(key);
     }
-    if (this.#processing.size === 0) this.#idle.splice(0).forEach((r) => r());
+    if (this.#processing.size === 0) for (const resolve of this.#idle.splice(0)) resolve();
   }
 
   /** Stops handing out keys; resolves when every key in flight is done. */
   async shutDown(): Promise<void> {
     this.#shuttingDown = true;
-    this.#waiters.splice(0).forEach((w) => w(undefined));
+    for (const wake of this.#waiters.splice(0)) wake(undefined);
     for (const { timer } of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     this.#queue.length = 0;

@@ -30,7 +30,7 @@ const AgentSpecBody = z.object({
   marker: z.string().min(8),
 });
 
-export function createAgentApp(logger: Logger, launcher = new LocalLauncher()): express.Express {
+function createAgentApp(logger: Logger, launcher = new LocalLauncher()): express.Express {
   const app = express();
   app.disable('x-powered-by');
   let current: AgentRun | null = null;

@@ -25,7 +25,7 @@ export interface UnpackStats {
   bytes: number;
 }
 
-export class UnsafeArchiveError extends PagewrightError {
+class UnsafeArchiveError extends PagewrightError {
   constructor(message: string) {
     super('UnsafeArchive', message);
     this.name = 'UnsafeArchiveError';
@@ -47,7 +47,7 @@ function unpackError(v: RuleViolation, limits: UnpackLimits): PagewrightError {
  * Reads the whole archive without writing anything and throws at the first unsafe entry or
  * exceeded limit. Run before extraction, so a rejected archive leaves no trace on disk.
  */
-export async function inspectArchive(archivePath: string, limits: UnpackLimits): Promise<UnpackStats> {
+async function inspectArchive(archivePath: string, limits: UnpackLimits): Promise<UnpackStats> {
   const rules = unpackRules(limits);
   let violation: RuleViolation | null;
   try {

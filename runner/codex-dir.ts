@@ -15,8 +15,8 @@ import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Pack, list } from 'tar';
 
-export const CODEX_DIR = '.codex';
-export const INSTRUCTIONS_FILE = 'instructions.md';
+const CODEX_DIR = '.codex';
+const INSTRUCTIONS_FILE = 'instructions.md';
 
 export function isCodexPath(relPath: string): boolean {
   return relPath === CODEX_DIR || relPath.startsWith(`${CODEX_DIR}/`);

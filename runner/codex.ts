@@ -59,7 +59,7 @@ export interface CodexRunResult {
   usage: Record<string, unknown> | null;
 }
 
-export function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; schema: string }): string[] {
+function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; schema: string }): string[] {
   const provider = [
     'name="pagewright"',
     `base_url=${JSON.stringify(opts.llmUrl)}`,
@@ -121,7 +121,7 @@ export function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; s
  * (slow or locking shell init, personal settings) have no business in a job; in a pod the
  * root filesystem is read-only and only the work dir is writable anyway.
  */
-export function codexEnv(opts: CodexRunOptions, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
+function codexEnv(opts: CodexRunOptions, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(parent)) if (PASS_THROUGH.test(k) && v !== undefined) env[k] = v;
   return { ...env, HOME: agentHome(opts), CODEX_HOME: opts.codexHome, [KEY_ENV]: opts.llmKey, [PROCESS_MARKER_ENV]: opts.marker };
@@ -229,7 +229,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** `codex --version` -> "0.169.0" */
-export async function codexVersion(binary: string): Promise<string> {
+async function codexVersion(binary: string): Promise<string> {
   const { stdout } = await promisify(execFile)(binary, ['--version'], { timeout: 15_000 });
   return stdout.trim().replace(/^codex-cli\s+/, '');
 }

@@ -1,6 +1,6 @@
 /** The runner's PAGEWRIGHT_* environment (DESIGN.md "runner"), validated once at start-up. */
 import { z } from 'zod';
-import { type ConfigOf, env, httpUrl, json, logLevel, port, positiveInt } from '../common/config.js';
+import { env, httpUrl, json, logLevel, port, positiveInt } from '../common/config.js';
 import { DEFAULT_MODEL } from '../common/models.js';
 import { RunnerJob } from '../common/schemas.js';
 
@@ -33,7 +33,6 @@ export const runnerConfigSpec = {
   exitDelayMs: env('EXIT_DELAY_MS', z.coerce.number().int().min(0).default(2000)),
   logLevel: env('LOG_LEVEL', logLevel()),
 };
-export type RunnerConfig = ConfigOf<typeof runnerConfigSpec>;
 
 /** The agent container's process (`bundle.mjs agent`, runner/agent-server.ts): no job, no credentials. */
 export const agentConfigSpec = {

@@ -6,7 +6,7 @@
 import { PagewrightError } from '../common/errors.js';
 import { AgentFinalMessage } from '../common/schemas.js';
 
-export const MAX_SUMMARY_CHARS = 4000;
+const MAX_SUMMARY_CHARS = 4000;
 
 export interface ParsedFinalMessage {
   summary: string;

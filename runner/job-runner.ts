@@ -50,7 +50,7 @@ export interface JobRunnerOptions {
   transferRetryDelayMs?: number;
 }
 
-export interface CodexSettings {
+interface CodexSettings {
   binary: string;
   /** Default model when the job names none. */
   model: string;
@@ -63,7 +63,7 @@ export interface CodexSettings {
 }
 
 /** Time kept back from the codex deadline for packing, upload and the callback. */
-export function reserveMs(timeoutSeconds: number): number {
+function reserveMs(timeoutSeconds: number): number {
   return Math.min(120_000, Math.max(15_000, timeoutSeconds * 100));
 }
 

@@ -22,7 +22,7 @@ export interface PreflightOptions {
 }
 
 /** How many of the offered models a ModelNotFound message names. */
-export const OFFERED_MODELS_SHOWN = 5;
+const OFFERED_MODELS_SHOWN = 5;
 
 export async function preflightModel(opts: PreflightOptions): Promise<void> {
   const client = new OpenAI({
@@ -59,7 +59,7 @@ export async function preflightModel(opts: PreflightOptions): Promise<void> {
 }
 
 /** "it offers a, b, c, d, e and 3 more" (the first OFFERED_MODELS_SHOWN, then the count). */
-export function describeOffered(ids: readonly string[]): string {
+function describeOffered(ids: readonly string[]): string {
   if (ids.length === 0) return 'it lists no models';
   const shown = ids.slice(0, OFFERED_MODELS_SHOWN).join(', ');
   const more = ids.length - OFFERED_MODELS_SHOWN;
@@ -71,7 +71,7 @@ function routeMissing(err: unknown): err is InstanceType<typeof OpenAI.APIError>
   return err instanceof OpenAI.APIError && (err.status === 404 || err.status === 405);
 }
 
-export function classifyModelError(err: unknown, opts: { baseURL: string; model: string }): PagewrightError {
+function classifyModelError(err: unknown, opts: { baseURL: string; model: string }): PagewrightError {
   const where = `model endpoint ${opts.baseURL}`;
   if (err instanceof OpenAI.AuthenticationError || err instanceof OpenAI.PermissionDeniedError) {
     return new PagewrightError('LLMAuthFailed', `${where} rejected the API key (HTTP ${err.status})`, { cause: err });

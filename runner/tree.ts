@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import pLimit from 'p-limit';
 import type { FileChange } from '../common/schemas.js';
 
-export interface TreeEntry {
+interface TreeEntry {
   type: 'file' | 'dir' | 'symlink';
   size: number;
   /** Files: content hash. Symlinks: hash of the target. */

@@ -20,7 +20,7 @@ import { registerJobRoutes } from './job-routes.js';
 import { checkStoredOutput } from './output-check.js';
 import type { RefStore } from './ref-store.js';
 
-export interface StorageLimits {
+interface StorageLimits {
   maxArtifactBytes: number;
   maxManifestBytes: number;
   maxLogBytes: number;

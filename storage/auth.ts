@@ -8,7 +8,7 @@
 import { type JobTokenClaims, type JobTokens, type TokenScope, TokenError, bearerToken, constantTimeEqual } from '../common/tokens.js';
 import { StorageError } from './errors.js';
 
-export type Resource = { kind: 'site'; siteId: string } | { kind: 'job'; jobId: string } | { kind: 'admin' };
+type Resource = { kind: 'site'; siteId: string } | { kind: 'job'; jobId: string } | { kind: 'admin' };
 
 export type Principal = { kind: 'admin' } | { kind: 'job'; claims: JobTokenClaims };
 
@@ -23,7 +23,7 @@ export function createAuthorizer(adminToken: string, tokens: JobTokens, checkAtt
       const token = bearerToken(authorization);
       if (token === null) throw new StorageError('Unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
       if (constantTimeEqual(token, adminToken)) return { kind: 'admin' };
-      let claims;
+      let claims: JobTokenClaims;
       try {
         claims = await tokens.verify(token, scope ?? undefined);
       } catch (err) {

@@ -214,7 +214,7 @@ class HashingLimiter extends Transform {
       return;
     }
     const behind = this.#hash.update(chunk);
-    if (behind) behind.then(() => done(null, chunk), done);
+    if (behind !== undefined) behind.then(() => done(null, chunk), done);
     else done(null, chunk);
   }
 }

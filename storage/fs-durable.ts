@@ -11,7 +11,7 @@ export function tempPath(tmpDir: string): string {
   return join(tmpDir, `${Date.now()}-${randomBytes(8).toString('hex')}.tmp`);
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
+async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {
     await fh.sync();

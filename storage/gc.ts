@@ -52,7 +52,7 @@ export class BlobCollector {
   start(): void {
     if (this.#opts.intervalSeconds <= 0 || this.#timer || this.#state === 'closed') return;
     this.#timer = setInterval(() => {
-      if (this.#current) return; // still busy: skip this tick
+      if (this.#current !== null) return; // still busy: skip this tick
       this.sweep().catch((err: unknown) => this.#logger.error('blob collection failed', { error: String(err) }));
     }, this.#opts.intervalSeconds * 1000);
     this.#timer.unref();
@@ -60,7 +60,7 @@ export class BlobCollector {
 
   /** One sweep now; waits for a running one first, so the answer reflects the state after the call. */
   async sweep(): Promise<GcReport> {
-    while (this.#current) await this.#current.catch(() => undefined);
+    while (this.#current !== null) await this.#current.catch(() => undefined);
     if (this.#state === 'closed') throw new Error('the blob collector is closed');
     const run = this.#sweepOnce();
     this.#current = run;

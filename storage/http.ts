@@ -68,7 +68,7 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, ve
   res.setHeader('X-Content-SHA256', version);
   res.setHeader('Repr-Digest', contentDigestHeader(version));
   const inm = req.headers['if-none-match'];
-  if (inm !== undefined && inm.split(',').some((v) => unquoteEtag(v) === version)) {
+  if (inm?.split(',').some((v) => unquoteEtag(v) === version)) {
     res.status(304).end();
     return;
   }

@@ -101,7 +101,7 @@ async function putManifest(req: Request, blobs: BlobStore, jobId: string, option
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks);
-  let parsed;
+  let parsed: ReturnType<typeof JobManifest.safeParse>;
   try {
     parsed = JobManifest.safeParse(JSON.parse(text.toString('utf8')));
   } catch {

@@ -8,13 +8,13 @@
  * scans in about 3.5 s (gunzip on the threadpool, tar headers here), random content in 1.7 s.
  */
 import type { Readable } from 'node:stream';
-import { type ArchiveLimits, ArchiveRules, describeViolation } from '../common/archive-rules.js';
+import { type ArchiveLimits, ArchiveRules, type RuleViolation, describeViolation } from '../common/archive-rules.js';
 import { ArchiveFormatError, scanArchive } from '../common/archive-scan.js';
 import { StorageError } from './errors.js';
 
 /** Throws StorageError('UnsafeOutput') naming the first offending entry. */
 export async function checkStoredOutput(input: Readable, limits: ArchiveLimits): Promise<void> {
-  let violation;
+  let violation: RuleViolation | null;
   try {
     violation = await scanArchive(input, new ArchiveRules(limits, { specialBits: 'refuse' }));
   } catch (err) {

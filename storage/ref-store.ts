@@ -18,12 +18,12 @@ import { StorageError } from './errors.js';
 import { writeFileDurably } from './fs-durable.js';
 import { KeyedMutex } from './keyed-mutex.js';
 
-export const JOB_OBJECT_NAMES = ['output.tar.gz', 'manifest.json', 'log'] as const;
+const JOB_OBJECT_NAMES = ['output.tar.gz', 'manifest.json', 'log'] as const;
 export const JobObjectName = z.enum(JOB_OBJECT_NAMES);
 export type JobObjectName = z.infer<typeof JobObjectName>;
 
 /** Versions older than this many updates can no longer be fetched by version. */
-export const SITE_HISTORY_LIMIT = 1000;
+const SITE_HISTORY_LIMIT = 1000;
 
 const SiteVersionEntry = z.object({
   version: Sha256,

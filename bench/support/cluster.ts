@@ -27,7 +27,7 @@ export interface ManagerChild {
 }
 
 /** The NODE_OPTIONS the manager's Deployment sets, so the bench runs the manager as deployed. */
-export function deployedManagerNodeOptions(): string {
+function deployedManagerNodeOptions(): string {
   const docs = loadAllYaml(readFileSync(join(REPO_ROOT, 'deploy/k8s/manager.yaml'), 'utf8')) as Array<{ kind?: string; spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } }>;
   const deployment = docs.find((d) => d?.kind === 'Deployment');
   return deployment?.spec?.template?.spec?.containers?.[0]?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';

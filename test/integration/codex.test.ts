@@ -3,7 +3,6 @@
  * scripted model server. Only the model is scripted; codex and its tools run for real.
  */
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { bundledCodexBinary } from '../../cli/codex-binary.js';

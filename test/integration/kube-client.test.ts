@@ -77,7 +77,7 @@ describe('PooledKubeConfig on a real apiserver', function () {
     await core.listNamespacedConfigMap({ namespace: ns });
     const user = kc.getCurrentUser()!;
     // same identity re-encoded (trailing newline) is still a different byte string: a new pool
-    Object.assign(user, { certData: Buffer.from(Buffer.from(user.certData!, 'base64').toString('utf8') + '\n').toString('base64') });
+    Object.assign(user, { certData: Buffer.from(`${Buffer.from(user.certData!, 'base64').toString('utf8')}\n`).toString('base64') });
     await core.listNamespacedConfigMap({ namespace: ns });
     expect(kc.dispatcherCount).to.equal(2);
     await kc.close();

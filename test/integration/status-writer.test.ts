@@ -7,7 +7,7 @@
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { JobResult } from '../../common/schemas.js';
-import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../common/job-resource.js';
+import { GROUP, PLURAL, type PagewrightJob, VERSION } from '../../common/job-resource.js';
 import { StatusWriter } from '../../manager/status.js';
 import * as t from '../../manager/transitions.js';
 import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';

@@ -56,7 +56,7 @@ function manifestFor(jobId: string) {
   };
 }
 
-describe('storage service', function () {
+describe('storage service', () => {
   let storage: TestStorage;
   beforeEach(async () => {
     storage = await startTestStorage({ maxArtifactBytes: 8 * 1024 * 1024 });

@@ -43,7 +43,7 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export function controlPlaneBinDir(): string {
+function controlPlaneBinDir(): string {
   const versions = readFileSync(join(REPO_ROOT, 'test/support/control-plane/versions.env'), 'utf8');
   const k8s = /^K8S_VERSION=(\S+)/m.exec(versions)?.[1];
   const etcd = /^ETCD_VERSION=(\S+)/m.exec(versions)?.[1];
@@ -209,7 +209,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   }
 }
 
-export async function kubectl(
+async function kubectl(
   binary: string,
   kubeconfigPath: string,
   args: string[],

@@ -12,9 +12,8 @@
  * preloaded module that makes it crash, eat memory or hang when the prompt asks (FAULT:...);
  * any other prompt runs the real runner untouched.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -36,12 +35,11 @@ import { waitFor } from './processes.js';
 import { EXAMPLE_SITE, REPO_ROOT } from './sites.js';
 import { type TestStorage, startTestStorage } from './storage.js';
 
-export const CRD_PATH = join(REPO_ROOT, 'deploy/k8s/crd.yaml');
-export const EXAMPLE_JOB = join(REPO_ROOT, 'examples/job.yaml');
+const CRD_PATH = join(REPO_ROOT, 'deploy/k8s/crd.yaml');
 export const EXAMPLE_SITE_ID = 'harbor-lane-bakery';
 
 /** A gate tests open to let held model turns go on (and close again for the next test). */
-export class Gate {
+class Gate {
   #open!: () => void;
   #opened = new Promise<void>((r) => (this.#open = r));
   open(): void {
@@ -59,14 +57,15 @@ export class Gate {
  * An agent command that outgrows any runner pod's memory limit: `tail` keeps a line it has not
  * seen the end of, and /dev/zero has no newline. Only the kernel's cgroup OOM killer stops it.
  */
-export const MEMORY_HOG_COMMAND = 'head -c 4000m /dev/zero | tail; echo "hog exit: ${PIPESTATUS[1]}"';
+// biome-ignore lint/suspicious/noTemplateCurlyInString: a bash expansion, for the agent's shell
+const MEMORY_HOG_COMMAND = 'head -c 4000m /dev/zero | tail; echo "hog exit: ${PIPESTATUS[1]}"';
 
 /**
  * Model behaviour by prompt: "SCRIPT:<name>" runs a suite's own script; "MODEL:hang" never answers (a long executing_codex); "MODEL:gate"
  * holds the first turn until the env's gate opens; "MODEL:memory-hog" first has the agent run
  * MEMORY_HOG_COMMAND, then goes on with the demo edit; anything else gets the demo edit.
  */
-export function routedScript(gate: Gate, scripts: Map<string, (ctx: TurnContext) => ModelTurn> = new Map()): (ctx: TurnContext) => Promise<ModelTurn> {
+function routedScript(gate: Gate, scripts: Map<string, (ctx: TurnContext) => ModelTurn> = new Map()): (ctx: TurnContext) => Promise<ModelTurn> {
   return async (ctx) => {
     // "SCRIPT:<name>": a suite's own script (env.scripts), e.g. an attacker's
     const named = /SCRIPT:([\w-]+)/.exec(ctx.prompt)?.[1];

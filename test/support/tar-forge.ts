@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 
-export type ForgedType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'chardev' | 'fifo';
+type ForgedType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'chardev' | 'fifo';
 
 export interface ForgedEntry {
   path: string;
@@ -24,7 +24,7 @@ function octal(value: number, width: number): string {
   return `${value.toString(8).padStart(width - 1, '0')}\0`;
 }
 
-export function tarHeader(entry: ForgedEntry, size: number): Buffer {
+function tarHeader(entry: ForgedEntry, size: number): Buffer {
   const h = Buffer.alloc(512, 0);
   const name = Buffer.from(entry.path);
   if (name.length > 100) throw new Error(`forged path too long: ${entry.path}`);

@@ -169,7 +169,9 @@ describe('the error middleware (common/error-middleware.ts)', () => {
     return { status: res.statusCode, type: String(res.headers['content-type']), body: (await res.body.json()) as unknown };
   }
 
-  beforeEach(() => void (logged.length = 0));
+  beforeEach(() => {
+    logged.length = 0;
+  });
   afterEach(async () => close());
 
   it('answers a PagewrightError with its code\'s status and {error, message}, thrown or rejected', async () => {

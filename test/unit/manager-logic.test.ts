@@ -35,8 +35,8 @@ describe('admission', () => {
     const high = job({ priority: 5 });
     const older = job({ priority: 0, created: '2020-01-01T00:00:00Z' });
     const d = decide([low, high, older], 2);
-    expect(d.admit).to.deep.equal(['ns/' + high.metadata.name, 'ns/' + older.metadata.name]);
-    expect(d.waiting.get('ns/' + low.metadata.name)).to.equal('capacity');
+    expect(d.admit).to.deep.equal([`ns/${high.metadata.name}`, `ns/${older.metadata.name}`]);
+    expect(d.waiting.get(`ns/${low.metadata.name}`)).to.equal('capacity');
   });
 
   it('never admits a second job of a site that has one running or in flight', () => {
@@ -44,12 +44,12 @@ describe('admission', () => {
     const sameSite = job({ site: 'a', priority: 100 });
     const other = job({ site: 'b' });
     let d = decide([running, sameSite, other], 10);
-    expect(d.admit).to.deep.equal(['ns/' + other.metadata.name]);
-    expect(d.waiting.get('ns/' + sameSite.metadata.name)).to.equal('site-busy');
+    expect(d.admit).to.deep.equal([`ns/${other.metadata.name}`]);
+    expect(d.waiting.get(`ns/${sameSite.metadata.name}`)).to.equal('site-busy');
     // the cache has not seen an admission yet: the in-flight entry holds the site and a slot
     const x = job({ site: 'c' });
     const y = job({ site: 'c' });
-    d = decide([x, y], 1, new Map([['ns/' + x.metadata.name, 'c']]));
+    d = decide([x, y], 1, new Map([[`ns/${x.metadata.name}`, 'c']]));
     expect(d.admit).to.deep.equal([]);
   });
 
@@ -59,9 +59,9 @@ describe('admission', () => {
     const backoff = job({ site: 'b', status: { phase: 'Queued', attempt: 1, nextAttemptTime: new Date(Date.now() + 60_000).toISOString() } });
     const cancelled = job({ site: 'c', cancel: true });
     const d = decide([a1, a2, backoff, cancelled], 10);
-    expect(d.admit).to.deep.equal(['ns/' + a2.metadata.name]);
-    expect(d.waiting.get('ns/' + backoff.metadata.name)).to.equal('backoff');
-    expect(d.waiting.has('ns/' + cancelled.metadata.name)).to.equal(false);
+    expect(d.admit).to.deep.equal([`ns/${a2.metadata.name}`]);
+    expect(d.waiting.get(`ns/${backoff.metadata.name}`)).to.equal('backoff');
+    expect(d.waiting.has(`ns/${cancelled.metadata.name}`)).to.equal(false);
   });
 });
 

@@ -36,7 +36,7 @@ describe('OffThreadHasher', () => {
     let waited = 0;
     for (let i = 0; i < 32; i++) {
       const behind = session.update(chunk);
-      if (behind) {
+      if (behind !== undefined) {
         waited++;
         await behind;
       }

@@ -84,6 +84,7 @@ describe('static checks', () => {
     const lock = JSON.parse(read('package-lock.json')) as { packages: Record<string, { version?: string }> };
     expect(lock.packages['node_modules/@openai/codex']?.version).to.equal(image);
     // and the image build checks the binary says so
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own ARG expansion
     expect(read('Dockerfile.runner')).to.contain('codex --version | grep -F "codex-cli ${CODEX_VERSION}"');
   });
 
@@ -132,6 +133,51 @@ describe('static checks', () => {
       } finally {
         rmSync(root, { recursive: true, force: true });
       }
+    });
+  });
+
+  describe('the linter and the dead-export check (npm run lint, run by make test)', () => {
+    const bin = (name: string) => join(REPO_ROOT, 'node_modules', '.bin', name);
+    /** Writes probe files into the repository (they must be inside it to be linted), runs, removes them. */
+    const withProbes = (files: Record<string, string>, run: () => ReturnType<typeof spawnSync>) => {
+      const paths = Object.keys(files).map((f) => join(REPO_ROOT, f));
+      try {
+        for (const [f, text] of Object.entries(files)) writeFileSync(join(REPO_ROOT, f), text);
+        return run();
+      } finally {
+        for (const path of paths) rmSync(path, { force: true });
+      }
+    };
+    const id = `${process.pid}-${Date.now()}`;
+
+    it('fails on a floating promise, from this module or another one, and on a misused one', () => {
+      const probe = `manager/zz-lint-probe-${id}.ts`;
+      const text = [
+        "import type { StatusWriter } from './status.js';",
+        'async function local(): Promise<number> {',
+        '  return 1;',
+        '}',
+        'export function floating(status: StatusWriter): void {',
+        '  local();',
+        '  status.update(null as never, () => null);',
+        '  if (local()) return;',
+        '}',
+        '',
+      ].join('\n');
+      const lint = withProbes({ [probe]: text }, () => spawnSync(bin('biome'), ['lint', '--colors=off', '--max-diagnostics=50', probe], { cwd: REPO_ROOT, encoding: 'utf8' }));
+      expect(lint.status, String(lint.stdout)).to.equal(1);
+      const found = [...(String(lint.stdout) + String(lint.stderr)).matchAll(/:(\d+):\d+ lint\/nursery\/(\w+)/g)].map((m) => `${m[1]} ${m[2]}`);
+      expect(found).to.deep.equal(['6 noFloatingPromises', '7 noFloatingPromises', '8 noMisusedPromises']);
+    });
+
+    it('fails on an export nothing imports', () => {
+      const files = {
+        [`test/unit/zz-knip-probe-${id}.test.ts`]: `import { used } from '../support/zz-knip-probe-${id}.js';\nused();\n`,
+        [`test/support/zz-knip-probe-${id}.ts`]: 'export function used(): void {}\nexport function deadProbeExport(): void {}\n',
+      };
+      const knip = withProbes(files, () => spawnSync(bin('knip'), ['--no-progress'], { cwd: REPO_ROOT, encoding: 'utf8' }));
+      expect(knip.status, String(knip.stdout)).to.equal(1);
+      expect(String(knip.stdout)).to.match(/Unused exports \(1\)\s+deadProbeExport\s+function\s+test\/support\/zz-knip-probe-/);
     });
   });
 

@@ -42,7 +42,7 @@ export function isOwnerAlive(owner: string): boolean {
 }
 
 /** Live processes carrying an owner, with that owner (this process excluded). */
-export function ownedProcesses(): Array<{ pid: number; owner: string }> {
+function ownedProcesses(): Array<{ pid: number; owner: string }> {
   const prefix = Buffer.from(`${OWNER_ENV}=`);
   const found: Array<{ pid: number; owner: string }> = [];
   for (const entry of readdirSync('/proc')) {

@@ -26,7 +26,7 @@
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { appendFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -42,17 +42,17 @@ import { KUBE_ROUTER_USER, applyKubeRouterRbac, kubeRouterArgs, waitForKubeRoute
 
 const run = promisify(execFile);
 
-export const NODE_NAME = 'pagewright-node';
+const NODE_NAME = 'pagewright-node';
 /** The node's address: the gateway of its pod bridge. Pods reach the host here. */
 export const NODE_IP = '10.244.0.1';
 export const BRIDGE = 'pw0';
-export const POD_CIDR = '10.244.0.0/24';
-export const CLUSTER_CIDR = '10.244.0.0/16';
-export const SERVICE_CIDR = '10.0.0.0/24';
-export const KUBERNETES_SERVICE_IP = '10.0.0.1';
+const POD_CIDR = '10.244.0.0/24';
+const CLUSTER_CIDR = '10.244.0.0/16';
+const SERVICE_CIDR = '10.0.0.0/24';
+const KUBERNETES_SERVICE_IP = '10.0.0.1';
 export const DNS_SERVICE_IP = '10.0.0.10';
 /** The apiserver's port on NODE_IP (the `kubernetes` Service's endpoint). */
-export const API_PORT = 6443;
+const API_PORT = 6443;
 /** The kubelet's cgroupRoot: node-down.sh kills every process under it. */
 export const CGROUP_ROOT = 'pagewright-node';
 const KUBELET_PORT = 10350;
@@ -83,7 +83,7 @@ export interface RealNodeOptions {
 }
 
 /** Prerequisites that only root can install: named all at once, with the command that installs them. */
-export async function checkPrerequisites(): Promise<void> {
+async function checkPrerequisites(): Promise<void> {
   const problems: string[] = [];
   if (process.getuid?.() !== 0) problems.push('the real node runs containerd, a kubelet and iptables: run as root');
   const commands = ['containerd', 'containerd-shim-runc-v2', 'runc', 'ctr', 'iptables', 'ip6tables', 'ip', 'conntrack', 'ipset', 'docker'];
@@ -97,7 +97,7 @@ export async function checkPrerequisites(): Promise<void> {
     problems.push('the Docker engine is not running (it builds the images)');
   }
   if (problems.length) {
-    throw new Error(`the real node cannot start:\n  - ${problems.join('\n  - ')}\n` + 'install and start what it needs with: test/support/node/prereqs.sh (as root; .ci/run does)');
+    throw new Error(`the real node cannot start:\n  - ${problems.join('\n  - ')}\ninstall and start what it needs with: test/support/node/prereqs.sh (as root; .ci/run does)`);
   }
 }
 
@@ -368,6 +368,3 @@ healthzBindAddress: 127.0.0.1:10356
 `;
 }
 
-export async function removeRunDir(): Promise<void> {
-  await rm(RUN_DIR, { recursive: true, force: true });
-}

@@ -18,7 +18,7 @@ const run = promisify(execFile);
 export const NAMESPACE = 'pagewright';
 export const EXAMPLE_SITE_ID = 'harbor-lane-bakery';
 /** deploy/dev/storage-volume.yaml's hostPath; node-down.sh removes it with the node. */
-export const DEV_STORAGE_DIR = '/var/lib/pagewright-dev/storage';
+const DEV_STORAGE_DIR = '/var/lib/pagewright-dev/storage';
 export const IMAGES = ['pagewright-runner:0.1.0', 'pagewright-manager:0.1.0', 'pagewright-storage:0.1.0', 'pagewright-gateway:0.1.0'];
 
 export interface Deployment {

@@ -126,7 +126,7 @@ export async function waitForKubeRouter(proc: ChildProcess, logTail: () => Promi
  */
 export async function podFirewallPolicies(namespace: string, pod: string): Promise<string[] | null> {
   const rules = await filterRules();
-  const jump = new RegExp(`^-A KUBE-ROUTER-FORWARD .*"rule to jump traffic from POD name:${escape(pod)} namespace: ${escape(namespace)} to chain (KUBE-POD-FW-\\S+)"`, 'm').exec(rules);
+  const jump = new RegExp(`^-A KUBE-ROUTER-FORWARD .*"rule to jump traffic from POD name:${escapeRegExp(pod)} namespace: ${escapeRegExp(namespace)} to chain (KUBE-POD-FW-\\S+)"`, 'm').exec(rules);
   if (!jump) return null;
   const chain = jump[1]!;
   const policies = new Set<string>();
@@ -139,6 +139,6 @@ export async function podFirewallPolicies(namespace: string, pod: string): Promi
   return [...policies].sort();
 }
 
-function escape(s: string): string {
+function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

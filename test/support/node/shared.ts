@@ -17,7 +17,7 @@ export const RUNNER_IMAGE = 'pagewright-runner:0.1.0';
 export const FAULT_IMAGE = 'pagewright-runner-faults:test';
 
 /** Builds the fault image on the current runner image (a second or so: one small layer). */
-export async function ensureFaultImage(): Promise<void> {
+async function ensureFaultImage(): Promise<void> {
   if (!(await dockerImageId(RUNNER_IMAGE))) throw new Error(`${RUNNER_IMAGE} is not built: run make images (make test does)`);
   await run('docker', ['build', '-q', '--build-arg', `RUNNER_IMAGE=${RUNNER_IMAGE}`, '-t', FAULT_IMAGE, join(REPO_ROOT, 'test/support/node/runner-faults')]);
 }

@@ -224,23 +224,40 @@ for (let run = 0; run < RUNS; run++) {
   rows.bruteLoadMs.push(brute.loadMs);
   rows.indexLoadMs.push(index.loadMs);
   decisionsPerSlot = index.decisions / index.slots;
-  const bruteSays = brute.drainMs !== undefined ? `drained in ${(brute.drainMs / 1000).toFixed(1)} s` : `first ${WINDOW} slots in ${(brute.windowMs / 1000).toFixed(1)} s`;
-  console.log(`run ${run + 1}/${RUNS}: brute force ${bruteSays}; indexed drained in ${index.drainMs!.toFixed(0)} ms (${index.slots} slots, ${index.admitted.length} admitted)`);
+  const bruteSays =
+    brute.drainMs !== undefined
+      ? `drained in ${(brute.drainMs / 1000).toFixed(1)} s`
+      : `first ${WINDOW} slots in ${(brute.windowMs / 1000).toFixed(1)} s`;
+  console.log(
+    `run ${run + 1}/${RUNS}: brute force ${bruteSays}; indexed drained in ${index.drainMs!.toFixed(0)} ms (${index.slots} slots, ${index.admitted.length} admitted)`,
+  );
 }
 
-printTable(`draining ${JOBS} queued jobs over ${SITES} sites, maxConcurrent ${MAX_CONCURRENT}, ${decisionsPerSlot.toFixed(2)} decisions per freed slot`, [
-  [`per freed slot, first ${WINDOW} slots, brute force (baseline)`, rows.bruteWindowSlotMs, 'ms'],
-  [`per freed slot, first ${WINDOW} slots, indexed`, rows.indexWindowSlotMs, 'ms'],
-  [`speedup, first ${WINDOW} slots`, rows.windowSpeedup, 'x'],
-  ['per freed slot, whole drain, brute force', rows.bruteSlotMs, 'ms'],
-  ['per freed slot, whole drain, indexed', rows.indexSlotMs, 'ms'],
-  ['speedup, whole drain', rows.speedup, 'x'],
-  ['drain, brute force', rows.bruteDrainS, 's'],
-  ['drain, indexed', rows.indexDrainMs, 'ms'],
-  ['load the queue, brute force (a Map)', rows.bruteLoadMs, 'ms'],
-  ['load the queue, indexed', rows.indexLoadMs, 'ms'],
-], 3);
-await record('admission-index', { jobs: JOBS, sites: SITES, max_concurrent: MAX_CONCURRENT, window: WINDOW, runs: RUNS, decisions_per_slot: decisionsPerSlot, ...summarizeAll(rows) });
+printTable(
+  `draining ${JOBS} queued jobs over ${SITES} sites, maxConcurrent ${MAX_CONCURRENT}, ${decisionsPerSlot.toFixed(2)} decisions per freed slot`,
+  [
+    [`per freed slot, first ${WINDOW} slots, brute force (baseline)`, rows.bruteWindowSlotMs, 'ms'],
+    [`per freed slot, first ${WINDOW} slots, indexed`, rows.indexWindowSlotMs, 'ms'],
+    [`speedup, first ${WINDOW} slots`, rows.windowSpeedup, 'x'],
+    ['per freed slot, whole drain, brute force', rows.bruteSlotMs, 'ms'],
+    ['per freed slot, whole drain, indexed', rows.indexSlotMs, 'ms'],
+    ['speedup, whole drain', rows.speedup, 'x'],
+    ['drain, brute force', rows.bruteDrainS, 's'],
+    ['drain, indexed', rows.indexDrainMs, 'ms'],
+    ['load the queue, brute force (a Map)', rows.bruteLoadMs, 'ms'],
+    ['load the queue, indexed', rows.indexLoadMs, 'ms'],
+  ],
+  3,
+);
+await record('admission-index', {
+  jobs: JOBS,
+  sites: SITES,
+  max_concurrent: MAX_CONCURRENT,
+  window: WINDOW,
+  runs: RUNS,
+  decisions_per_slot: decisionsPerSlot,
+  ...summarizeAll(rows),
+});
 const s = summarizeAll(rows);
 headline(
   `admission per freed slot (${JOBS} queued jobs, ${SITES} sites, first ${WINDOW} slots): indexed ${(s.indexWindowSlotMs!.median * 1000).toFixed(1)} us vs brute force ${s.bruteWindowSlotMs!.median.toFixed(1)} ms (${summarize(rows.windowSpeedup).median.toFixed(0)}x); ` +

@@ -49,20 +49,35 @@ const podRunning = new Map<string, number>();
 const jobSucceeded = new Map<string, number>();
 const kw = new Watch(node.kubeConfig());
 const watches = [
-  await kw.watch(`/api/v1/namespaces/${env.namespace}/pods`, {}, (_t, pod: V1Pod) => {
-    if (pod.status?.phase === 'Running' && !podRunning.has(pod.metadata!.name!)) podRunning.set(pod.metadata!.name!, Date.now());
-  }, () => undefined),
-  await kw.watch(`/apis/pagewright.dev/v1alpha1/namespaces/${env.namespace}/pagewrightjobs`, {}, (_t, obj: PagewrightJob) => {
-    if (obj.status?.phase === 'Succeeded' && !jobSucceeded.has(obj.metadata.name)) jobSucceeded.set(obj.metadata.name, Date.now());
-  }, () => undefined),
+  await kw.watch(
+    `/api/v1/namespaces/${env.namespace}/pods`,
+    {},
+    (_t, pod: V1Pod) => {
+      if (pod.status?.phase === 'Running' && !podRunning.has(pod.metadata!.name!)) podRunning.set(pod.metadata!.name!, Date.now());
+    },
+    () => undefined,
+  ),
+  await kw.watch(
+    `/apis/pagewright.dev/v1alpha1/namespaces/${env.namespace}/pagewrightjobs`,
+    {},
+    (_t, obj: PagewrightJob) => {
+      if (obj.status?.phase === 'Succeeded' && !jobSucceeded.has(obj.metadata.name)) jobSucceeded.set(obj.metadata.name, Date.now());
+    },
+    () => undefined,
+  ),
 ];
 
 /** When containerd started the runner container of this pod (waits for the event). */
 async function containerStarted(podUid: string): Promise<number> {
-  return waitFor('the runner container start event', async () => {
-    const runner = (await node.containers(podUid)).find((c) => c.kind === 'container');
-    return runner ? taskStarts.get(runner.id) : undefined;
-  }, 30_000, 50);
+  return waitFor(
+    'the runner container start event',
+    async () => {
+      const runner = (await node.containers(podUid)).find((c) => c.kind === 'container');
+      return runner ? taskStarts.get(runner.id) : undefined;
+    },
+    30_000,
+    50,
+  );
 }
 
 const startJob: number[] = [];
@@ -90,13 +105,26 @@ async function oneJob(i: number): Promise<void> {
     phases[p].push(d[p] ?? 0);
   }
   // the runner lingers for its exit delay: let the node be quiet before the next measurement
-  await waitFor('the runner pod to end', async () => ['Succeeded', 'Failed'].includes((await core.readNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name! })).status?.phase ?? ''), 30_000, 100);
+  await waitFor(
+    'the runner pod to end',
+    async () =>
+      ['Succeeded', 'Failed'].includes(
+        (await core.readNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name! })).status?.phase ?? '',
+      ),
+    30_000,
+    100,
+  );
 }
 
 /** The baseline: the manager's runner pod spec, created directly, its container only sleeping. */
 async function onePod(i: number): Promise<void> {
   const job = PagewrightJob.parse({
-    metadata: { name: `bare-${i}`, namespace: env.namespace, uid: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`, resourceVersion: '1' },
+    metadata: {
+      name: `bare-${i}`,
+      namespace: env.namespace,
+      uid: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`,
+      resourceVersion: '1',
+    },
     spec: { siteId: 'site-a', prompt: 'baseline' },
   });
   const cfg = { ...defaultPodConfig(), runnerImage: 'pagewright-runner:0.1.0', runnerImagePullPolicy: 'Never' as const };
@@ -114,11 +142,25 @@ async function onePod(i: number): Promise<void> {
   // teardown overlaps the next measurement
   await core.deleteNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name!, gracePeriodSeconds: 5 });
   await core.deleteNamespacedSecret({ namespace: env.namespace, name: secret.metadata!.name! });
-  await waitFor('the bare pod to be gone', async () => core.readNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name! }).then(() => false, () => true), 30_000, 100);
+  await waitFor(
+    'the bare pod to be gone',
+    async () =>
+      core.readNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name! }).then(
+        () => false,
+        () => true,
+      ),
+    30_000,
+    100,
+  );
 }
 
 try {
-  for (let i = 0; i < JOBS; i++) await alternating(i, () => onePod(i), () => oneJob(i));
+  for (let i = 0; i < JOBS; i++)
+    await alternating(
+      i,
+      () => onePod(i),
+      () => oneJob(i),
+    );
 } finally {
   for (const w of watches) w.abort();
   events.kill();

@@ -31,7 +31,10 @@ const SECRET = randomBytes(32).toString('hex');
 
 /** A bench process that prints its URL first. */
 async function serve(script: string, env: Record<string, string>): Promise<{ url: string; proc: ChildProcess }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, 'support', script)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, 'support', script)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
   const [url] = (await new Promise<string[]>((resolve, reject) => {
     createInterface({ input: proc.stdout! }).once('line', (l) => resolve([l]));
     proc.once('exit', (code) => reject(new Error(`${script} exited ${code}`)));
@@ -39,24 +42,49 @@ async function serve(script: string, env: Record<string, string>): Promise<{ url
   return { url, proc };
 }
 const upstream = await serve('fast-model.ts', { BENCH_UPSTREAM_KEY: KEY, BENCH_GATEWAY_STREAM_MIB: String(STREAM_MIB) });
-const gateway = await serve('gateway-process.ts', { BENCH_UPSTREAM_URL: upstream.url, BENCH_UPSTREAM_KEY: KEY, BENCH_GATEWAY_SECRET: SECRET });
+const gateway = await serve('gateway-process.ts', {
+  BENCH_UPSTREAM_URL: upstream.url,
+  BENCH_UPSTREAM_KEY: KEY,
+  BENCH_GATEWAY_SECRET: SECRET,
+});
 const upstreamUrl = upstream.url;
 const gatewayUrl = gateway.url;
-const credential = await new GatewayCredentials(SECRET).issue({ jobId: 'bench', namespace: 'ns', name: 'bench', attempt: 1, model: DEFAULT_MODEL, budget: { maxRequests: 1e9, maxInputTokens: 1e15, maxOutputTokens: 1e15 }, ttlSeconds: 3600 });
+const credential = await new GatewayCredentials(SECRET).issue({
+  jobId: 'bench',
+  namespace: 'ns',
+  name: 'bench',
+  attempt: 1,
+  model: DEFAULT_MODEL,
+  budget: { maxRequests: 1e9, maxInputTokens: 1e15, maxOutputTokens: 1e15 },
+  ttlSeconds: 3600,
+});
 
 const client = new Agent({ keepAliveTimeout: 60_000 });
-const small = JSON.stringify({ model: DEFAULT_MODEL, stream: true, input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] }] });
+const small = JSON.stringify({
+  model: DEFAULT_MODEL,
+  stream: true,
+  input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] }],
+});
 const longAnswer = small.replace('"hi"', '"LONG-ANSWER"');
 const conversation = JSON.stringify({
   model: DEFAULT_MODEL,
   stream: true,
-  input: Array.from({ length: 200 }, (_, i) => ({ type: 'message', role: i % 2 ? 'assistant' : 'user', content: [{ type: 'input_text', text: 'lorem ipsum '.repeat(80) }] })),
+  input: Array.from({ length: 200 }, (_, i) => ({
+    type: 'message',
+    role: i % 2 ? 'assistant' : 'user',
+    content: [{ type: 'input_text', text: 'lorem ipsum '.repeat(80) }],
+  })),
 });
 
 /** ms to the first byte of the answer; the body is then read to its end. */
 async function firstByte(base: string, key: string, body: string): Promise<number> {
   const start = performance.now();
-  const res = await request(`${base}/responses`, { method: 'POST', dispatcher: client, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
+  const res = await request(`${base}/responses`, {
+    method: 'POST',
+    dispatcher: client,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body,
+  });
   let first = 0;
   for await (const chunk of res.body) if (!first && (chunk as Buffer).length) first = performance.now() - start;
   if (res.statusCode !== 200) throw new Error(`${base}: ${res.statusCode}`);
@@ -66,7 +94,12 @@ async function firstByte(base: string, key: string, body: string): Promise<numbe
 /** MiB/s of one long streamed answer. */
 async function throughput(base: string, key: string): Promise<number> {
   const start = performance.now();
-  const res = await request(`${base}/responses`, { method: 'POST', dispatcher: client, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: longAnswer });
+  const res = await request(`${base}/responses`, {
+    method: 'POST',
+    dispatcher: client,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: longAnswer,
+  });
   let bytes = 0;
   for await (const chunk of res.body) bytes += (chunk as Buffer).length;
   if (res.statusCode !== 200) throw new Error(`${base}: ${res.statusCode}`);
@@ -78,17 +111,29 @@ const viaGateway = { small: [] as number[], conv: [] as number[], mibs: [] as nu
 // warm both paths (connections, JIT) before measuring
 for (let i = 0; i < 50; i++) await Promise.all([firstByte(upstreamUrl, KEY, small), firstByte(gatewayUrl, credential, small)]);
 for (let i = 0; i < CALLS; i++) {
-  const [d, g] = await alternating(i, () => firstByte(upstreamUrl, KEY, small), () => firstByte(gatewayUrl, credential, small));
+  const [d, g] = await alternating(
+    i,
+    () => firstByte(upstreamUrl, KEY, small),
+    () => firstByte(gatewayUrl, credential, small),
+  );
   direct.small.push(d);
   viaGateway.small.push(g);
 }
 for (let i = 0; i < Math.max(50, CALLS / 4); i++) {
-  const [d, g] = await alternating(i, () => firstByte(upstreamUrl, KEY, conversation), () => firstByte(gatewayUrl, credential, conversation));
+  const [d, g] = await alternating(
+    i,
+    () => firstByte(upstreamUrl, KEY, conversation),
+    () => firstByte(gatewayUrl, credential, conversation),
+  );
   direct.conv.push(d);
   viaGateway.conv.push(g);
 }
 for (let i = 0; i < RUNS; i++) {
-  const [d, g] = await alternating(i, () => throughput(upstreamUrl, KEY), () => throughput(gatewayUrl, credential));
+  const [d, g] = await alternating(
+    i,
+    () => throughput(upstreamUrl, KEY),
+    () => throughput(gatewayUrl, credential),
+  );
   direct.mibs.push(d);
   viaGateway.mibs.push(g);
 }
@@ -106,15 +151,24 @@ printTable(`model gateway vs a direct connection (first byte: n = ${CALLS} calls
   ['long stream, via the gateway', viaGateway.mibs, 'MiB/s'],
   ['throughput ratio (gateway / direct)', ratios, 'x'],
 ]);
-console.log(`  first byte p50: direct ${p50(direct.small).toFixed(2)} ms, gateway ${p50(viaGateway.small).toFixed(2)} ms (+${overhead.toFixed(2)} ms); p99 ${percentile(direct.small, 99).toFixed(2)} / ${percentile(viaGateway.small, 99).toFixed(2)} ms`);
+console.log(
+  `  first byte p50: direct ${p50(direct.small).toFixed(2)} ms, gateway ${p50(viaGateway.small).toFixed(2)} ms (+${overhead.toFixed(2)} ms); p99 ${percentile(direct.small, 99).toFixed(2)} / ${percentile(viaGateway.small, 99).toFixed(2)} ms`,
+);
 console.log(`  with a ${Math.round(conversation.length / 1024)} KB conversation: +${overheadConv.toFixed(2)} ms p50`);
 await record('gateway', {
   calls: CALLS,
   stream_mib: STREAM_MIB,
-  first_byte_ms: { direct: summarize(direct.small), gateway: summarize(viaGateway.small), overhead_p50: overhead, overhead_p50_conversation: overheadConv },
+  first_byte_ms: {
+    direct: summarize(direct.small),
+    gateway: summarize(viaGateway.small),
+    overhead_p50: overhead,
+    overhead_p50_conversation: overheadConv,
+  },
   throughput_mibs: { direct: summarize(direct.mibs), gateway: summarize(viaGateway.mibs), ratio: summarize(ratios) },
 });
-headline(`gateway adds ${overhead.toFixed(2)} ms p50 to the first streamed byte (goal <= 2 ms; ${overheadConv.toFixed(2)} ms with a ${Math.round(conversation.length / 1024)} KB conversation); long-stream throughput ${summarize(ratios).median.toFixed(3)}x direct (goal >= 0.95x)`);
+headline(
+  `gateway adds ${overhead.toFixed(2)} ms p50 to the first streamed byte (goal <= 2 ms; ${overheadConv.toFixed(2)} ms with a ${Math.round(conversation.length / 1024)} KB conversation); long-stream throughput ${summarize(ratios).median.toFixed(3)}x direct (goal >= 0.95x)`,
+);
 upstream.proc.kill();
 gateway.proc.kill();
 process.exit(0);

@@ -42,7 +42,9 @@ export function printTable(title: string, rows: Array<[string, number[], string]
   const width = Math.max(...rows.map((r) => r[0].length));
   for (const [name, values, unit] of rows) {
     const s = summarize(values);
-    console.log(`  ${name.padEnd(width)}  ${fmt(s.median, digits).padStart(9)} ${unit.padEnd(6)} [${fmt(s.min, digits)} .. ${fmt(s.max, digits)}]${s.n !== RUNS ? ` (n=${s.n})` : ''}`);
+    console.log(
+      `  ${name.padEnd(width)}  ${fmt(s.median, digits).padStart(9)} ${unit.padEnd(6)} [${fmt(s.min, digits)} .. ${fmt(s.max, digits)}]${s.n !== RUNS ? ` (n=${s.n})` : ''}`,
+    );
   }
 }
 

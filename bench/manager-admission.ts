@@ -31,7 +31,8 @@ async function apiserverRequests(): Promise<Map<string, number>> {
   for (const line of text.split('\n')) {
     if (!line.startsWith('apiserver_request_total{')) continue;
     const label = (name: string) => new RegExp(`${name}="([^"]*)"`).exec(line)?.[1] ?? '';
-    if (['WATCH', 'CONNECT'].includes(label('verb')) || !['pods', 'pagewrightjobs', 'secrets', 'events'].includes(label('resource'))) continue;
+    if (['WATCH', 'CONNECT'].includes(label('verb')) || !['pods', 'pagewrightjobs', 'secrets', 'events'].includes(label('resource')))
+      continue;
     const key = `${label('verb')} ${label('resource')}${label('subresource') ? `/${label('subresource')}` : ''}`;
     counts.set(key, (counts.get(key) ?? 0) + Number(line.split(' ').pop()));
   }
@@ -56,25 +57,35 @@ async function watchPods(namespace: string, count: number, key: (pod: V1Pod) => 
   const seen = new Map<string, number>();
   let done!: () => void;
   const all = new Promise<void>((r) => (done = r));
-  const req = await new Watch(kc).watch(`/api/v1/namespaces/${namespace}/pods`, {}, (type, pod: V1Pod) => {
-    if (type !== 'ADDED') return;
-    const k = key(pod);
-    if (!seen.has(k)) seen.set(k, performance.now());
-    if (seen.size >= count) done();
-  }, () => undefined);
+  const req = await new Watch(kc).watch(
+    `/api/v1/namespaces/${namespace}/pods`,
+    {},
+    (type, pod: V1Pod) => {
+      if (type !== 'ADDED') return;
+      const k = key(pod);
+      if (!seen.has(k)) seen.set(k, performance.now());
+      if (seen.size >= count) done();
+    },
+    () => undefined,
+  );
   return { seen, all, stop: () => req.abort() };
 }
 
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer!: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)));
+  const timeout = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)),
+  );
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 async function direct(): Promise<number> {
   const ns = await createNamespace(cp, 'bench-direct');
   const pods = Array.from({ length: JOBS }, (_, i) => {
-    const job = PagewrightJob.parse({ metadata: { name: `job-${i}`, namespace: ns, uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, resourceVersion: '1' }, spec: { siteId: `site-${i}`, prompt: 'x' } });
+    const job = PagewrightJob.parse({
+      metadata: { name: `job-${i}`, namespace: ns, uid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, resourceVersion: '1' },
+      spec: { siteId: `site-${i}`, prompt: 'x' },
+    });
     return buildPod(job, 1, podConfig);
   });
   const watch = await watchPods(ns, JOBS, (p) => p.metadata!.name!);
@@ -101,8 +112,16 @@ async function viaManager(): Promise<{ rate: number; latencies: number[]; isolat
     Array.from({ length: JOBS }, (_, i) =>
       limit(async () => {
         const job = (await custom.createNamespacedCustomObject({
-          group: GROUP, version: VERSION, plural: PLURAL, namespace: ns,
-          body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PagewrightJob', metadata: { name: `job-${i}` }, spec: { siteId: `site-${i}`, prompt: 'Edit the page' } },
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: ns,
+          body: {
+            apiVersion: `${GROUP}/${VERSION}`,
+            kind: 'PagewrightJob',
+            metadata: { name: `job-${i}` },
+            spec: { siteId: `site-${i}`, prompt: 'Edit the page' },
+          },
         })) as { metadata: { uid: string } };
         created.set(job.metadata.uid, performance.now());
       }),
@@ -129,8 +148,16 @@ async function isolatedLatencies(ns: string): Promise<number[]> {
     // from the create call (its round trip included): the pod can appear before the call returns
     const start = performance.now();
     await custom.createNamespacedCustomObject({
-      group: GROUP, version: VERSION, plural: PLURAL, namespace: ns,
-      body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PagewrightJob', metadata: { name }, spec: { siteId: name, prompt: 'Edit the page' } },
+      group: GROUP,
+      version: VERSION,
+      plural: PLURAL,
+      namespace: ns,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'PagewrightJob',
+        metadata: { name },
+        spec: { siteId: name, prompt: 'Edit the page' },
+      },
     });
     await waitFor(`pod of ${name}`, async () => watch.seen.has('x'), 30_000, 2);
     out.push(watch.seen.get('x')! - start);
@@ -141,7 +168,14 @@ async function isolatedLatencies(ns: string): Promise<number[]> {
 
 const podConfig = defaultPodConfig();
 
-const rows = { direct: [] as number[], manager: [] as number[], ratio: [] as number[], p50: [] as number[], p99: [] as number[], isolatedP50: [] as number[] };
+const rows = {
+  direct: [] as number[],
+  manager: [] as number[],
+  ratio: [] as number[],
+  p50: [] as number[],
+  p99: [] as number[],
+  isolatedP50: [] as number[],
+};
 try {
   for (let run = 0; run < RUNS; run++) {
     const [d, m] = await alternating(run, direct, viaManager);
@@ -165,8 +199,17 @@ printTable(`admission of ${JOBS} jobs (client concurrency ${CONCURRENCY}, manage
 ]);
 console.log(`  apiserver requests per job (pods, jobs, secrets, events; no watches): direct: ${requestMix.direct}`);
 console.log(`                                                             manager: ${requestMix.manager}`);
-await record('manager-admission', { request_mix: requestMix, jobs: JOBS, concurrency: CONCURRENCY, workers: WORKERS, runs: RUNS, ...summarizeAll(rows) });
-headline(`manager ${summarize(rows.ratio).median.toFixed(2)}x the direct pod creation rate (goal >= 0.9); CR->pod p50 ${summarize(rows.p50).median.toFixed(0)} ms under the burst, ${summarize(rows.isolatedP50).median.toFixed(0)} ms for a job alone (goal < 50 ms)`);
+await record('manager-admission', {
+  request_mix: requestMix,
+  jobs: JOBS,
+  concurrency: CONCURRENCY,
+  workers: WORKERS,
+  runs: RUNS,
+  ...summarizeAll(rows),
+});
+headline(
+  `manager ${summarize(rows.ratio).median.toFixed(2)}x the direct pod creation rate (goal >= 0.9); CR->pod p50 ${summarize(rows.p50).median.toFixed(0)} ms under the burst, ${summarize(rows.isolatedP50).median.toFixed(0)} ms for a job alone (goal < 50 ms)`,
+);
 
 // open handles (watches, agents) must not keep a finished benchmark alive
 process.exit(0);

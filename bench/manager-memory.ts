@@ -40,11 +40,26 @@ function finishedStatus(i: number) {
     files,
     summary: `Updated the opening hours and the footer on ${files.length} pages, keeping the existing design and tone of the bakery's site.`,
     message: 'the agent finished',
-    phaseDurationsMs: { preflight: 120, fetching_artifact: 340, unpacking: 220, patching_instructions: 3, executing_codex: 48_000, packing_result: 180, uploading: 260 },
+    phaseDurationsMs: {
+      preflight: 120,
+      fetching_artifact: 340,
+      unpacking: 220,
+      patching_instructions: 3,
+      executing_codex: 48_000,
+      packing_result: 180,
+      uploading: 260,
+    },
     observedGeneration: 1,
     conditions: [
       { type: 'Running', status: 'False', reason: 'Succeeded', lastTransitionTime: done, observedGeneration: 1 },
-      { type: 'Complete', status: 'True', reason: 'Succeeded', message: 'Updated the opening hours', lastTransitionTime: done, observedGeneration: 1 },
+      {
+        type: 'Complete',
+        status: 'True',
+        reason: 'Succeeded',
+        message: 'Updated the opening hours',
+        lastTransitionTime: done,
+        observedGeneration: 1,
+      },
     ],
   };
 }
@@ -63,21 +78,35 @@ try {
     Array.from({ length: JOBS }, (_, i) =>
       limit(async () => {
         const created = (await custom.createNamespacedCustomObject({
-          group: GROUP, version: VERSION, plural: PLURAL, namespace: ns,
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: ns,
           body: {
-            apiVersion: `${GROUP}/${VERSION}`, kind: 'PagewrightJob',
+            apiVersion: `${GROUP}/${VERSION}`,
+            kind: 'PagewrightJob',
             metadata: { name: `job-${i}`, finalizers: [FINALIZER] },
             spec: { siteId: `site-${i % 500}`, prompt: `Update the opening hours on every page (job ${i}). `.repeat(4) },
           },
         })) as { metadata: Record<string, unknown>; spec: unknown };
-        await custom.replaceNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name: `job-${i}`, body: { ...created, status: finishedStatus(i) } });
+        await custom.replaceNamespacedCustomObjectStatus({
+          group: GROUP,
+          version: VERSION,
+          plural: PLURAL,
+          namespace: ns,
+          name: `job-${i}`,
+          body: { ...created, status: finishedStatus(i) },
+        });
       }),
     ),
   );
   console.log(`created ${JOBS} finished jobs in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
   const t0 = performance.now();
-  const manager = await startManagerChild(cp, ns, { PAGEWRIGHT_RESYNC_SECONDS: String(RESYNC_SECONDS), ...(process.env.BENCH_MANAGER_ENV ? JSON.parse(process.env.BENCH_MANAGER_ENV) : {}) });
+  const manager = await startManagerChild(cp, ns, {
+    PAGEWRIGHT_RESYNC_SECONDS: String(RESYNC_SECONDS),
+    ...(process.env.BENCH_MANAGER_ENV ? JSON.parse(process.env.BENCH_MANAGER_ENV) : {}),
+  });
   const syncMs = performance.now() - t0;
   const count = () => manager.metric('pagewright_reconcile_duration_seconds_count{result="ok"}');
   const sum = () => manager.metric('pagewright_reconcile_duration_seconds_sum{result="ok"}');
@@ -100,15 +129,37 @@ try {
   const heapMiB = (await manager.metric('pagewright_manager_nodejs_heap_size_used_bytes')) / 1024 / 1024;
   const heapTotalMiB = (await manager.metric('pagewright_manager_nodejs_heap_size_total_bytes')) / 1024 / 1024;
   await manager.stop();
-  printTable(`manager with ${JOBS} finished jobs (resync every ${RESYNC_SECONDS} s)`, [
-    ['RSS after a full resync', rssAfterResync, 'MiB'],
-    ['reconcile per idle job', perJobMs, 'ms'],
-  ], 3);
-  console.log(`  RSS watching an empty namespace (baseline): ${emptyRss.toFixed(0)} MiB; after the first pass: ${afterFirst.toFixed(0)} MiB; peak: ${peak.toFixed(0)} MiB`);
+  printTable(
+    `manager with ${JOBS} finished jobs (resync every ${RESYNC_SECONDS} s)`,
+    [
+      ['RSS after a full resync', rssAfterResync, 'MiB'],
+      ['reconcile per idle job', perJobMs, 'ms'],
+    ],
+    3,
+  );
+  console.log(
+    `  RSS watching an empty namespace (baseline): ${emptyRss.toFixed(0)} MiB; after the first pass: ${afterFirst.toFixed(0)} MiB; peak: ${peak.toFixed(0)} MiB`,
+  );
   console.log(`  V8 heap used ${heapMiB.toFixed(0)} MiB of ${heapTotalMiB.toFixed(0)} MiB allocated`);
-  console.log(`  start to ready (list of ${JOBS} jobs): ${(syncMs / 1000).toFixed(1)} s; first pass over all jobs: ${(firstPassMs / 1000).toFixed(1)} s`);
-  await record('manager-memory', { jobs: JOBS, runs: RUNS, rss_mib: summarize(rssAfterResync), per_job_ms: summarize(perJobMs), empty_rss_mib: emptyRss, first_pass_rss_mib: afterFirst, peak_mib: peak, heap_used_mib: heapMiB, heap_total_mib: heapTotalMiB, sync_ms: syncMs, first_pass_ms: firstPassMs });
-  headline(`manager RSS ${summarize(rssAfterResync).median.toFixed(0)} MiB with ${JOBS} jobs after a full resync (goal < 300 MB; ${(summarize(rssAfterResync).median / emptyRss).toFixed(2)}x its empty-namespace RSS); ${summarize(perJobMs).median.toFixed(3)} ms reconcile per idle job`);
+  console.log(
+    `  start to ready (list of ${JOBS} jobs): ${(syncMs / 1000).toFixed(1)} s; first pass over all jobs: ${(firstPassMs / 1000).toFixed(1)} s`,
+  );
+  await record('manager-memory', {
+    jobs: JOBS,
+    runs: RUNS,
+    rss_mib: summarize(rssAfterResync),
+    per_job_ms: summarize(perJobMs),
+    empty_rss_mib: emptyRss,
+    first_pass_rss_mib: afterFirst,
+    peak_mib: peak,
+    heap_used_mib: heapMiB,
+    heap_total_mib: heapTotalMiB,
+    sync_ms: syncMs,
+    first_pass_ms: firstPassMs,
+  });
+  headline(
+    `manager RSS ${summarize(rssAfterResync).median.toFixed(0)} MiB with ${JOBS} jobs after a full resync (goal < 300 MB; ${(summarize(rssAfterResync).median / emptyRss).toFixed(2)}x its empty-namespace RSS); ${summarize(perJobMs).median.toFixed(3)} ms reconcile per idle job`,
+  );
 } finally {
   await cp.stop();
 }

@@ -48,7 +48,8 @@ async function generateSite(dir: string, mib: number): Promise<void> {
       await writeFile(join(sub, `photo-${i}.jpg`), randomBytes(imageBytes));
     } else {
       let text = `<!doctype html><title>page ${i}</title><main>\n`;
-      while (text.length < textBytes) text += `<p>${Array.from({ length: 12 }, (_, k) => words[(i * 7 + k * 13 + text.length) % words.length]).join(' ')} ${i}</p>\n`;
+      while (text.length < textBytes)
+        text += `<p>${Array.from({ length: 12 }, (_, k) => words[(i * 7 + k * 13 + text.length) % words.length]).join(' ')} ${i}</p>\n`;
       await writeFile(join(sub, `page-${i}.html`), text.slice(0, textBytes));
     }
   }
@@ -62,7 +63,14 @@ interface RunnerRun {
   peakRssMiB: number;
 }
 
-async function runRunner(opts: { storageUrl: string; tokens: JobTokens; siteId: string; modelUrl: string; modelKey: string; jobId: string }): Promise<RunnerRun> {
+async function runRunner(opts: {
+  storageUrl: string;
+  tokens: JobTokens;
+  siteId: string;
+  modelUrl: string;
+  modelKey: string;
+  jobId: string;
+}): Promise<RunnerRun> {
   const port = await getFreePort();
   const workDir = await mkdtemp(join(tmpdir(), 'pw-bench-runner-'));
   const token = await opts.tokens.issue({ jobId: opts.jobId, siteId: opts.siteId, attempt: 1, ttlSeconds: 3600 });
@@ -119,7 +127,9 @@ async function baseline(storageUrl: string, adminToken: string, siteId: string, 
   try {
     const { ms } = await timed(() =>
       run('bash', [
-        '-o', 'pipefail', '-ec',
+        '-o',
+        'pipefail',
+        '-ec',
         `curl -sf -H "${auth}" ${storageUrl}/sites/${siteId}/artifact | tar xz -C "${dir}"
          tar cz -C "${dir}" . | curl -sf -T - -H "${auth}" ${storageUrl}/jobs/${jobId}/output.tar.gz >/dev/null`,
       ]),
@@ -131,7 +141,9 @@ async function baseline(storageUrl: string, adminToken: string, siteId: string, 
 }
 
 const storage = await startStorageChild();
-const model = await startModelServer({ script: () => ({ kind: 'message', text: JSON.stringify({ summary: 'Nothing to change.', files_changed: [] }) }) });
+const model = await startModelServer({
+  script: () => ({ kind: 'message', text: JSON.stringify({ summary: 'Nothing to change.', files_changed: [] }) }),
+});
 const tokens = new JobTokens(storage.tokenSecret);
 const admin = new StorageClient({ baseUrl: storage.url, token: storage.adminToken });
 const scratch = await mkdtemp(join(tmpdir(), 'pw-bench-site-'));
@@ -173,7 +185,9 @@ try {
     const bigBase = await baseline(storage.url, storage.adminToken, 'site-big', `bench-big-tar-${randomBytes(3).toString('hex')}`);
     bigRss = big.peakRssMiB;
     bigRatio = big.artifactMs / bigBase;
-    console.log(`\n${BIG_SITE_MIB} MiB site (1 run): runner ${big.artifactMs.toFixed(0)} ms, baseline ${bigBase.toFixed(0)} ms, ratio ${bigRatio.toFixed(2)}, runner peak RSS ${bigRss.toFixed(0)} MiB`);
+    console.log(
+      `\n${BIG_SITE_MIB} MiB site (1 run): runner ${big.artifactMs.toFixed(0)} ms, baseline ${bigBase.toFixed(0)} ms, ratio ${bigRatio.toFixed(2)}, runner peak RSS ${bigRss.toFixed(0)} MiB`,
+    );
   }
 } finally {
   await rm(scratch, { recursive: true, force: true });
@@ -187,8 +201,21 @@ printTable(`runner artifact path, ${SITE_MIB} MiB site`, [
   ...ARTIFACT_PHASES.map((p) => [`  phase ${p}`, phaseRows[p]!, 'ms'] as [string, number[], string]),
   ['runner peak RSS', results.rss!, 'MiB'],
 ]);
-await record('runner-artifacts', { site_mib: SITE_MIB, big_site_mib: BIG_SITE_MIB, runs: RUNS, ratio: summarize(results.ratio!), runner_ms: summarize(results.runner!), baseline_ms: summarize(results.baseline!), rss_mib: summarize(results.rss!), big_rss_mib: bigRss, big_ratio: bigRatio, phases: summarizeAll(phaseRows) });
-headline(`runner/baseline ${summarize(results.ratio!).median.toFixed(2)}x at ${SITE_MIB} MiB (goal <= 1.2); runner peak RSS ${summarize(results.rss!).median.toFixed(0)} MiB at ${SITE_MIB} MiB, ${bigRss.toFixed(0)} MiB at ${BIG_SITE_MIB} MiB`);
+await record('runner-artifacts', {
+  site_mib: SITE_MIB,
+  big_site_mib: BIG_SITE_MIB,
+  runs: RUNS,
+  ratio: summarize(results.ratio!),
+  runner_ms: summarize(results.runner!),
+  baseline_ms: summarize(results.baseline!),
+  rss_mib: summarize(results.rss!),
+  big_rss_mib: bigRss,
+  big_ratio: bigRatio,
+  phases: summarizeAll(phaseRows),
+});
+headline(
+  `runner/baseline ${summarize(results.ratio!).median.toFixed(2)}x at ${SITE_MIB} MiB (goal <= 1.2); runner peak RSS ${summarize(results.rss!).median.toFixed(0)} MiB at ${SITE_MIB} MiB, ${bigRss.toFixed(0)} MiB at ${BIG_SITE_MIB} MiB`,
+);
 
 // open handles (watches, agents) must not keep a finished benchmark alive
 process.exit(0);

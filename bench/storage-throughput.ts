@@ -36,12 +36,26 @@ async function download(url: string, headers: Record<string, string>): Promise<v
   const res = await request(url, { headers });
   if (res.statusCode !== 200) throw new Error(`GET ${url}: ${res.statusCode}`);
   let bytes = 0;
-  await pipeline(res.body, new Writable({ write(c: Buffer, _e, cb) { bytes += c.length; cb(); } }));
+  await pipeline(
+    res.body,
+    new Writable({
+      write(c: Buffer, _e, cb) {
+        bytes += c.length;
+        cb();
+      },
+    }),
+  );
   if (bytes !== SIZE_MIB * MIB) throw new Error(`GET ${url}: ${bytes} bytes`);
 }
 
 async function measure(svc: ChildService, put: string, get: string, headers: Record<string, string>) {
-  const idle = summarize(await (async () => { const s = sampleRss(svc.pid, 20); await new Promise((r) => setTimeout(r, 200)); return s.stop(); })()).median;
+  const idle = summarize(
+    await (async () => {
+      const s = sampleRss(svc.pid, 20);
+      await new Promise((r) => setTimeout(r, 200));
+      return s.stop();
+    })(),
+  ).median;
   const upRss = sampleRss(svc.pid);
   const up = await timed(() => upload(svc.url + put, headers));
   const upSamples = upRss.stop();
@@ -59,7 +73,16 @@ async function measure(svc: ChildService, put: string, get: string, headers: Rec
 const storage = await startStorageChild();
 const raw = await startRawDiskServer();
 const auth = { authorization: `Bearer ${storage.adminToken}` };
-const rows = { sUp: [] as number[], sDown: [] as number[], bUp: [] as number[], bDown: [] as number[], upRatio: [] as number[], downRatio: [] as number[], rssGrowth: [] as number[], idle: [] as number[] };
+const rows = {
+  sUp: [] as number[],
+  sDown: [] as number[],
+  bUp: [] as number[],
+  bDown: [] as number[],
+  upRatio: [] as number[],
+  downRatio: [] as number[],
+  rssGrowth: [] as number[],
+  idle: [] as number[],
+};
 try {
   for (let run = 0; run < RUNS; run++) {
     const [base, s] = await alternating(
@@ -91,7 +114,9 @@ printTable(`storage throughput, ${SIZE_MIB} MiB objects`, [
   ['storage RSS growth during transfer', rows.rssGrowth, 'MiB'],
 ]);
 await record('storage-throughput', { size_mib: SIZE_MIB, runs: RUNS, ...summarizeAll(rows) });
-headline(`storage upload ${summarize(rows.upRatio).median.toFixed(2)}x, download ${summarize(rows.downRatio).median.toFixed(2)}x of the raw-disk baseline (goal >= 0.8); RSS growth ${summarize(rows.rssGrowth).median.toFixed(0)} MiB over ${SIZE_MIB} MiB`);
+headline(
+  `storage upload ${summarize(rows.upRatio).median.toFixed(2)}x, download ${summarize(rows.downRatio).median.toFixed(2)}x of the raw-disk baseline (goal >= 0.8); RSS growth ${summarize(rows.rssGrowth).median.toFixed(0)} MiB over ${SIZE_MIB} MiB`,
+);
 
 // open handles (watches, agents) must not keep a finished benchmark alive
 process.exit(0);

@@ -13,7 +13,8 @@ export function demoScript(ctx: TurnContext): ModelTurn {
   }
   if (ctx.round === 1) {
     const html = commandOutput(ctx.toolOutputs[0] ?? '');
-    const anchor = html?.split('\n').find((l) => /<main\b[^>]*>\s*$/i.test(l)) ?? html?.split('\n').find((l) => /<body\b[^>]*>\s*$/i.test(l));
+    const anchor =
+      html?.split('\n').find((l) => /<main\b[^>]*>\s*$/i.test(l)) ?? html?.split('\n').find((l) => /<body\b[^>]*>\s*$/i.test(l));
     if (anchor === undefined) {
       const patch = `*** Begin Patch\n*** Add File: PAGEWRIGHT-NOTE.md\n+# Requested change\n+\n+${note}\n*** End Patch`;
       return { kind: 'tools', calls: [{ type: 'apply_patch', patch }] };

@@ -132,7 +132,8 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
       const id = modelMatch[1] === undefined ? null : decodeURIComponent(modelMatch[1]);
       const status = (id !== null ? opts.retrieveStatus : undefined) ?? opts.modelsStatus ?? 200;
       if (status !== 200) return sendError(res, status, `scripted models endpoint answers ${status}`);
-      if (id !== null && opts.models && !opts.models.includes(id)) return sendError(res, 404, `The model '${id}' does not exist`, 'model_not_found');
+      if (id !== null && opts.models && !opts.models.includes(id))
+        return sendError(res, 404, `The model '${id}' does not exist`, 'model_not_found');
       const model = (id: string) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'pagewright-scripted' });
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(id !== null ? model(id) : { object: 'list', data: (opts.models ?? [DEFAULT_MODEL]).map(model) }));
@@ -166,12 +167,23 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
       case 'tools': {
         const responseId = nextId('resp');
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-        const send = (type: string, data: Record<string, unknown>) => res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+        const send = (type: string, data: Record<string, unknown>) =>
+          res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
         send('response.created', { response: { id: responseId } });
-        const items = turn.kind === 'message' ? [messageItem(nextId('msg'), turn.text)] : turn.calls.map((c) => callItem(nextId('call'), c));
+        const items =
+          turn.kind === 'message' ? [messageItem(nextId('msg'), turn.text)] : turn.calls.map((c) => callItem(nextId('call'), c));
         for (const [output_index, item] of items.entries()) send('response.output_item.done', { output_index, item });
         send('response.completed', {
-          response: { id: responseId, usage: { input_tokens: 100, output_tokens: 20, total_tokens: 120, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } } },
+          response: {
+            id: responseId,
+            usage: {
+              input_tokens: 100,
+              output_tokens: 20,
+              total_tokens: 120,
+              input_tokens_details: { cached_tokens: 0 },
+              output_tokens_details: { reasoning_tokens: 0 },
+            },
+          },
         });
         res.end();
         return;

@@ -62,7 +62,12 @@ export function isRegularFileType(type: string): boolean {
 
 /** `./a//b/` -> `a/b`; the root is `.`. Backslashes are separators too (see pathViolation). */
 export function normalizeEntryPath(path: string): string {
-  return posix.normalize(path.replace(/\\/g, '/')).replace(/^(\.\/)+/, '').replace(/\/+$/, '') || '.';
+  return (
+    posix
+      .normalize(path.replace(/\\/g, '/'))
+      .replace(/^(\.\/)+/, '')
+      .replace(/\/+$/, '') || '.'
+  );
 }
 
 /** The path rules alone; returns why the path is unsafe, or null. */
@@ -84,7 +89,8 @@ function classify(entry: EntryHeader): Omit<RuleViolation, 'path'> | null {
   if (entry.type === 'SymbolicLink') {
     if (target === '') return { rule: 'LinkEscapes', why: 'symlink without a target' };
     if (target.includes('\0')) return { rule: 'LinkEscapes', why: 'symlink target contains a NUL byte' };
-    if (isAbsolute(target) || /^[a-zA-Z]:[\\/]/.test(target)) return { rule: 'LinkEscapes', why: `symlink to absolute path ${target} leaves the site` };
+    if (isAbsolute(target) || /^[a-zA-Z]:[\\/]/.test(target))
+      return { rule: 'LinkEscapes', why: `symlink to absolute path ${target} leaves the site` };
     if (target.split(/[\\/]+/).includes('..')) {
       return { rule: 'LinkEscapes', why: `symlink target ${target} climbs with ".." (links may only point down)` };
     }

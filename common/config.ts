@@ -61,10 +61,7 @@ function truncate(s: string): string {
 // Reusable field schemas: env values are strings, so numbers and booleans are coerced.
 export const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 export const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
-export const httpUrl = () =>
-  z
-    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-    .transform((u) => u.replace(/\/+$/, ''));
+export const httpUrl = () => z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).transform((u) => u.replace(/\/+$/, ''));
 export const bool = (fallback: boolean) =>
   z
     .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
@@ -74,7 +71,12 @@ export const bool = (fallback: boolean) =>
 export const list = () =>
   z
     .string()
-    .transform((s) => s.split(',').map((v) => v.trim()).filter(Boolean))
+    .transform((s) =>
+      s
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(z.string()).min(1, 'must name at least one'));
 export const logLevel = () => z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info');
 /** A JSON document validated by `schema`. */

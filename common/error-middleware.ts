@@ -71,8 +71,10 @@ function toAnswer(err: unknown): { error: PagewrightError; expected: boolean } {
   // body-parser's errors (http-errors) carry a 4xx status and a type; express's router, a 400 for a param it cannot decode
   const e = err as { type?: unknown; status?: unknown; message?: unknown } | null;
   if (!(err instanceof HttpStatusError) && typeof e?.status === 'number' && e.status >= 400 && e.status < 500) {
-    if (e.type === 'entity.too.large') return { error: new PagewrightError('PayloadTooLarge', 'request body is too large'), expected: true };
-    if (e.type === 'entity.parse.failed') return { error: new PagewrightError('BadRequest', 'request body is not valid JSON'), expected: true };
+    if (e.type === 'entity.too.large')
+      return { error: new PagewrightError('PayloadTooLarge', 'request body is too large'), expected: true };
+    if (e.type === 'entity.parse.failed')
+      return { error: new PagewrightError('BadRequest', 'request body is not valid JSON'), expected: true };
     return { error: new PagewrightError('BadRequest', typeof e.message === 'string' ? e.message : 'bad request'), expected: true };
   }
   return { error: new PagewrightError('Internal', 'internal error', { cause: err }), expected: false };

@@ -88,7 +88,8 @@ export class GatewayCredentials {
     try {
       ({ payload } = await jwtVerify(token, this.#key, { algorithms: ['HS256'], issuer: ISSUER, audience: GATEWAY_AUDIENCE }));
     } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) throw new TokenError('TokenExpired', 'the gateway credential has expired (the attempt is over)');
+      if (err instanceof joseErrors.JWTExpired)
+        throw new TokenError('TokenExpired', 'the gateway credential has expired (the attempt is over)');
       throw new TokenError('TokenInvalid', 'not a gateway credential');
     }
     const parsed = Payload.safeParse(payload);

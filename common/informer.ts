@@ -178,4 +178,3 @@ export async function listInPages<T extends KubernetesObject>(
     if (!token) return { ...result, items };
   }
 }
-

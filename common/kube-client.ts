@@ -45,7 +45,12 @@ export class PooledKubeConfig extends KubeConfig {
       if (!this.#dispatchers.has(key)) {
         // the plain TLS case (every in-cluster and kind config) gets the timeout; proxies keep
         // client-node's own construction
-        this.#dispatchers.set(key, options.type === 'agent' ? new Agent({ connect: options.connect, headersTimeout: HEADERS_TIMEOUT_MS, allowH2: false }) : build(cluster, agentOptions));
+        this.#dispatchers.set(
+          key,
+          options.type === 'agent'
+            ? new Agent({ connect: options.connect, headersTimeout: HEADERS_TIMEOUT_MS, allowH2: false })
+            : build(cluster, agentOptions),
+        );
       }
       return this.#dispatchers.get(key);
     };

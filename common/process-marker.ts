@@ -40,11 +40,7 @@ export async function findMarkedProcesses(value: string, name = PROCESS_MARKER_E
 }
 
 /** Sends `signal` to every marked process; returns the PIDs it reached. */
-async function signalMarkedProcesses(
-  value: string,
-  signal: NodeJS.Signals,
-  name = PROCESS_MARKER_ENV,
-): Promise<number[]> {
+async function signalMarkedProcesses(value: string, signal: NodeJS.Signals, name = PROCESS_MARKER_ENV): Promise<number[]> {
   const pids = await findMarkedProcesses(value, name);
   const reached: number[] = [];
   for (const pid of pids) {
@@ -62,10 +58,7 @@ async function signalMarkedProcesses(
  * SIGKILLs marked processes until none is left (a dying parent may fork once more), or the
  * timeout passes. Returns the PIDs still alive at the end (empty on success).
  */
-export async function killMarkedProcesses(
-  value: string,
-  opts: { name?: string; timeoutMs?: number } = {},
-): Promise<number[]> {
+export async function killMarkedProcesses(value: string, opts: { name?: string; timeoutMs?: number } = {}): Promise<number[]> {
   const name = opts.name ?? PROCESS_MARKER_ENV;
   const deadline = Date.now() + (opts.timeoutMs ?? 5000);
   for (;;) {

@@ -63,7 +63,14 @@ export class JobTokens {
     this.#key = keyFrom(secret);
   }
 
-  async issue(opts: { jobId: string; siteId: string; attempt: number; scopes?: readonly TokenScope[]; ttlSeconds: number; now?: number }): Promise<string> {
+  async issue(opts: {
+    jobId: string;
+    siteId: string;
+    attempt: number;
+    scopes?: readonly TokenScope[];
+    ttlSeconds: number;
+    now?: number;
+  }): Promise<string> {
     const now = Math.floor((opts.now ?? Date.now()) / 1000);
     return new SignJWT({ site: opts.siteId, att: opts.attempt, scope: (opts.scopes ?? ALL_JOB_SCOPES).join(' ') })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })

@@ -45,9 +45,27 @@ export interface GatewayDeps {
 }
 
 /** Request headers passed upstream; the rest (authorization above all, accept-encoding: the usage tap reads the body) stay here. */
-const FORWARDED_REQUEST_HEADERS = ['content-type', 'accept', 'content-encoding', 'openai-beta', 'user-agent', 'x-stainless-lang', 'originator', 'session_id', 'version'];
+const FORWARDED_REQUEST_HEADERS = [
+  'content-type',
+  'accept',
+  'content-encoding',
+  'openai-beta',
+  'user-agent',
+  'x-stainless-lang',
+  'originator',
+  'session_id',
+  'version',
+];
 /** Response headers not passed back: hop-by-hop, and lengths node recomputes. */
-const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'trailer', 'te']);
+const DROPPED_RESPONSE_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authenticate',
+  'trailer',
+  'te',
+]);
 
 const decompressors: Record<string, (b: Buffer) => Promise<Buffer>> = {
   gzip: promisify(gunzip),
@@ -70,7 +88,7 @@ export function createGatewayApp(d: GatewayDeps): express.Express {
   async function attempt(req: Request, route: string): Promise<GatewayClaims> {
     if (!d.attempts.synced) throw new GatewayError('NotReady', 'the gateway is starting; retry');
     const token = bearerToken(req.headers.authorization);
-    if (!token) throw new GatewayError('TokenMissing', 'a model call needs the attempt\'s gateway credential as a bearer token');
+    if (!token) throw new GatewayError('TokenMissing', "a model call needs the attempt's gateway credential as a bearer token");
     let claims: GatewayClaims;
     try {
       claims = await d.credentials.verify(token);
@@ -104,14 +122,19 @@ export function createGatewayApp(d: GatewayDeps): express.Express {
     const claims = await attempt(req, 'responses');
     const body = await readBody(req, d.maxRequestBytes);
     const model = await requestedModel(body, req.headers['content-encoding']);
-    if (model !== claims.model) refuse(claims, 'responses', 'ModelNotAllowed', `this job may use model ${claims.model} only, not ${JSON.stringify(model)}`);
+    if (model !== claims.model)
+      refuse(claims, 'responses', 'ModelNotAllowed', `this job may use model ${claims.model} only, not ${JSON.stringify(model)}`);
     const admission = d.ledger.admit(claims.jobId, claims.budget, d.attempts.recordedUsage(claims.jobId));
     if (!admission.admitted) refuse(claims, 'responses', 'LLMBudgetExceeded', `budget exceeded: ${admission.message}`);
     d.reporter.report({ job_id: claims.jobId, attempt: claims.attempt, usage: admission.usage });
     await forward(req, res, { claims, route: 'responses', body, counted: true });
   });
 
-  async function forward(req: Request, res: Response, call: { claims: GatewayClaims; route: string; body: Buffer | null; counted: boolean }): Promise<void> {
+  async function forward(
+    req: Request,
+    res: Response,
+    call: { claims: GatewayClaims; route: string; body: Buffer | null; counted: boolean },
+  ): Promise<void> {
     const { claims, route } = call;
     const headers: Record<string, string> = { authorization: `Bearer ${d.llmKey}` };
     for (const name of FORWARDED_REQUEST_HEADERS) {
@@ -124,7 +147,12 @@ export function createGatewayApp(d: GatewayDeps): express.Express {
       const wait = d.backoff.waitMs();
       if (wait > 0) {
         if (Date.now() + wait > deadline) {
-          refuse(claims, route, 'LLMRateLimited', `the model endpoint is rate-limited for ${Math.ceil(wait / 1000)} s more, past this attempt's deadline`);
+          refuse(
+            claims,
+            route,
+            'LLMRateLimited',
+            `the model endpoint is rate-limited for ${Math.ceil(wait / 1000)} s more, past this attempt's deadline`,
+          );
         }
         d.metrics.rateLimitWait.observe(wait / 1000);
         await new Promise((r) => setTimeout(r, wait));
@@ -178,7 +206,11 @@ export function createGatewayApp(d: GatewayDeps): express.Express {
     }
   }
 
-  installErrorHandling(app, { logger: d.logger, envelope: openAiErrorEnvelope, routesHint: 'the gateway serves POST /v1/responses and GET /v1/models' });
+  installErrorHandling(app, {
+    logger: d.logger,
+    envelope: openAiErrorEnvelope,
+    routesHint: 'the gateway serves POST /v1/responses and GET /v1/models',
+  });
   return app;
 }
 

@@ -15,7 +15,10 @@ export type AttemptVerdict = { live: true } | { live: false; message: string };
 
 /** Whether the attempt a credential names may still call the model. */
 export function attemptVerdict(job: PagewrightJob | undefined, claims: Pick<GatewayClaims, 'attempt' | 'name'>): AttemptVerdict {
-  const ended = (why: string): AttemptVerdict => ({ live: false, message: `attempt ${claims.attempt} of job ${claims.name} has ended: ${why}` });
+  const ended = (why: string): AttemptVerdict => ({
+    live: false,
+    message: `attempt ${claims.attempt} of job ${claims.name} has ended: ${why}`,
+  });
   if (!job) return ended('the job no longer exists');
   if (job.metadata.deletionTimestamp) return ended('the job is being deleted');
   if (isTerminal(job)) return ended(`the job is ${job.status.phase}`);

@@ -39,7 +39,15 @@ export async function startEmbeddedGateway(o: {
   logger: Logger;
 }): Promise<EmbeddedGateway> {
   const credentials = new GatewayCredentials(randomBytes(32).toString('hex'));
-  const credential = await credentials.issue({ jobId: o.jobId, namespace: 'local', name: o.jobId, attempt: 1, model: o.model, budget: o.budget, ttlSeconds: o.ttlSeconds });
+  const credential = await credentials.issue({
+    jobId: o.jobId,
+    namespace: 'local',
+    name: o.jobId,
+    attempt: 1,
+    model: o.model,
+    budget: o.budget,
+    ttlSeconds: o.ttlSeconds,
+  });
   let live = true;
   let usage: Usage = NO_USAGE;
   let refusal: UsageReport['refusal'] | null = null;

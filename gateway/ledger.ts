@@ -11,12 +11,17 @@ import { NO_USAGE, type Usage } from '../common/schemas.js';
 export function budgetExceeded(usage: Usage, budget: Budget): string | null {
   if (usage.requests >= budget.maxRequests) return `the job made ${usage.requests} of its ${budget.maxRequests} model requests`;
   if (usage.inputTokens >= budget.maxInputTokens) return `the job used ${usage.inputTokens} of its ${budget.maxInputTokens} input tokens`;
-  if (usage.outputTokens >= budget.maxOutputTokens) return `the job used ${usage.outputTokens} of its ${budget.maxOutputTokens} output tokens`;
+  if (usage.outputTokens >= budget.maxOutputTokens)
+    return `the job used ${usage.outputTokens} of its ${budget.maxOutputTokens} output tokens`;
   return null;
 }
 
 function maxUsage(a: Usage, b: Usage): Usage {
-  return { requests: Math.max(a.requests, b.requests), inputTokens: Math.max(a.inputTokens, b.inputTokens), outputTokens: Math.max(a.outputTokens, b.outputTokens) };
+  return {
+    requests: Math.max(a.requests, b.requests),
+    inputTokens: Math.max(a.inputTokens, b.inputTokens),
+    outputTokens: Math.max(a.outputTokens, b.outputTokens),
+  };
 }
 
 export type Admission = { admitted: true; usage: Usage } | { admitted: false; message: string; usage: Usage };

@@ -18,7 +18,12 @@ export class GatewayMetrics {
       labelNames: ['route', 'outcome'],
       registers,
     });
-    this.tokens = new Counter({ name: 'pagewright_gateway_tokens_total', help: 'Tokens the upstream reported, by kind (input, output).', labelNames: ['kind'], registers });
+    this.tokens = new Counter({
+      name: 'pagewright_gateway_tokens_total',
+      help: 'Tokens the upstream reported, by kind (input, output).',
+      labelNames: ['kind'],
+      registers,
+    });
     this.firstByte = new Histogram({
       name: 'pagewright_gateway_upstream_first_byte_seconds',
       help: 'From sending a call upstream to its response headers.',

@@ -24,7 +24,10 @@ export class UsageReporter {
     if (this.#closed) return;
     const earlier = this.#pending.get(report.job_id);
     // counts only grow; a refusal is news the manager must get even if later counts overtake it
-    this.#pending.set(report.job_id, { ...report, ...(report.refusal ?? earlier?.refusal ? { refusal: report.refusal ?? earlier?.refusal } : {}) });
+    this.#pending.set(report.job_id, {
+      ...report,
+      ...((report.refusal ?? earlier?.refusal) ? { refusal: report.refusal ?? earlier?.refusal } : {}),
+    });
     if (!this.#sending.has(report.job_id)) {
       const sending = this.#send(report.job_id).finally(() => this.#sending.delete(report.job_id));
       this.#sending.set(report.job_id, sending);
@@ -52,7 +55,8 @@ export class UsageReporter {
       if (outcome === 'done') continue; // a newer report may have arrived meanwhile
       // failed: put it back unless something newer is waiting, then retry later
       if (!this.#pending.has(jobId)) this.#pending.set(jobId, report);
-      else if (report.refusal && !this.#pending.get(jobId)!.refusal) this.#pending.set(jobId, { ...this.#pending.get(jobId)!, refusal: report.refusal });
+      else if (report.refusal && !this.#pending.get(jobId)!.refusal)
+        this.#pending.set(jobId, { ...this.#pending.get(jobId)!, refusal: report.refusal });
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, MAX_DELAY_MS);
     }
@@ -78,7 +82,12 @@ export class UsageReporter {
         case 'NotFound':
         case 'BadRequest':
         case 'PayloadTooLarge':
-          this.o.logger.warn('usage report dropped', { job: report.job_id, status: res.statusCode, code: refused.code, error: refused.message });
+          this.o.logger.warn('usage report dropped', {
+            job: report.job_id,
+            status: res.statusCode,
+            code: refused.code,
+            error: refused.message,
+          });
           return 'done';
         default:
           this.o.logger.warn('usage report refused; retrying', { job: report.job_id, status: res.statusCode, code: refused.code });

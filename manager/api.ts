@@ -63,13 +63,22 @@ export function createManagerApp(d: ManagerApiDeps): express.Express {
     if (token !== body) throw new PagewrightError('TokenForbidden', `the token is attempt ${token}'s, the body speaks for attempt ${body}`);
   }
 
-  function body<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } } }, req: Request, uid: string): T {
+  function body<T>(
+    schema: {
+      safeParse(
+        v: unknown,
+      ): { success: true; data: T } | { success: false; error: { issues: Array<{ path: PropertyKey[]; message: string }> } };
+    },
+    req: Request,
+    uid: string,
+  ): T {
     const parsed = schema.safeParse(req.body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new PagewrightError('BadRequest', `invalid body: ${issue?.path.join('.') || '(root)'} ${issue?.message}`);
     }
-    if ((parsed.data as { job_id: string }).job_id !== uid) throw new PagewrightError('BadRequest', 'job_id in the body does not match the URL');
+    if ((parsed.data as { job_id: string }).job_id !== uid)
+      throw new PagewrightError('BadRequest', 'job_id in the body does not match the URL');
     return parsed.data;
   }
 
@@ -103,7 +112,8 @@ export function createManagerApp(d: ManagerApiDeps): express.Express {
 
   app.post('/jobs/:id/usage', express.json({ limit: '16kb' }), async (req, res) => {
     const token = bearerToken(req.headers.authorization);
-    if (!token || !constantTimeEqual(token, d.gatewayReportToken)) throw new PagewrightError('TokenInvalid', 'usage reports need the gateway\'s report token');
+    if (!token || !constantTimeEqual(token, d.gatewayReportToken))
+      throw new PagewrightError('TokenInvalid', "usage reports need the gateway's report token");
     if (!d.ready()) throw new PagewrightError('NotReady', 'the manager is starting; retry');
     const uid = String(req.params.id);
     const report = body(UsageReport, req, uid);

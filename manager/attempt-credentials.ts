@@ -35,7 +35,15 @@ export class SignedAttemptCredentials implements AttemptCredentials {
     const { uid: jobId, namespace, name } = job.metadata;
     return {
       runnerToken: await this.runnerToken(job, attempt),
-      gatewayCredential: await this.gateway.issue({ jobId, namespace, name, attempt, model: policy.model, budget: policy.budget, ttlSeconds }),
+      gatewayCredential: await this.gateway.issue({
+        jobId,
+        namespace,
+        name,
+        attempt,
+        model: policy.model,
+        budget: policy.budget,
+        ttlSeconds,
+      }),
     };
   }
 

@@ -52,7 +52,15 @@ export class AttemptSync {
         }
         return DONE;
       case 'succeeded':
-        return (await this.#recover(job, attempt)) ?? this.d.outcomes.attemptFailed(job, attempt, 'RunnerFailed', 'the runner exited 0 without reporting a result or writing its manifest');
+        return (
+          (await this.#recover(job, attempt)) ??
+          this.d.outcomes.attemptFailed(
+            job,
+            attempt,
+            'RunnerFailed',
+            'the runner exited 0 without reporting a result or writing its manifest',
+          )
+        );
       case 'failed': {
         // a runner that failed late (after writing its manifest) still told us why
         const recovered = verdict.reason === 'DeadlineExceeded' ? null : await this.#recover(job, attempt);
@@ -72,7 +80,10 @@ export class AttemptSync {
       await this.d.pods.createAttempt(job, attempt, await this.d.credentials.issue(job, attempt));
       return DONE;
     }
-    return (await this.#recover(job, attempt)) ?? this.d.outcomes.attemptFailed(job, attempt, 'PodLost', `runner pod ${podName(job, attempt)} disappeared`);
+    return (
+      (await this.#recover(job, attempt)) ??
+      this.d.outcomes.attemptFailed(job, attempt, 'PodLost', `runner pod ${podName(job, attempt)} disappeared`)
+    );
   }
 
   /** The runner's callback never arrived: its manifest in storage carries the same result. Null when it has none. */
@@ -90,7 +101,8 @@ export class AttemptSync {
     const s = job.status;
     if (s.runnerPhase === 'failed') {
       // the gateway knows why a model call was refused; the agent's own account cannot be trusted
-      if (s.gatewayRefusal?.attempt === attempt) return this.d.outcomes.attemptFailed(job, attempt, s.gatewayRefusal.reason, s.gatewayRefusal.message);
+      if (s.gatewayRefusal?.attempt === attempt)
+        return this.d.outcomes.attemptFailed(job, attempt, s.gatewayRefusal.reason, s.gatewayRefusal.message);
       const reason = (s.reason as FailureReason | undefined) ?? 'Internal';
       if (reason === 'PodTerminated') return this.#podTerminated(job, attempt);
       return this.d.outcomes.attemptFailed(job, attempt, reason, s.message ?? 'the runner failed');
@@ -111,10 +123,13 @@ export class AttemptSync {
   async #podTerminated(job: PagewrightJob, attempt: number): Promise<ReconcileResult> {
     const pod: V1Pod | null = this.d.pods.attemptPod(job, attempt) ?? (await this.d.pods.readPod(job, attempt));
     const name = podName(job, attempt);
-    if (!pod || pod.metadata?.deletionTimestamp) return this.d.outcomes.attemptFailed(job, attempt, 'PodLost', `runner pod ${name} was deleted before the job finished`);
+    if (!pod || pod.metadata?.deletionTimestamp)
+      return this.d.outcomes.attemptFailed(job, attempt, 'PodLost', `runner pod ${name} was deleted before the job finished`);
     const verdict = classifyPod(pod, { now: Date.now(), imagePullTimeoutMs: this.d.imagePullTimeoutSeconds * 1000 });
-    if (verdict.state === 'failed' && verdict.reason !== 'RunnerFailed') return this.d.outcomes.attemptFailed(job, attempt, verdict.reason, verdict.message);
-    if (verdict.state === 'failed' || verdict.state === 'succeeded') return this.d.outcomes.attemptFailed(job, attempt, 'PodLost', `runner pod ${name} was terminated from outside`);
+    if (verdict.state === 'failed' && verdict.reason !== 'RunnerFailed')
+      return this.d.outcomes.attemptFailed(job, attempt, verdict.reason, verdict.message);
+    if (verdict.state === 'failed' || verdict.state === 'succeeded')
+      return this.d.outcomes.attemptFailed(job, attempt, 'PodLost', `runner pod ${name} was terminated from outside`);
     return requeueAfter(POLL_MS); // the kubelet has not written why yet
   }
 }

@@ -48,7 +48,11 @@ export function classifyPod(pod: V1Pod, opts: { now: number; imagePullTimeoutMs:
   if (waiting?.reason && IMAGE_PULL_REASONS.has(waiting.reason)) {
     const created = Date.parse(String(pod.metadata?.creationTimestamp ?? '')) || opts.now;
     if (waiting.reason === 'InvalidImageName' || opts.now - created >= opts.imagePullTimeoutMs) {
-      return { state: 'failed', reason: 'ImagePullFailed', message: `${waiting.reason}: ${waiting.message ?? pod.spec?.containers[0]?.image}` };
+      return {
+        state: 'failed',
+        reason: 'ImagePullFailed',
+        message: `${waiting.reason}: ${waiting.message ?? pod.spec?.containers[0]?.image}`,
+      };
     }
   }
   if (status.phase === 'Running') return { state: 'running' };

@@ -5,7 +5,11 @@ import { DEFAULT_BUDGET, DEFAULT_MODEL } from '../common/models.js';
 import { MIN_SECRET_BYTES } from '../common/tokens.js';
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
-const quantity = (fallback: string) => z.string().regex(/^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$/, 'must be a Kubernetes quantity').default(fallback);
+const quantity = (fallback: string) =>
+  z
+    .string()
+    .regex(/^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$/, 'must be a Kubernetes quantity')
+    .default(fallback);
 
 export const managerConfigSpec = {
   port: env('MANAGER_PORT', port(8081)),
@@ -36,7 +40,9 @@ export const managerConfigSpec = {
   /** The model gateway, as runners reach it (its Service); they never get the LLM key itself. */
   gatewayUrl: env('GATEWAY_URL', httpUrl()),
   /** Signs the per-attempt gateway credentials (the gateway verifies them with the same key). */
-  gatewaySecret: env('GATEWAY_SECRET', z.string().min(MIN_SECRET_BYTES, `must be at least ${MIN_SECRET_BYTES} characters`), { secret: true }),
+  gatewaySecret: env('GATEWAY_SECRET', z.string().min(MIN_SECRET_BYTES, `must be at least ${MIN_SECRET_BYTES} characters`), {
+    secret: true,
+  }),
   /** The bearer token the gateway sends with usage reports (POST /jobs/{id}/usage). */
   gatewayReportToken: env('GATEWAY_REPORT_TOKEN', z.string().min(16, 'must be at least 16 characters'), { secret: true }),
   codexModel: env('CODEX_MODEL', z.string().min(1).default(DEFAULT_MODEL)),

@@ -87,7 +87,12 @@ export class Controller {
           async (page) =>
             (ns
               ? await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, ...page })
-              : await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, ...page })) as KubernetesListObject<RawObject>,
+              : await custom.listClusterCustomObject({
+                  group: GROUP,
+                  version: VERSION,
+                  plural: PLURAL,
+                  ...page,
+                })) as KubernetesListObject<RawObject>,
         ),
       onRestart: onRestart('pagewrightjobs'),
     });
@@ -99,7 +104,9 @@ export class Controller {
       labelSelector: LABEL_JOB,
       list: () =>
         listInPages((page) =>
-          ns ? core.listNamespacedPod({ namespace: ns, labelSelector: LABEL_JOB, ...page }) : core.listPodForAllNamespaces({ labelSelector: LABEL_JOB, ...page }),
+          ns
+            ? core.listNamespacedPod({ namespace: ns, labelSelector: LABEL_JOB, ...page })
+            : core.listPodForAllNamespaces({ labelSelector: LABEL_JOB, ...page }),
         ),
       onRestart: onRestart('pods'),
     });

@@ -57,7 +57,10 @@ await runMain('manager', async () => {
   const server = applyServerTimeouts(app.listen(config.port, config.host), SMALL_API_TIMEOUTS);
   await once(server, 'listening');
   const address = server.address();
-  logger.info('manager listening', { port: typeof address === 'object' && address ? address.port : config.port, leader_election: config.leaderElection });
+  logger.info('manager listening', {
+    port: typeof address === 'object' && address ? address.port : config.port,
+    leader_election: config.leaderElection,
+  });
   await controller.start();
 
   return async () => {

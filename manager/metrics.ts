@@ -70,7 +70,11 @@ export class ManagerMetrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
-    this.reconcileErrors = new Counter({ name: 'pagewright_reconcile_errors_total', help: 'Reconciles that failed and were requeued.', registers });
+    this.reconcileErrors = new Counter({
+      name: 'pagewright_reconcile_errors_total',
+      help: 'Reconciles that failed and were requeued.',
+      registers,
+    });
     this.watchRestarts = new Counter({
       name: 'pagewright_watch_restarts_total',
       help: 'Watches restarted after an error or by the watchdog.',

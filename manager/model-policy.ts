@@ -20,13 +20,19 @@ export type ModelPolicyConfig = Pick<
   | 'budgetMaxOutputTokens'
 >;
 
-export type ModelPolicy = { allowed: true; model: string; budget: Budget } | { allowed: false; reason: 'ModelNotAllowed' | 'BudgetNotAllowed'; message: string };
+export type ModelPolicy =
+  | { allowed: true; model: string; budget: Budget }
+  | { allowed: false; reason: 'ModelNotAllowed' | 'BudgetNotAllowed'; message: string };
 
 export function modelPolicy(job: PagewrightJob, cfg: ModelPolicyConfig): ModelPolicy {
   const model = job.spec.model ?? cfg.codexModel;
   const allowlist = cfg.modelAllowlist ?? [cfg.codexModel];
   if (!allowlist.includes(model)) {
-    return { allowed: false, reason: 'ModelNotAllowed', message: `spec.model ${JSON.stringify(model)} is not allowed here; allowed: ${allowlist.join(', ')}` };
+    return {
+      allowed: false,
+      reason: 'ModelNotAllowed',
+      message: `spec.model ${JSON.stringify(model)} is not allowed here; allowed: ${allowlist.join(', ')}`,
+    };
   }
   const asked = job.spec.budget ?? {};
   const budget: Budget = {
@@ -34,10 +40,18 @@ export function modelPolicy(job: PagewrightJob, cfg: ModelPolicyConfig): ModelPo
     maxInputTokens: asked.maxInputTokens ?? cfg.budgetDefaultInputTokens,
     maxOutputTokens: asked.maxOutputTokens ?? cfg.budgetDefaultOutputTokens,
   };
-  const caps: Budget = { maxRequests: cfg.budgetMaxRequests, maxInputTokens: cfg.budgetMaxInputTokens, maxOutputTokens: cfg.budgetMaxOutputTokens };
+  const caps: Budget = {
+    maxRequests: cfg.budgetMaxRequests,
+    maxInputTokens: cfg.budgetMaxInputTokens,
+    maxOutputTokens: cfg.budgetMaxOutputTokens,
+  };
   const over = (Object.keys(caps) as Array<keyof Budget>).filter((k) => budget[k] > caps[k]);
   if (over.length > 0) {
-    return { allowed: false, reason: 'BudgetNotAllowed', message: `spec.budget is above this cluster's caps: ${over.map((k) => `${k} ${budget[k]} > ${caps[k]}`).join(', ')}` };
+    return {
+      allowed: false,
+      reason: 'BudgetNotAllowed',
+      message: `spec.budget is above this cluster's caps: ${over.map((k) => `${k} ${budget[k]} > ${caps[k]}`).join(', ')}`,
+    };
   }
   return { allowed: true, model, budget };
 }

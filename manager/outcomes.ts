@@ -51,7 +51,11 @@ export class Outcomes {
     const { job: stored, written } = await this.write(job, t.retrying(attempt, reason, message, delay));
     if (!written || stored.status.phase !== 'Queued') return DONE;
     this.d.metrics.transitions.inc({ phase: 'Queued', reason });
-    this.d.events.warning(stored, 'Retrying', `attempt ${attempt} failed (${reason}): ${message}; attempt ${attempt + 1} in ${Math.round(delay / 1000)} s`);
+    this.d.events.warning(
+      stored,
+      'Retrying',
+      `attempt ${attempt} failed (${reason}): ${message}; attempt ${attempt + 1} in ${Math.round(delay / 1000)} s`,
+    );
     this.d.admitter.slotFreed();
     return requeueAfter(delay);
   }
@@ -66,7 +70,8 @@ export class Outcomes {
     if (!written || stored.status.phase !== phase) return DONE;
     const s = stored.status;
     this.d.metrics.transitions.inc({ phase, reason: s.reason ?? phase });
-    if (s.startTime && s.completionTime) this.d.metrics.jobDuration.observe({ phase }, (timestamp(s.completionTime) - timestamp(s.startTime)) / 1000);
+    if (s.startTime && s.completionTime)
+      this.d.metrics.jobDuration.observe({ phase }, (timestamp(s.completionTime) - timestamp(s.startTime)) / 1000);
     for (const [p, ms] of Object.entries(s.phaseDurationsMs ?? {})) this.d.metrics.runnerPhaseDuration.observe({ phase: p }, ms / 1000);
     const what = phase === 'Succeeded' ? `${s.filesChanged ?? 0} file(s) changed: ${s.summary ?? ''}` : `${s.reason}: ${s.message ?? ''}`;
     if (phase === 'Succeeded') this.d.events.normal(stored, phase, what);

@@ -69,12 +69,17 @@ export class KubePodControl implements PodControl {
   }
 
   async livePods(job: PagewrightJob): Promise<V1Pod[]> {
-    return (await this.core.listNamespacedPod({ namespace: job.metadata.namespace, labelSelector: `${LABEL_JOB}=${job.metadata.uid}` })).items;
+    return (await this.core.listNamespacedPod({ namespace: job.metadata.namespace, labelSelector: `${LABEL_JOB}=${job.metadata.uid}` }))
+      .items;
   }
 
   async deletePods(job: PagewrightJob, pods: V1Pod[]): Promise<void> {
     const namespace = job.metadata.namespace;
-    await Promise.all(pods.filter((p) => !p.metadata?.deletionTimestamp).map((p) => ignore(404, this.core.deleteNamespacedPod({ namespace, name: p.metadata!.name! }))));
+    await Promise.all(
+      pods
+        .filter((p) => !p.metadata?.deletionTimestamp)
+        .map((p) => ignore(404, this.core.deleteNamespacedPod({ namespace, name: p.metadata!.name! }))),
+    );
   }
 
   async deleteSecret(job: PagewrightJob, attempt: number): Promise<void> {

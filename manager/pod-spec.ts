@@ -77,18 +77,34 @@ export function secretName(job: PagewrightJob, attempt: number): string {
 }
 
 function ownerReference(job: PagewrightJob): V1OwnerReference {
-  return { apiVersion: API_VERSION, kind: KIND, name: job.metadata.name, uid: job.metadata.uid, controller: true, blockOwnerDeletion: true };
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    name: job.metadata.name,
+    uid: job.metadata.uid,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
 }
 
 function labels(job: PagewrightJob): Record<string, string> {
   return { [LABEL_JOB]: job.metadata.uid, [LABEL_SITE]: job.spec.siteId, [LABEL_MANAGED_BY]: MANAGED_BY };
 }
 
-export function buildSecret(job: PagewrightJob, attempt: number, credentials: { runnerToken: string; gatewayCredential: string }): V1Secret {
+export function buildSecret(
+  job: PagewrightJob,
+  attempt: number,
+  credentials: { runnerToken: string; gatewayCredential: string },
+): V1Secret {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: { name: secretName(job, attempt), namespace: job.metadata.namespace, labels: { ...labels(job), [LABEL_ATTEMPT]: String(attempt) }, ownerReferences: [ownerReference(job)] },
+    metadata: {
+      name: secretName(job, attempt),
+      namespace: job.metadata.namespace,
+      labels: { ...labels(job), [LABEL_ATTEMPT]: String(attempt) },
+      ownerReferences: [ownerReference(job)],
+    },
     type: 'Opaque',
     stringData: { [SECRET_KEY_TOKEN]: credentials.runnerToken, [SECRET_KEY_GATEWAY]: credentials.gatewayCredential },
   };

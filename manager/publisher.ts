@@ -57,7 +57,11 @@ export class StoragePublisher implements Publisher {
       const site = await this.storage.getSite(job.spec.siteId);
       const ours = site.history.find((h) => h.job_id === uid);
       if (ours) return { ok: true, version: ours.version };
-      return { ok: false, reason: 'PublishConflict', message: `site ${job.spec.siteId} moved from ${base.slice(0, 12)} to ${site.version.slice(0, 12)} while the job ran` };
+      return {
+        ok: false,
+        reason: 'PublishConflict',
+        message: `site ${job.spec.siteId} moved from ${base.slice(0, 12)} to ${site.version.slice(0, 12)} while the job ran`,
+      };
     }
   }
 

@@ -39,7 +39,9 @@ export class StatusWriter {
 
   async get(namespace: string, name: string): Promise<PagewrightJob> {
     try {
-      return PagewrightJob.parse(await this.#api.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name }));
+      return PagewrightJob.parse(
+        await this.#api.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name }),
+      );
     } catch (err) {
       if (apiCode(err) === 404) throw new JobGoneError(`${namespace}/${name}`);
       throw err;
@@ -67,7 +69,13 @@ export class StatusWriter {
           plural: PLURAL,
           namespace,
           name,
-          body: { apiVersion: current.apiVersion, kind: current.kind, metadata: { name, namespace, resourceVersion: current.metadata.resourceVersion }, spec: current.spec, status },
+          body: {
+            apiVersion: current.apiVersion,
+            kind: current.kind,
+            metadata: { name, namespace, resourceVersion: current.metadata.resourceVersion },
+            spec: current.spec,
+            status,
+          },
         });
         return { job: PagewrightJob.parse(stored), written: true };
       } catch (err) {
@@ -102,7 +110,11 @@ function conditionsFor(status: JobStatus, phase: JobPhase, now: string, generati
   const active = phase === 'Scheduled' || phase === 'Running';
   let conditions = setCondition(status.conditions, { type: 'Running', status: active ? 'True' : 'False', reason: phase, ...g }, now);
   if (phase === 'Succeeded') {
-    conditions = setCondition(conditions, { type: 'Complete', status: 'True', reason: 'Succeeded', message: status.summary ?? '', ...g }, now);
+    conditions = setCondition(
+      conditions,
+      { type: 'Complete', status: 'True', reason: 'Succeeded', message: status.summary ?? '', ...g },
+      now,
+    );
   }
   if (phase === 'Failed' || phase === 'Cancelled') {
     conditions = setCondition(conditions, { type: 'Failed', status: 'True', reason, message, ...g }, now);
@@ -111,7 +123,13 @@ function conditionsFor(status: JobStatus, phase: JobPhase, now: string, generati
 }
 
 /** A status moved to `phase`, with its conditions. */
-export function withPhase(status: JobStatus, phase: JobPhase, fields: Partial<JobStatus>, generation: number | undefined, now = new Date()): JobStatus {
+export function withPhase(
+  status: JobStatus,
+  phase: JobPhase,
+  fields: Partial<JobStatus>,
+  generation: number | undefined,
+  now = new Date(),
+): JobStatus {
   const iso = now.toISOString();
   const next: JobStatus = { ...status, ...fields, phase };
   if ((phase === 'Succeeded' || phase === 'Failed' || phase === 'Cancelled') && !next.completionTime) next.completionTime = iso;

@@ -30,7 +30,14 @@ export function scheduled(attempt: number, podName: string, now = new Date()): S
     return withPhase(
       rest,
       'Scheduled',
-      { jobId: job.metadata.uid, attempt, podName, startTime: job.status.startTime ?? now.toISOString(), attemptStartTime: now.toISOString(), message: `attempt ${attempt} scheduled` },
+      {
+        jobId: job.metadata.uid,
+        attempt,
+        podName,
+        startTime: job.status.startTime ?? now.toISOString(),
+        attemptStartTime: now.toISOString(),
+        message: `attempt ${attempt} scheduled`,
+      },
       gen(job),
       now,
     );
@@ -60,7 +67,8 @@ export type ResultOutcome = 'recorded' | 'duplicate' | 'stale';
 /** Which of the three a result for `attempt` would be, given the job's current status. */
 export function resultOutcome(job: PagewrightJob, attempt: number): ResultOutcome {
   if (job.status.reportedAttempt === attempt) return 'duplicate';
-  if (isTerminal(job) || job.status.attempt !== attempt || (job.status.phase !== 'Scheduled' && job.status.phase !== 'Running')) return 'stale';
+  if (isTerminal(job) || job.status.attempt !== attempt || (job.status.phase !== 'Scheduled' && job.status.phase !== 'Running'))
+    return 'stale';
   return 'recorded';
 }
 
@@ -81,7 +89,9 @@ export function resultReported(result: JobResult): StatusChange {
         ...(result.base_version ? { baseVersion: result.base_version } : {}),
         ...(result.output_version ? { outputVersion: result.output_version } : {}),
         phaseDurationsMs: Object.fromEntries(Object.entries(result.phase_durations_ms).map(([k, v]) => [k, Math.round(v ?? 0)])),
-        ...(failed ? { reason: result.reason ?? 'Internal', message: result.error ?? 'the runner failed' } : { message: `attempt ${result.attempt} finished` }),
+        ...(failed
+          ? { reason: result.reason ?? 'Internal', message: result.error ?? 'the runner failed' }
+          : { message: `attempt ${result.attempt} finished` }),
       },
       gen(job),
     );
@@ -140,7 +150,10 @@ export function usageReported(report: UsageReport): StatusChange {
       inputTokens: Math.max(was.inputTokens, report.usage.inputTokens),
       outputTokens: Math.max(was.outputTokens, report.usage.outputTokens),
     };
-    const refusal = report.refusal && report.attempt === job.status.attempt && !isTerminal(job) ? { attempt: report.attempt, ...report.refusal } : undefined;
+    const refusal =
+      report.refusal && report.attempt === job.status.attempt && !isTerminal(job)
+        ? { attempt: report.attempt, ...report.refusal }
+        : undefined;
     const same = usage.requests === was.requests && usage.inputTokens === was.inputTokens && usage.outputTokens === was.outputTokens;
     if (same && (!refusal || job.status.gatewayRefusal?.attempt === refusal.attempt)) return null;
     return { ...job.status, usage, ...(refusal ? { gatewayRefusal: refusal } : {}) };
@@ -158,5 +171,3 @@ export function cancelled(message: string): StatusChange {
 export function retryDelayMs(attempt: number, baseSeconds: number, maxSeconds: number): number {
   return Math.min(baseSeconds * 2 ** Math.max(0, attempt - 1), maxSeconds) * 1000;
 }
-
-;

@@ -53,9 +53,18 @@ export class LocalLauncher implements AgentLauncher {
       // its own process group, so a group kill reaches what it forked in the group
       detached: true,
     });
-    const spawned = once(child, 'spawn').then(() => null, (err: Error) => err);
-    const stdoutDone = once(createInterface({ input: child.stdout! }).on('line', (l) => onLine('stdout', l)), 'close');
-    const stderrDone = once(createInterface({ input: child.stderr! }).on('line', (l) => onLine('stderr', l)), 'close');
+    const spawned = once(child, 'spawn').then(
+      () => null,
+      (err: Error) => err,
+    );
+    const stdoutDone = once(
+      createInterface({ input: child.stdout! }).on('line', (l) => onLine('stdout', l)),
+      'close',
+    );
+    const stderrDone = once(
+      createInterface({ input: child.stderr! }).on('line', (l) => onLine('stderr', l)),
+      'close',
+    );
     const failed = await spawned;
     if (failed) throw new PagewrightError('CodexFailed', `the agent could not start: ${failed.message}`);
     const exited = (async () => {
@@ -88,7 +97,10 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 }
 
 /** One line of the agent server's streamed answer to POST /runs. */
-export type AgentServerLine = { t: 'stdout' | 'stderr'; l: string } | { t: 'exit'; code: number | null; signal: string | null } | { t: 'error'; message: string };
+export type AgentServerLine =
+  | { t: 'stdout' | 'stderr'; l: string }
+  | { t: 'exit'; code: number | null; signal: string | null }
+  | { t: 'error'; message: string };
 
 export class RemoteLauncher implements AgentLauncher {
   readonly #agent = new Agent({ keepAliveTimeout: 1000 });
@@ -148,7 +160,8 @@ export class RemoteLauncher implements AgentLauncher {
       } catch (err) {
         if (err instanceof PagewrightError) throw err;
         // its container is still starting (a native sidecar: started first, maybe not listening yet)
-        if (Date.now() > deadline) throw new PagewrightError('CodexFailed', `the agent server at ${this.url} did not answer: ${(err as Error).message}`);
+        if (Date.now() > deadline)
+          throw new PagewrightError('CodexFailed', `the agent server at ${this.url} did not answer: ${(err as Error).message}`);
         await new Promise((r) => setTimeout(r, 200));
       }
     }
@@ -156,7 +169,12 @@ export class RemoteLauncher implements AgentLauncher {
 
   async #post(path: string): Promise<void> {
     try {
-      const res = await request(`${this.url}${path}`, { method: 'POST', dispatcher: this.#agent, headersTimeout: 30_000, bodyTimeout: 30_000 });
+      const res = await request(`${this.url}${path}`, {
+        method: 'POST',
+        dispatcher: this.#agent,
+        headersTimeout: 30_000,
+        bodyTimeout: 30_000,
+      });
       await res.body.dump();
     } catch {
       // the agent server is gone: so is everything it ran (its container's processes die with it)

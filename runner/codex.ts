@@ -162,13 +162,19 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
     if (event.type === 'turn.completed') usage = (event.usage as Record<string, unknown>) ?? null;
   };
   const launcher = opts.launcher ?? new LocalLauncher();
-  const run = await launcher.start({ command: opts.binary, args: codexArgs(opts, files), env: codexEnv(opts), cwd: opts.siteDir, marker: opts.marker }, onLine);
+  const run = await launcher.start(
+    { command: opts.binary, args: codexArgs(opts, files), env: codexEnv(opts), cwd: opts.siteDir, marker: opts.marker },
+    onLine,
+  );
 
   const stop = stopper(run, opts);
   const onAbort = () => void stop(abortFailure(opts.signal?.reason));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const timer = setTimeout(
-    () => void stop(new PagewrightError('CodexTimeout', `codex did not finish before the job's deadline (${new Date(opts.deadline).toISOString()})`)),
+    () =>
+      void stop(
+        new PagewrightError('CodexTimeout', `codex did not finish before the job's deadline (${new Date(opts.deadline).toISOString()})`),
+      ),
     Math.max(0, opts.deadline - Date.now()),
   );
   let exit: AgentExit;

@@ -4,7 +4,6 @@ import { env, httpUrl, json, logLevel, port, positiveInt } from '../common/confi
 import { DEFAULT_MODEL } from '../common/models.js';
 import { RunnerJob } from '../common/schemas.js';
 
-
 export const runnerConfigSpec = {
   port: env('WORKER_PORT', port(8082)),
   /** Pods bind all interfaces; the local test kubelet gives each pod its own loopback address. */

@@ -169,16 +169,21 @@ export class JobRunner {
         site_id: job.site_id,
         attempt: job.attempt,
         changes: packed.changes,
-        files: [...packed.full]
-          .filter(([, e]) => e.type === 'file')
-          .map(([path, e]) => ({ path, sha256: e.sha256, size: e.size })),
+        files: [...packed.full].filter(([, e]) => e.type === 'file').map(([path, e]) => ({ path, sha256: e.sha256, size: e.size })),
         output_size: packed.archive.size,
         codex_version: codex.version,
         model: this.#model(),
       };
 
       await this.#phase('uploading', async () => {
-        await uploadJobFile(this.#o.storage, job.job_id, 'output.tar.gz', this.#paths.output, { sha256: packed.archive.sha256, size: packed.archive.size }, this.#transfer());
+        await uploadJobFile(
+          this.#o.storage,
+          job.job_id,
+          'output.tar.gz',
+          this.#paths.output,
+          { sha256: packed.archive.sha256, size: packed.archive.size },
+          this.#transfer(),
+        );
         await this.#uploadManifest(manifest!, this.#result('completed', baseVersion, files, startedAt));
       });
       this.#state.finish('completed');
@@ -191,8 +196,15 @@ export class JobRunner {
       logger.error('job failed', { reason: failure.code, error: failure.message, phase_durations_ms: this.#state.durations });
       // best effort: a manager that misses the callback can still read why from storage
       const failedManifest = manifest ?? {
-        manifest_version: 1 as const, job_id: job.job_id, site_id: job.site_id, attempt: job.attempt, changes: [], files: [],
-        output_size: null, codex_version: null, model: this.#model(),
+        manifest_version: 1 as const,
+        job_id: job.job_id,
+        site_id: job.site_id,
+        attempt: job.attempt,
+        changes: [],
+        files: [],
+        output_size: null,
+        codex_version: null,
+        model: this.#model(),
       };
       await this.#uploadManifest(failedManifest, this.#result('failed', baseVersion, files, startedAt)).catch((e: unknown) =>
         logger.warn('could not store the failure manifest', { error: String(e) }),
@@ -278,23 +290,37 @@ export class JobRunner {
     const body = JSON.stringify({ ...manifest, result } satisfies JobManifest);
     await writeFile(this.#paths.manifest, body);
     const sha256 = createHash('sha256').update(body).digest('hex');
-    await uploadJobFile(this.#o.storage, this.#o.job.job_id, 'manifest.json', this.#paths.manifest, { sha256, size: Buffer.byteLength(body) }, {
-      ...this.#transfer(),
-      // the failure manifest is written after an abort too: give it its own short window
-      signal: AbortSignal.timeout(30_000),
-      deadline: Math.max(this.#deadline, Date.now() + 30_000),
-    });
+    await uploadJobFile(
+      this.#o.storage,
+      this.#o.job.job_id,
+      'manifest.json',
+      this.#paths.manifest,
+      { sha256, size: Buffer.byteLength(body) },
+      {
+        ...this.#transfer(),
+        // the failure manifest is written after an abort too: give it its own short window
+        signal: AbortSignal.timeout(30_000),
+        deadline: Math.max(this.#deadline, Date.now() + 30_000),
+      },
+    );
   }
 
   async #uploadLog(): Promise<void> {
     try {
       const { size } = await stat(this.#o.logPath);
-      await uploadJobFile(this.#o.storage, this.#o.job.job_id, 'log', this.#o.logPath, { sha256: await hashFile(this.#o.logPath), size }, {
-        ...this.#transfer(),
-        signal: AbortSignal.timeout(30_000),
-        deadline: Date.now() + 30_000,
-        retries: 3,
-      });
+      await uploadJobFile(
+        this.#o.storage,
+        this.#o.job.job_id,
+        'log',
+        this.#o.logPath,
+        { sha256: await hashFile(this.#o.logPath), size },
+        {
+          ...this.#transfer(),
+          signal: AbortSignal.timeout(30_000),
+          deadline: Date.now() + 30_000,
+          retries: 3,
+        },
+      );
     } catch (err) {
       this.#o.logger.warn('could not store the job log', { error: String(err) });
     }

@@ -26,7 +26,11 @@ import { createRunnerApp } from './server.js';
 if (process.argv[2] === 'agent') {
   await runMain('agent', async () => {
     const config = loadConfig(agentConfigSpec);
-    const logger = createLogger({ service: 'agent', level: config.logLevel, transports: [new winston.transports.Console({ stderrLevels: ['debug', 'info', 'warn', 'error'] })] });
+    const logger = createLogger({
+      service: 'agent',
+      level: config.logLevel,
+      transports: [new winston.transports.Console({ stderrLevels: ['debug', 'info', 'warn', 'error'] })],
+    });
     return serveAgent(config.port, logger);
   });
 } else {
@@ -45,10 +49,7 @@ async function runRunner(): Promise<void> {
       service: 'runner',
       level: config.logLevel,
       fields: { job_id: job.job_id, attempt: job.attempt },
-      transports: [
-        new winston.transports.Console({ stderrLevels: ['debug', 'info', 'warn', 'error'] }),
-        new SyncFileTransport(logPath),
-      ],
+      transports: [new winston.transports.Console({ stderrLevels: ['debug', 'info', 'warn', 'error'] }), new SyncFileTransport(logPath)],
     });
     const launcher = config.agentUrl ? new RemoteLauncher(config.agentUrl) : undefined;
     const runner = new JobRunner({
@@ -58,7 +59,9 @@ async function runRunner(): Promise<void> {
       ...(launcher ? { launcher, shareSiteWithGroup: true } : {}),
       runnerToken: config.jobToken,
       storage: new StorageClient({ baseUrl: config.storageUrl, token: config.jobToken }),
-      manager: config.managerUrl ? new ManagerClient({ baseUrl: config.managerUrl, jobId: job.job_id, token: config.jobToken, logger }) : null,
+      manager: config.managerUrl
+        ? new ManagerClient({ baseUrl: config.managerUrl, jobId: job.job_id, token: config.jobToken, logger })
+        : null,
       codex: {
         binary: config.codexBinary,
         model: config.codexModel,
@@ -74,10 +77,17 @@ async function runRunner(): Promise<void> {
       logPath,
       callbackTimeoutMs: config.callbackTimeoutMs,
     });
-    const server = applyServerTimeouts(createRunnerApp(runner, config.jobToken, logger).listen(config.port, config.host), SMALL_API_TIMEOUTS);
+    const server = applyServerTimeouts(
+      createRunnerApp(runner, config.jobToken, logger).listen(config.port, config.host),
+      SMALL_API_TIMEOUTS,
+    );
     await once(server, 'listening');
     const address = server.address();
-    logger.info('runner listening', { host: config.host, port: typeof address === 'object' && address ? address.port : config.port, site_id: job.site_id });
+    logger.info('runner listening', {
+      host: config.host,
+      port: typeof address === 'object' && address ? address.port : config.port,
+      site_id: job.site_id,
+    });
 
     const done = runner.run().then((result) => (result.status === 'completed' ? 0 : 1));
     void done.then(async (code) => {

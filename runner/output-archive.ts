@@ -8,7 +8,14 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry } from 'tar';
-import { type ArchiveLimits, ArchiveRules, type RuleViolation, describeViolation, isRegularFileType, normalizeEntryPath } from '../common/archive-rules.js';
+import {
+  type ArchiveLimits,
+  ArchiveRules,
+  type RuleViolation,
+  describeViolation,
+  isRegularFileType,
+  normalizeEntryPath,
+} from '../common/archive-rules.js';
 import { PagewrightError } from '../common/errors.js';
 import type { Tree } from './tree.js';
 
@@ -26,10 +33,14 @@ export async function readOutputArchive(archivePath: string, limits: ArchiveLimi
       if (isRegularFileType(entry.type)) {
         const hash = createHash('sha256');
         entry.on('data', (c: Buffer) => hash.update(c));
-        hashing.push(new Promise((resolve) => entry.on('end', () => {
-          tree.set(path, { type: 'file', size: entry.size ?? 0, sha256: hash.digest('hex'), statKey: '' });
-          resolve();
-        })));
+        hashing.push(
+          new Promise((resolve) =>
+            entry.on('end', () => {
+              tree.set(path, { type: 'file', size: entry.size ?? 0, sha256: hash.digest('hex'), statKey: '' });
+              resolve();
+            }),
+          ),
+        );
         return;
       }
       if (entry.type === 'Directory') tree.set(path, { type: 'dir', size: 0, sha256: '', statKey: '' });

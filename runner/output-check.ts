@@ -80,7 +80,13 @@ export async function checkOutputTree(siteDir: string, limits: ArchiveLimits, op
     if (e.unreadable) throw unsafe(describeViolation({ rule: 'Unreadable', path: e.path, why: e.unreadable }));
     // only a complete walk can tell whether every name of the file is inside
     if (complete && inode && inode.first === e.path && inode.seen < inode.nlink) {
-      throw unsafe(describeViolation({ rule: 'LinkEscapes', path: e.path, why: `hard link to a file outside the site (${inode.nlink} names, ${inode.seen} inside)` }));
+      throw unsafe(
+        describeViolation({
+          rule: 'LinkEscapes',
+          path: e.path,
+          why: `hard link to a file outside the site (${inode.nlink} names, ${inode.seen} inside)`,
+        }),
+      );
     }
   }
   return { entries: rules.entries, bytes: rules.bytes };
@@ -94,7 +100,15 @@ function headerOf(path: string, st: Stats, linkpath: string | undefined, firstNa
   }
   if (st.isDirectory()) return { path, type: 'Directory', mode: st.mode };
   if (st.isSymbolicLink()) return { path, type: 'SymbolicLink', linkpath, mode: st.mode };
-  const type = st.isFIFO() ? 'FIFO' : st.isCharacterDevice() ? 'CharacterDevice' : st.isBlockDevice() ? 'BlockDevice' : st.isSocket() ? 'Socket' : 'Unknown';
+  const type = st.isFIFO()
+    ? 'FIFO'
+    : st.isCharacterDevice()
+      ? 'CharacterDevice'
+      : st.isBlockDevice()
+        ? 'BlockDevice'
+        : st.isSocket()
+          ? 'Socket'
+          : 'Unknown';
   return { path, type, mode: st.mode };
 }
 

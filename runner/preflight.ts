@@ -83,7 +83,11 @@ function classifyModelError(err: unknown, opts: { baseURL: string; model: string
     return new PagewrightError('LLMUnavailable', `${where} did not answer in time`, { cause: err });
   }
   if (err instanceof OpenAI.APIConnectionError) {
-    return new PagewrightError('LLMUnavailable', `${where} is unreachable: ${err.cause instanceof Error ? err.cause.message : err.message}`, { cause: err });
+    return new PagewrightError(
+      'LLMUnavailable',
+      `${where} is unreachable: ${err.cause instanceof Error ? err.cause.message : err.message}`,
+      { cause: err },
+    );
   }
   if (err instanceof OpenAI.APIError) {
     return new PagewrightError('LLMUnavailable', `${where} answered HTTP ${err.status ?? '?'}: ${err.message}`, { cause: err });

@@ -92,7 +92,11 @@ function isRetryableTransfer(err: unknown): boolean {
 }
 
 /** Maps storage answers to job failure reasons; keeps the cause for retry decisions. */
-function classifyStorageError(err: unknown, what: string, transientReason: 'StorageUnavailable' | 'UploadFailed' = 'StorageUnavailable'): unknown {
+function classifyStorageError(
+  err: unknown,
+  what: string,
+  transientReason: 'StorageUnavailable' | 'UploadFailed' = 'StorageUnavailable',
+): unknown {
   // before the job failures: a storage refusal is a PagewrightError too, with storage's code
   if (err instanceof StorageRequestError) {
     if (err.status === 404) return new PagewrightError('ArtifactNotFound', `${what} not found: ${err.message}`, { cause: err });

@@ -56,7 +56,9 @@ export async function snapshotTree(root: string, opts: SnapshotOptions = {}): Pr
   }
 
   async function walk(dir: string, rel: string): Promise<void> {
-    const names = (await readdir(dir)).map((name) => ({ name, relPath: rel ? `${rel}/${name}` : name })).filter((e) => !opts.exclude?.(e.relPath));
+    const names = (await readdir(dir))
+      .map((name) => ({ name, relPath: rel ? `${rel}/${name}` : name }))
+      .filter((e) => !opts.exclude?.(e.relPath));
     const subdirs = await Promise.all(names.map((e) => limit(() => visit(join(dir, e.name), e.relPath))));
     await Promise.all(subdirs.map((sub, i) => (sub ? walk(sub, names[i]!.relPath) : undefined)));
   }
@@ -84,7 +86,10 @@ export function diffTrees(before: Tree, after: Tree): FileChange[] {
 
 /** Small files in one read; large ones streamed, so memory never grows with file size. */
 export async function hashFile(path: string, size = Infinity): Promise<string> {
-  if (size <= SMALL_FILE_BYTES) return createHash('sha256').update(await readFile(path)).digest('hex');
+  if (size <= SMALL_FILE_BYTES)
+    return createHash('sha256')
+      .update(await readFile(path))
+      .digest('hex');
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');

@@ -61,8 +61,10 @@ export function checkLayers(root: string): Violation[] {
 function crossing(from: string | null, to: string | null): string | null {
   if (from === null || to === null || from === to) return null;
   if (to === 'test' && !TEST_SIDE.includes(from)) return 'only test/ and bench/ may import from test/';
-  if (SERVICES.includes(from) && (SERVICES.includes(to) || to === 'cli')) return `${from}/ is a service: it imports common/ only, never ${to}/`;
-  if (from === 'common' && (SERVICES.includes(to) || ['cli', 'test', 'bench'].includes(to))) return `common/ is the ground floor: it never imports ${to}/`;
+  if (SERVICES.includes(from) && (SERVICES.includes(to) || to === 'cli'))
+    return `${from}/ is a service: it imports common/ only, never ${to}/`;
+  if (from === 'common' && (SERVICES.includes(to) || ['cli', 'test', 'bench'].includes(to)))
+    return `common/ is the ground floor: it never imports ${to}/`;
   return null;
 }
 

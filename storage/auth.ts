@@ -17,7 +17,11 @@ export interface Authorizer {
 }
 
 /** `checkAttempt` throws StorageError('AttemptEnded') when the job's attempt may no longer act. */
-export function createAuthorizer(adminToken: string, tokens: JobTokens, checkAttempt: (jobId: string, attempt: number) => Promise<void>): Authorizer {
+export function createAuthorizer(
+  adminToken: string,
+  tokens: JobTokens,
+  checkAttempt: (jobId: string, attempt: number) => Promise<void>,
+): Authorizer {
   return {
     async authorize(authorization, resource, scope) {
       const token = bearerToken(authorization);

@@ -33,5 +33,8 @@ function single(v: string | string[] | undefined): string | undefined {
 
 /** An ETag-style header value ("v", W/"v" or v) -> v. */
 export function unquoteEtag(v: string): string {
-  return v.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+  return v
+    .trim()
+    .replace(/^W\//, '')
+    .replace(/^"(.*)"$/, '$1');
 }

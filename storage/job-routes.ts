@@ -38,7 +38,11 @@ export function registerJobRoutes(app: Express, deps: StorageAppDeps): void {
     const perObject = name === 'manifest.json' ? limits.maxManifestBytes : name === 'log' ? limits.maxLogBytes : limits.maxArtifactBytes;
     // the earlier object of this name is replaced, so it does not count
     const room = limits.maxJobBytes - (await refs.jobBytesExcept(jobId, name));
-    const options = putOptions(req, Math.max(0, Math.min(perObject, room)), room < perObject ? () => quotaExceeded(jobId, limits.maxJobBytes) : undefined);
+    const options = putOptions(
+      req,
+      Math.max(0, Math.min(perObject, room)),
+      room < perObject ? () => quotaExceeded(jobId, limits.maxJobBytes) : undefined,
+    );
     const record = (blob: BlobInfo) =>
       refs.setJobObject(jobId, name, blob, { maxJobBytes: limits.maxJobBytes, ...withAttempt(attemptOf(principal)) }).then(() => blob);
     const blob = name === 'manifest.json' ? await putManifest(req, blobs, jobId, options, record) : await blobs.put(req, options, record);
@@ -60,7 +64,8 @@ export function registerJobRoutes(app: Express, deps: StorageAppDeps): void {
     await auth.authorize(req.headers.authorization, { kind: 'job', jobId }, 'job:write');
     const job = await refs.getJob(jobId);
     // a deleted job's tombstone is not a job (unless the admin wrote to it since)
-    if (!job || (job.deleted_at !== null && Object.keys(job.objects).length === 0)) throw new StorageError('NotFound', `job ${jobId} has no objects`);
+    if (!job || (job.deleted_at !== null && Object.keys(job.objects).length === 0))
+      throw new StorageError('NotFound', `job ${jobId} has no objects`);
     res.json(job);
   });
 
@@ -69,7 +74,8 @@ export function registerJobRoutes(app: Express, deps: StorageAppDeps): void {
     const jobId = jobParam(req);
     await auth.authorize(req.headers.authorization, { kind: 'admin' }, null);
     const body = SealBody.safeParse(req.body);
-    if (!body.success) throw new StorageError('BadRequest', `seal body must be {attempt: positive integer}: ${body.error.issues[0]?.message}`);
+    if (!body.success)
+      throw new StorageError('BadRequest', `seal body must be {attempt: positive integer}: ${body.error.issues[0]?.message}`);
     const sealedThrough = await refs.sealJob(jobId, body.data.attempt);
     logger.info('job sealed', { job_id: jobId, attempt: body.data.attempt, sealed_through: sealedThrough });
     res.json({ job_id: jobId, sealed_through: sealedThrough });
@@ -90,8 +96,15 @@ function withAttempt(attempt: number | undefined): { attempt?: number } {
 }
 
 /** A manifest is validated whole before it is stored, so it is read into memory (it is small). */
-async function putManifest(req: Request, blobs: BlobStore, jobId: string, options: PutBlobOptions, record: (blob: BlobInfo) => Promise<BlobInfo>): Promise<BlobInfo> {
-  const overflow = options.tooLarge ?? (() => new StorageError('PayloadTooLarge', `manifest exceeds the limit of ${options.maxBytes} bytes`));
+async function putManifest(
+  req: Request,
+  blobs: BlobStore,
+  jobId: string,
+  options: PutBlobOptions,
+  record: (blob: BlobInfo) => Promise<BlobInfo>,
+): Promise<BlobInfo> {
+  const overflow =
+    options.tooLarge ?? (() => new StorageError('PayloadTooLarge', `manifest exceeds the limit of ${options.maxBytes} bytes`));
   if (options.declaredSize !== undefined && options.declaredSize > options.maxBytes) throw overflow();
   const chunks: Buffer[] = [];
   let size = 0;

@@ -116,7 +116,12 @@ export class RefStore {
    * to the collector). `attempt`: the writer's job token, refused if that attempt has ended.
    * The job's live objects together stay within `maxJobBytes`.
    */
-  async setJobObject(jobId: string, name: JobObjectName, blob: BlobInfo, opts: { attempt?: number; maxJobBytes: number }): Promise<JobObjectRecord> {
+  async setJobObject(
+    jobId: string,
+    name: JobObjectName,
+    blob: BlobInfo,
+    opts: { attempt?: number; maxJobBytes: number },
+  ): Promise<JobObjectRecord> {
     return this.#locks.run(`job/${jobId}`, async () => {
       const current = (await this.getJob(jobId)) ?? emptyJob(jobId);
       if (opts.attempt !== undefined) assertAttemptLive(current, opts.attempt);
@@ -191,7 +196,10 @@ function emptyJob(jobId: string): JobRecord {
 function assertAttemptLive(job: JobRecord, attempt: number): void {
   if (job.deleted_at !== null) throw new StorageError('AttemptEnded', `job ${job.job_id} was deleted; its tokens are no longer accepted`);
   if (attempt <= job.sealed_through) {
-    throw new StorageError('AttemptEnded', `attempt ${attempt} of job ${job.job_id} has ended (sealed through attempt ${job.sealed_through})`);
+    throw new StorageError(
+      'AttemptEnded',
+      `attempt ${attempt} of job ${job.job_id} has ended (sealed through attempt ${job.sealed_through})`,
+    );
   }
 }
 

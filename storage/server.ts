@@ -41,7 +41,10 @@ export async function startStorageServer(partial: StorageServerConfig, logger: L
   const blobs = new BlobStore(config.dataDir);
   await blobs.init();
   const refs = new RefStore(config.dataDir, blobs.tmpDir);
-  const collector = new BlobCollector({ blobs, refs, logger }, { graceSeconds: config.gcGraceSeconds, intervalSeconds: config.gcIntervalSeconds });
+  const collector = new BlobCollector(
+    { blobs, refs, logger },
+    { graceSeconds: config.gcGraceSeconds, intervalSeconds: config.gcIntervalSeconds },
+  );
   const app = createStorageApp({
     blobs,
     refs,

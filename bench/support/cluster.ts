@@ -28,7 +28,10 @@ export interface ManagerChild {
 
 /** The NODE_OPTIONS the manager's Deployment sets, so the bench runs the manager as deployed. */
 function deployedManagerNodeOptions(): string {
-  const docs = loadAllYaml(readFileSync(join(REPO_ROOT, 'deploy/k8s/manager.yaml'), 'utf8')) as Array<{ kind?: string; spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } }>;
+  const docs = loadAllYaml(readFileSync(join(REPO_ROOT, 'deploy/k8s/manager.yaml'), 'utf8')) as Array<{
+    kind?: string;
+    spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } };
+  }>;
   const deployment = docs.find((d) => d?.kind === 'Deployment');
   return deployment?.spec?.template?.spec?.containers?.[0]?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
 }
@@ -54,12 +57,17 @@ export async function startManagerChild(cp: ControlPlane, namespace: string, env
       ...env,
     },
   });
-  await waitFor('manager ready', async () => {
-    if (proc.exitCode !== null) throw new Error(`manager exited ${proc.exitCode}`);
-    const res = await request(`${url}/readyz`).catch(() => null);
-    await res?.body.dump();
-    return res?.statusCode === 200;
-  }, 120_000, 50);
+  await waitFor(
+    'manager ready',
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`manager exited ${proc.exitCode}`);
+      const res = await request(`${url}/readyz`).catch(() => null);
+      await res?.body.dump();
+      return res?.statusCode === 200;
+    },
+    120_000,
+    50,
+  );
   return {
     url,
     pid: proc.pid!,

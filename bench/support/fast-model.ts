@@ -9,8 +9,12 @@ import type { AddressInfo } from 'node:net';
 
 const KEY = process.env.BENCH_UPSTREAM_KEY ?? 'sk-bench-upstream';
 const STREAM_MIB = Number(process.env.BENCH_GATEWAY_STREAM_MIB ?? 256);
-const delta = Buffer.from(`event: response.output_text.delta\ndata: ${JSON.stringify({ type: 'response.output_text.delta', delta: 'x'.repeat(180) })}\n\n`);
-const completed = Buffer.from(`event: response.completed\ndata: ${JSON.stringify({ type: 'response.completed', response: { id: 'r', usage: { input_tokens: 10, output_tokens: 5 } } })}\n\n`);
+const delta = Buffer.from(
+  `event: response.output_text.delta\ndata: ${JSON.stringify({ type: 'response.output_text.delta', delta: 'x'.repeat(180) })}\n\n`,
+);
+const completed = Buffer.from(
+  `event: response.completed\ndata: ${JSON.stringify({ type: 'response.completed', response: { id: 'r', usage: { input_tokens: 10, output_tokens: 5 } } })}\n\n`,
+);
 const block = Buffer.concat(Array.from({ length: Math.ceil(65536 / delta.length) }, () => delta));
 
 const server = createServer(async (req, res) => {

@@ -17,16 +17,29 @@ export interface ChildService {
   stop(): Promise<void>;
 }
 
-async function startChild(argv: string[], env: Record<string, string>, health: string, cleanup: () => Promise<void>): Promise<ChildService> {
+async function startChild(
+  argv: string[],
+  env: Record<string, string>,
+  health: string,
+  cleanup: () => Promise<void>,
+): Promise<ChildService> {
   const port = await getFreePort();
-  const proc = spawn(process.execPath, argv, { env: { PATH: process.env.PATH, ...env, PORT: String(port), PAGEWRIGHT_STORAGE_PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const proc = spawn(process.execPath, argv, {
+    env: { PATH: process.env.PATH, ...env, PORT: String(port), PAGEWRIGHT_STORAGE_PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(`${argv.join(' ')} ready`, async () => {
-    if (proc.exitCode !== null) throw new Error(`${argv.join(' ')} exited ${proc.exitCode}`);
-    const res = await request(url + health).catch(() => null);
-    await res?.body.dump();
-    return res !== null;
-  }, 20_000, 50);
+  await waitFor(
+    `${argv.join(' ')} ready`,
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`${argv.join(' ')} exited ${proc.exitCode}`);
+      const res = await request(url + health).catch(() => null);
+      await res?.body.dump();
+      return res !== null;
+    },
+    20_000,
+    50,
+  );
   return {
     url,
     pid: proc.pid!,
@@ -68,5 +81,7 @@ export async function startStorageChild(env: Record<string, string> = {}): Promi
 
 export async function startRawDiskServer(): Promise<ChildService> {
   const dir = await mkdtemp(join(tmpdir(), 'pw-bench-raw-'));
-  return startChild([join(REPO_ROOT, 'bench/support/raw-disk-server.mjs')], { DIR: dir }, '/', () => rm(dir, { recursive: true, force: true }));
+  return startChild([join(REPO_ROOT, 'bench/support/raw-disk-server.mjs')], { DIR: dir }, '/', () =>
+    rm(dir, { recursive: true, force: true }),
+  );
 }

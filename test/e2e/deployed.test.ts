@@ -34,13 +34,20 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
   const kubectl = (args: string[], opts?: { allowFailure?: boolean }) => node.kubectl(['-n', deployed.namespace, ...args], opts);
 
   const getJob = async (name: string) =>
-    PagewrightJob.parse(await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: deployed.namespace, name }));
+    PagewrightJob.parse(
+      await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: deployed.namespace, name }),
+    );
   const waitForJob = async (name: string, what: string, predicate: (j: PagewrightJob) => boolean, timeoutMs = 120_000) => {
     let last: PagewrightJob | null = null;
-    return waitFor(`${name} ${what}`, async () => {
-      last = await getJob(name).catch(() => null);
-      return last && predicate(last) ? last : null;
-    }, timeoutMs, 200).catch(async (err: Error) => {
+    return waitFor(
+      `${name} ${what}`,
+      async () => {
+        last = await getJob(name).catch(() => null);
+        return last && predicate(last) ? last : null;
+      },
+      timeoutMs,
+      200,
+    ).catch(async (err: Error) => {
       throw new Error(`${err.message}; last status ${JSON.stringify((last as PagewrightJob | null)?.status)}\n${await diagnostics()}`);
     });
   };
@@ -69,7 +76,8 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
 
   it('runs manager and storage as Deployments from their images, on containerd, the manager with leader election', async () => {
     const pods = (await core.listNamespacedPod({ namespace: deployed.namespace })).items;
-    const of = (component: string) => pods.filter((p) => p.metadata?.labels?.['app.kubernetes.io/component'] === component && p.status?.phase === 'Running');
+    const of = (component: string) =>
+      pods.filter((p) => p.metadata?.labels?.['app.kubernetes.io/component'] === component && p.status?.phase === 'Running');
     const managers = of('manager');
     expect(managers.map((p) => p.spec?.containers[0]?.image)).to.deep.equal(['pagewright-manager:0.1.0', 'pagewright-manager:0.1.0']);
     expect(of('storage').map((p) => p.spec?.containers[0]?.image)).to.deep.equal(['pagewright-storage:0.1.0']);
@@ -79,8 +87,13 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
     }
     // in-cluster config: the ServiceAccount token is mounted, no kubeconfig anywhere
     expect(managers[0]!.spec?.serviceAccountName).to.equal('pagewright-manager');
-    expect(managers[0]!.spec?.containers[0]?.volumeMounts?.some((m) => m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount')).to.equal(true);
-    const lease = await node.kubeConfig().makeApiClient(CoordinationV1Api).readNamespacedLease({ namespace: deployed.namespace, name: 'pagewright-manager' });
+    expect(
+      managers[0]!.spec?.containers[0]?.volumeMounts?.some((m) => m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount'),
+    ).to.equal(true);
+    const lease = await node
+      .kubeConfig()
+      .makeApiClient(CoordinationV1Api)
+      .readNamespacedLease({ namespace: deployed.namespace, name: 'pagewright-manager' });
     expect(managers.map((p) => p.metadata?.name)).to.include(lease.spec?.holderIdentity);
   });
 
@@ -100,18 +113,35 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
       expect(output.text).to.contain('class="pagewright-note"').and.to.contain('closed from December 24');
 
       // the runner ran as a real container: containerd's id, the restricted security context
-      const pod = await waitFor('the runner container to exit', async () => {
-        const p = await core.readNamespacedPod({ namespace: deployed.namespace, name: s.podName! });
-        return p.status?.containerStatuses?.[0]?.state?.terminated ? p : null;
-      }, 30_000, 200);
+      const pod = await waitFor(
+        'the runner container to exit',
+        async () => {
+          const p = await core.readNamespacedPod({ namespace: deployed.namespace, name: s.podName! });
+          return p.status?.containerStatuses?.[0]?.state?.terminated ? p : null;
+        },
+        30_000,
+        200,
+      );
       expect(pod.status?.containerStatuses?.[0]?.containerID).to.match(/^containerd:\/\//);
       expect(pod.status?.containerStatuses?.[0]?.state?.terminated).to.include({ exitCode: 0, reason: 'Completed' });
-      expect(pod.spec?.containers[0]?.securityContext).to.deep.include({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, runAsNonRoot: true });
+      expect(pod.spec?.containers[0]?.securityContext).to.deep.include({
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+        runAsNonRoot: true,
+      });
 
-      await waitFor('kubectl get pwj -w to show the job Succeeded', async () => /bakery-holiday-hours\s+harbor-lane-bakery\s+Succeeded\s+completed\s+1/.test(watch.output()), 10_000, 100);
+      await waitFor(
+        'kubectl get pwj -w to show the job Succeeded',
+        async () => /bakery-holiday-hours\s+harbor-lane-bakery\s+Succeeded\s+completed\s+1/.test(watch.output()),
+        10_000,
+        100,
+      );
       expect(watch.output()).to.match(/bakery-holiday-hours\s+harbor-lane-bakery\s+(Queued|Scheduled|Running)/);
       const describe = await kubectl(['describe', 'pwj', JOB]);
-      expect(describe.stdout).to.match(/Phase:\s+Succeeded/).and.to.match(/Events:/).and.to.match(/Scheduled/);
+      expect(describe.stdout)
+        .to.match(/Phase:\s+Succeeded/)
+        .and.to.match(/Events:/)
+        .and.to.match(/Scheduled/);
       const logs = await kubectl(['logs', s.podName!]);
       expect(logs.stdout).to.contain('"phase":"executing_codex"').and.to.contain(job.metadata.uid);
     } finally {
@@ -129,7 +159,12 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
       const running = await waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex');
       const forward = spawnKubectl(node, ['-n', deployed.namespace, 'port-forward', `pod/${running.status.podName}`, ':8082']);
       try {
-        const port = await waitFor('port-forward to listen', async () => /Forwarding from 127\.0\.0\.1:(\d+)/.exec(forward.output())?.[1], 30_000, 100);
+        const port = await waitFor(
+          'port-forward to listen',
+          async () => /Forwarding from 127\.0\.0\.1:(\d+)/.exec(forward.output())?.[1],
+          30_000,
+          100,
+        );
         const res = await request(`http://127.0.0.1:${port}/status`);
         const status = (await res.body.json()) as Record<string, unknown>;
         expect(res.statusCode).to.equal(200);
@@ -144,19 +179,34 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
       const name = 'restart-mid-run';
       await submit(name, 'Mention the holiday opening hours');
       const running = await waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex');
-      const before = (await core.listNamespacedPod({ namespace: deployed.namespace, labelSelector: 'app.kubernetes.io/component=manager' })).items.map((p) => p.metadata?.name);
+      const before = (
+        await core.listNamespacedPod({ namespace: deployed.namespace, labelSelector: 'app.kubernetes.io/component=manager' })
+      ).items.map((p) => p.metadata?.name);
       await kubectl(['rollout', 'restart', 'deployment/pagewright-manager']);
       await kubectl(['rollout', 'status', 'deployment/pagewright-manager', '--timeout=180s']);
       const done = await waitForJob(name, 'finished', finished, 180_000);
       expect(done.status, await diagnostics()).to.include({ phase: 'Succeeded', attempt: 1, reportedAttempt: 1 });
-      const after = (await core.listNamespacedPod({ namespace: deployed.namespace, labelSelector: 'app.kubernetes.io/component=manager' })).items;
+      const after = (await core.listNamespacedPod({ namespace: deployed.namespace, labelSelector: 'app.kubernetes.io/component=manager' }))
+        .items;
       expect(after.map((p) => p.metadata?.name)).to.not.include.members(before.filter((n): n is string => !!n));
       // one runner pod, one terminal transition: the result was recorded once
-      const pods = (await core.listNamespacedPod({ namespace: deployed.namespace, labelSelector: `pagewright.dev/job=${running.metadata.uid}` })).items;
+      const pods = (
+        await core.listNamespacedPod({ namespace: deployed.namespace, labelSelector: `pagewright.dev/job=${running.metadata.uid}` })
+      ).items;
       expect(pods.map((p: V1Pod) => p.metadata?.name)).to.deep.equal([running.status.podName]);
-      const events = await kubectl(['get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].reason}']);
+      const events = await kubectl([
+        'get',
+        'events',
+        '--field-selector',
+        `involvedObject.name=${name}`,
+        '-o',
+        'jsonpath={.items[*].reason}',
+      ]);
       const reasons = events.stdout.split(' ');
-      expect(reasons.filter((r) => r === 'Succeeded'), events.stdout).to.have.length(1);
+      expect(
+        reasons.filter((r) => r === 'Succeeded'),
+        events.stdout,
+      ).to.have.length(1);
       expect(reasons).to.not.include('Retrying');
     });
   });

@@ -29,7 +29,10 @@ describe('e2e: pagewright run (make demo)', function () {
 
   before(async () => {
     model = await startModelServer({
-      script: (ctx) => (ctx.round === 0 ? { kind: 'tools', calls: [{ type: 'shell', cmd: SNOOP }] } : demoScript({ ...ctx, round: ctx.round - 1, toolOutputs: ctx.toolOutputs.slice(1) })),
+      script: (ctx) =>
+        ctx.round === 0
+          ? { kind: 'tools', calls: [{ type: 'shell', cmd: SNOOP }] }
+          : demoScript({ ...ctx, round: ctx.round - 1, toolOutputs: ctx.toolOutputs.slice(1) }),
     });
     out = await mkdtemp(join(tmpdir(), 'pw-run-'));
   });
@@ -38,24 +41,36 @@ describe('e2e: pagewright run (make demo)', function () {
     await rm(out, { recursive: true, force: true });
   });
 
-  it('edits a copy of the site, writes the outputs, and hands the runner and the agent nothing of the user\'s', async () => {
-    const cli = spawn(process.execPath, [join(REPO_ROOT, 'dist/cli/main.js'), 'run', '--site', EXAMPLE_SITE, '--prompt', 'Add a holiday notice', '--out', out], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, PAGEWRIGHT_LLM_KEY: model.key, PAGEWRIGHT_LLM_URL: model.url, PW_USER_SECRET: canary },
-    });
+  it("edits a copy of the site, writes the outputs, and hands the runner and the agent nothing of the user's", async () => {
+    const cli = spawn(
+      process.execPath,
+      [join(REPO_ROOT, 'dist/cli/main.js'), 'run', '--site', EXAMPLE_SITE, '--prompt', 'Add a holiday notice', '--out', out],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          PAGEWRIGHT_LLM_KEY: model.key,
+          PAGEWRIGHT_LLM_URL: model.url,
+          PW_USER_SECRET: canary,
+        },
+      },
+    );
     let stdout = '';
     let stderr = '';
     cli.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     cli.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const [code] = (await once(cli, 'exit')) as [number | null];
     expect(code, `${stdout}\n${stderr}`).to.equal(0);
-    expect(stdout).to.match(/completed in [\d.]+s: 1 file\(s\) changed/).and.to.contain('index.html');
+    expect(stdout)
+      .to.match(/completed in [\d.]+s: 1 file\(s\) changed/)
+      .and.to.contain('index.html');
 
     // the outputs, under --out/<job id>/
     const [jobDir] = await readdir(out);
     const edited = await readFile(join(out, jobDir!, 'site', 'index.html'), 'utf8');
     expect(edited).to.contain('class="pagewright-note"');
-    expect(await readFile(join(EXAMPLE_SITE, 'index.html'), 'utf8'), 'the user\'s site itself').to.not.contain('pagewright-note');
+    expect(await readFile(join(EXAMPLE_SITE, 'index.html'), 'utf8'), "the user's site itself").to.not.contain('pagewright-note');
     const manifest = JSON.parse(await readFile(join(out, jobDir!, 'manifest.json'), 'utf8')) as { result: { status: string } };
     expect(manifest.result.status).to.equal('completed');
 
@@ -64,9 +79,13 @@ describe('e2e: pagewright run (make demo)', function () {
     expect(calls).to.have.length(4);
     expect(calls.every((r) => r.headers.authorization === `Bearer ${model.key}`)).to.equal(true);
     // what the agent's command saw of the runner's and codex's environments
-    const seen = String((calls[1]!.body as { input: Array<{ type: string; output?: string }> }).input.find((i) => i.type === 'function_call_output')?.output);
-    expect(seen).to.match(/== .*runner\/main\.js/).and.to.match(/PAGEWRIGHT_JOB=/);
-    expect(seen, 'the user\'s variables').to.not.contain(canary);
+    const seen = String(
+      (calls[1]!.body as { input: Array<{ type: string; output?: string }> }).input.find((i) => i.type === 'function_call_output')?.output,
+    );
+    expect(seen)
+      .to.match(/== .*runner\/main\.js/)
+      .and.to.match(/PAGEWRIGHT_JOB=/);
+    expect(seen, "the user's variables").to.not.contain(canary);
     expect(seen, 'the LLM key').to.not.contain(model.key);
     expect(seen).to.match(/PAGEWRIGHT_LLM_KEY=eyJ/); // the runner's: the gateway's per-run credential
   });

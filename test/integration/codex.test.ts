@@ -54,14 +54,25 @@ describe('codex driver (real Codex CLI)', function () {
   }
 
   async function failure(p: Promise<unknown>): Promise<PagewrightError> {
-    const err = await p.then(() => null, (e: unknown) => e);
+    const err = await p.then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err, 'the run should have failed').to.be.instanceOf(PagewrightError);
     return err as PagewrightError;
   }
 
   it('edits a file through the shell tool and returns the final message', async () => {
     const result = await run([
-      { kind: 'tools', calls: [{ type: 'shell', cmd: "sed -i 's|<title>Harbor Lane Bakery</title>|<title>Harbor Lane Bakery: closed Dec 24-26</title>|' index.html" }] },
+      {
+        kind: 'tools',
+        calls: [
+          {
+            type: 'shell',
+            cmd: "sed -i 's|<title>Harbor Lane Bakery</title>|<title>Harbor Lane Bakery: closed Dec 24-26</title>|' index.html",
+          },
+        ],
+      },
       { kind: 'message', text: '{"summary":"Updated the title","files_changed":["index.html"]}' },
     ]);
     expect(result.exitCode).to.equal(0);
@@ -80,15 +91,21 @@ describe('codex driver (real Codex CLI)', function () {
 
     const first = model!.responseRequests()[0] as { model: string; input: Array<{ role?: string; content?: Array<{ text?: string }> }> };
     expect(first.model).to.equal('gpt-5.5');
-    const developer = first.input.filter((i) => i.role === 'developer').flatMap((i) => i.content ?? []).map((c) => c.text);
+    const developer = first.input
+      .filter((i) => i.role === 'developer')
+      .flatMap((i) => i.content ?? [])
+      .map((c) => c.text);
     expect(developer).to.include(INSTRUCTIONS);
-    const user = first.input.filter((i) => i.role === 'user').flatMap((i) => i.content ?? []).map((c) => c.text);
+    const user = first.input
+      .filter((i) => i.role === 'user')
+      .flatMap((i) => i.content ?? [])
+      .map((c) => c.text);
     expect(user).to.include('Add a closure notice for December 24 to 26');
     // the key travels in the Authorization header only
     expect(model!.requests[0]!.headers.authorization).to.equal(`Bearer ${model!.key}`);
   });
 
-  it('gives the agent\'s commands no secrets: of our environment only HOME, PATH and the run marker', async () => {
+  it("gives the agent's commands no secrets: of our environment only HOME, PATH and the run marker", async () => {
     // what codex sets for every command (pager, colour, locale, its ids) and what the shell adds
     const codexOwn = /^(CODEX_[A-Z_]+|COLORTERM|GH_PAGER|GIT_PAGER|PAGER|NO_COLOR|TERM|LANG|LC_ALL|LC_CTYPE|PWD|SHLVL|_)$/;
     const planted = { PAGEWRIGHT_JOB_TOKEN: 'job-token-must-not-leak', SOME_USER_SECRET: 'user-variable-must-not-leak' };
@@ -102,7 +119,10 @@ describe('codex driver (real Codex CLI)', function () {
       for (const k of Object.keys(planted)) delete process.env[k];
     }
     const env = await readFile(join(site, 'env.txt'), 'utf8');
-    const names = env.split('\n').filter(Boolean).map((l) => l.slice(0, l.indexOf('=')));
+    const names = env
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.slice(0, l.indexOf('=')));
     expect(names.filter((n) => !codexOwn.test(n)).sort()).to.deep.equal(['HOME', 'PAGEWRIGHT_PROCESS_MARKER', 'PATH']);
     expect(env).to.match(/^PAGEWRIGHT_PROCESS_MARKER=codex-test-/m);
     for (const secret of [model!.key, ...Object.values(planted)]) expect(env).not.to.contain(secret);
@@ -143,7 +163,10 @@ describe('codex driver (real Codex CLI)', function () {
     const marker = `codex-kill-${process.pid}`;
     const sleeper = `sleep 601.${process.pid % 1000}`;
     const controller = new AbortController();
-    const running = run([{ kind: 'tools', calls: [{ type: 'shell', cmd: sleeper, yieldTimeMs: 600_000 }] }], { signal: controller.signal, marker });
+    const running = run([{ kind: 'tools', calls: [{ type: 'shell', cmd: sleeper, yieldTimeMs: 600_000 }] }], {
+      signal: controller.signal,
+      marker,
+    });
     // wait until the agent's command really runs
     for (let i = 0; i < 400 && (await pidsWithCmdline(sleeper)).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
     expect(await pidsWithCmdline(sleeper)).to.have.length.above(0);

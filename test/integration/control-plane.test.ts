@@ -60,11 +60,19 @@ describe('test control plane (real kube-apiserver + etcd)', function () {
   it('applies a CRD with kubectl and rejects a schema-invalid custom resource', async () => {
     await cp.kubectl(['apply', '-f', '-'], { input: CRD });
     await cp.kubectl(['wait', '--for=condition=Established', 'crd/widgets.test.pagewright.dev', '--timeout=30s']);
-    await cp.kubectl(['apply', '-f', '-'], { input: 'apiVersion: test.pagewright.dev/v1\nkind: Widget\nmetadata: {name: ok}\nspec: {size: 3}\n' });
-    const bad = await cp.kubectl(['apply', '-f', '-'], { input: 'apiVersion: test.pagewright.dev/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: 99}\n', allowFailure: true });
+    await cp.kubectl(['apply', '-f', '-'], {
+      input: 'apiVersion: test.pagewright.dev/v1\nkind: Widget\nmetadata: {name: ok}\nspec: {size: 3}\n',
+    });
+    const bad = await cp.kubectl(['apply', '-f', '-'], {
+      input: 'apiVersion: test.pagewright.dev/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: 99}\n',
+      allowFailure: true,
+    });
     expect(bad.code).to.not.equal(0);
     expect(bad.stderr).to.match(/spec\.size: Invalid value: 99: spec\.size in body should be less than or equal to 10/);
-    const missing = await cp.kubectl(['apply', '-f', '-'], { input: 'apiVersion: test.pagewright.dev/v1\nkind: Widget\nmetadata: {name: bad2}\nspec: {}\n', allowFailure: true });
+    const missing = await cp.kubectl(['apply', '-f', '-'], {
+      input: 'apiVersion: test.pagewright.dev/v1\nkind: Widget\nmetadata: {name: bad2}\nspec: {}\n',
+      allowFailure: true,
+    });
     expect(missing.stderr).to.match(/spec\.size: Required value/);
   });
 });
@@ -80,14 +88,22 @@ describe('test control plane: nothing outlives the test process', function () {
       const { readFile } = await import('node:fs/promises');
       console.log(JSON.stringify({ pids: (await readFile(cp.dir + '/pids', 'utf8')).split('\\n').map(Number) }));
     `;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const { pids } = await waitFor('the other test process to start', async () => {
-      if (child.exitCode !== null) throw new Error(`the other test process exited early: ${out}`);
-      return out.includes('\n') ? (JSON.parse(out) as { pids: number[] }) : null;
-    }, 60_000, 100);
+    const { pids } = await waitFor(
+      'the other test process to start',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`the other test process exited early: ${out}`);
+        return out.includes('\n') ? (JSON.parse(out) as { pids: number[] }) : null;
+      },
+      60_000,
+      100,
+    );
     return { pid: child.pid!, pids, exited };
   }
 

@@ -20,10 +20,14 @@ interface DemoModel {
 }
 
 function startDemoModel(port: number, env: Record<string, string> = {}): DemoModel {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'cli', 'main.ts'), 'demo-model', '--host', '127.0.0.1', '--port', String(port)], {
-    env: { PATH: process.env.PATH, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(REPO_ROOT, 'cli', 'main.ts'), 'demo-model', '--host', '127.0.0.1', '--port', String(port)],
+    {
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
@@ -81,14 +85,21 @@ describe('pagewright demo-model', function () {
     const res = await request(`${lines.url}/responses`, {
       method: 'POST',
       headers: { authorization: `Bearer ${lines.key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'gpt-5.5', stream: true, input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hello' }] }] }),
+      body: JSON.stringify({
+        model: 'gpt-5.5',
+        stream: true,
+        input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hello' }] }],
+      }),
     });
     const events = await res.body.text();
     expect(res.statusCode).to.equal(200);
     expect(Date.now() - started).to.be.at.least(1500);
     expect(events).to.contain('response.completed');
 
-    const bad = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'cli', 'main.ts'), 'demo-model'], { env: { PATH: process.env.PATH, PAGEWRIGHT_DEMO_MODEL_DELAY_MS: 'soon' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const bad = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'cli', 'main.ts'), 'demo-model'], {
+      env: { PATH: process.env.PATH, PAGEWRIGHT_DEMO_MODEL_DELAY_MS: 'soon' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let err = '';
     bad.stderr.on('data', (c: Buffer) => (err += c.toString()));
     const [code] = (await once(bad, 'exit')) as [number | null];

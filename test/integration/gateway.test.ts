@@ -67,7 +67,10 @@ describe('model gateway (HTTP, in front of the scripted model)', function () {
       credentials,
       attempts: {
         synced: true,
-        verdict: (c: GatewayClaims) => (ended.has(`${c.jobId}/${c.attempt}`) ? { live: false, message: `attempt ${c.attempt} of job ${c.name} has ended: test` } : { live: true }),
+        verdict: (c: GatewayClaims) =>
+          ended.has(`${c.jobId}/${c.attempt}`)
+            ? { live: false, message: `attempt ${c.attempt} of job ${c.name} has ended: test` }
+            : { live: true },
         recordedUsage: () => ({ requests: 0, inputTokens: 0, outputTokens: 0 }),
       },
       ledger: new UsageLedger(),
@@ -91,24 +94,48 @@ describe('model gateway (HTTP, in front of the scripted model)', function () {
   });
 
   const credential = (o: { jobId?: string; attempt?: number; model?: string; budget?: Budget; ttlSeconds?: number; now?: number } = {}) =>
-    credentials.issue({ jobId: o.jobId ?? 'job-1', namespace: 'ns', name: 'job-1', attempt: o.attempt ?? 1, model: o.model ?? DEFAULT_MODEL, budget: o.budget ?? BIG_BUDGET, ttlSeconds: o.ttlSeconds ?? 600, ...(o.now ? { now: o.now } : {}) });
-  const respond = async (token: string | null, body: Record<string, unknown> = { model: DEFAULT_MODEL, stream: true, input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] }] }) => {
+    credentials.issue({
+      jobId: o.jobId ?? 'job-1',
+      namespace: 'ns',
+      name: 'job-1',
+      attempt: o.attempt ?? 1,
+      model: o.model ?? DEFAULT_MODEL,
+      budget: o.budget ?? BIG_BUDGET,
+      ttlSeconds: o.ttlSeconds ?? 600,
+      ...(o.now ? { now: o.now } : {}),
+    });
+  const respond = async (
+    token: string | null,
+    body: Record<string, unknown> = {
+      model: DEFAULT_MODEL,
+      stream: true,
+      input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] }],
+    },
+  ) => {
     const res = await request(`${url}/responses`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       body: JSON.stringify(body),
     });
     const text = await res.body.text();
-    return { status: res.statusCode, text, code: res.statusCode >= 400 ? (JSON.parse(text) as { error: { code: string; message: string } }).error : null };
+    return {
+      status: res.statusCode,
+      text,
+      code: res.statusCode >= 400 ? (JSON.parse(text) as { error: { code: string; message: string } }).error : null,
+    };
   };
 
-  it('streams the model\'s answer through byte for byte, with the real key upstream and never the credential', async () => {
+  it("streams the model's answer through byte for byte, with the real key upstream and never the credential", async () => {
     const token = await credential();
     const through = await respond(token);
     const direct = await request(`${model.url}/responses`, {
       method: 'POST',
       headers: { authorization: `Bearer ${model.key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: DEFAULT_MODEL, stream: true, input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] }] }),
+      body: JSON.stringify({
+        model: DEFAULT_MODEL,
+        stream: true,
+        input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] }],
+      }),
     });
     const normalize = (s: string) => s.replace(/(resp|msg|call)_\d+/g, 'ID');
     expect(through.status).to.equal(200);
@@ -121,7 +148,15 @@ describe('model gateway (HTTP, in front of the scripted model)', function () {
 
   it('refuses a missing, forged or expired credential and an ended attempt, each with its code', async () => {
     expect((await respond(null)).code?.code).to.equal('TokenMissing');
-    const forged = await new GatewayCredentials('f'.repeat(32)).issue({ jobId: 'job-1', namespace: 'ns', name: 'job-1', attempt: 1, model: DEFAULT_MODEL, budget: BIG_BUDGET, ttlSeconds: 600 });
+    const forged = await new GatewayCredentials('f'.repeat(32)).issue({
+      jobId: 'job-1',
+      namespace: 'ns',
+      name: 'job-1',
+      attempt: 1,
+      model: DEFAULT_MODEL,
+      budget: BIG_BUDGET,
+      ttlSeconds: 600,
+    });
     expect(await respond(forged)).to.deep.include({ status: 401 });
     expect((await respond(forged)).code?.code).to.equal('TokenInvalid');
     const expired = await credential({ ttlSeconds: 1, now: Date.now() - 60_000 });
@@ -149,7 +184,9 @@ describe('model gateway (HTTP, in front of the scripted model)', function () {
     expect(third.status).to.equal(403);
     expect(third.code?.code).to.equal('LLMBudgetExceeded');
     expect(third.code?.message).to.match(/2 of its 2 model requests/);
-    expect(reports.at(-1)).to.deep.include({ refusal: { reason: 'LLMBudgetExceeded', message: 'budget exceeded: the job made 2 of its 2 model requests' } });
+    expect(reports.at(-1)).to.deep.include({
+      refusal: { reason: 'LLMBudgetExceeded', message: 'budget exceeded: the job made 2 of its 2 model requests' },
+    });
     // 20 output tokens a call: the second call runs over 30, the third is refused
     const tokens = await credential({ jobId: 'job-2', budget: { ...BIG_BUDGET, maxOutputTokens: 30 } });
     expect((await respond(tokens)).status).to.equal(200);
@@ -171,7 +208,7 @@ describe('model gateway (HTTP, in front of the scripted model)', function () {
     expect(upstreamCalls()).to.have.length(3);
   });
 
-  it('a rate limit that outlasts the attempt\'s deadline: LLMRateLimited, without waiting for it', async () => {
+  it("a rate limit that outlasts the attempt's deadline: LLMRateLimited, without waiting for it", async () => {
     script = () => ({ kind: 'error', status: 429, message: 'slow down', retryAfter: '600' });
     const started = Date.now();
     const res = await respond(await credential({ ttlSeconds: 30 }));
@@ -204,14 +241,20 @@ describe('model gateway (HTTP, in front of the scripted model)', function () {
       await mkdir(join(dir, 'ok'));
       const ok = await run(await credential({ jobId: 'codex-ok' }), 'ok');
       expect(ok.exitCode).to.equal(0);
-      expect(reports.filter((r) => r.job_id === 'codex-ok').at(-1)?.usage).to.deep.equal({ requests: 3, inputTokens: 300, outputTokens: 60 });
+      expect(reports.filter((r) => r.job_id === 'codex-ok').at(-1)?.usage).to.deep.equal({
+        requests: 3,
+        inputTokens: 300,
+        outputTokens: 60,
+      });
       await mkdir(join(dir, 'poor'));
       const poor = await run(await credential({ jobId: 'codex-poor', budget: { ...BIG_BUDGET, maxRequests: 1 } }), 'poor').then(
         () => null,
         (err: Error) => err,
       );
       expect(poor, 'codex fails once the gateway refuses').to.be.instanceOf(Error);
-      expect(reports.filter((r) => r.job_id === 'codex-poor').at(-1)).to.deep.include({ usage: { requests: 1, inputTokens: 100, outputTokens: 20 } });
+      expect(reports.filter((r) => r.job_id === 'codex-poor').at(-1)).to.deep.include({
+        usage: { requests: 1, inputTokens: 100, outputTokens: 20 },
+      });
       expect(reports.some((r) => r.job_id === 'codex-poor' && r.refusal?.reason === 'LLMBudgetExceeded')).to.equal(true);
     } finally {
       await rm(dir, { recursive: true, force: true });

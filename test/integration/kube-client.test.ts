@@ -52,12 +52,20 @@ describe('PooledKubeConfig on a real apiserver', function () {
     const core = kc.makeApiClient(CoreV1Api);
     const watchNs = await createNamespace(cp, 'kube-client-watch');
     const names = new Set<string>();
-    const watch = await new Watch(kc).watch(`/api/v1/namespaces/${watchNs}/pods`, {}, (type, obj: { metadata: { name: string } }) => {
-      if (type === 'ADDED') names.add(obj.metadata.name);
-    }, () => undefined);
+    const watch = await new Watch(kc).watch(
+      `/api/v1/namespaces/${watchNs}/pods`,
+      {},
+      (type, obj: { metadata: { name: string } }) => {
+        if (type === 'ADDED') names.add(obj.metadata.name);
+      },
+      () => undefined,
+    );
     const limit = pLimit(32);
     const env = Array.from({ length: 40 }, (_, k) => ({ name: `VAR_${k}`, value: 'v'.repeat(40) }));
-    const pod = (i: number) => ({ metadata: { name: `pod-${i}` }, spec: { containers: [{ name: 'runner', image: 'pagewright-runner:0.1.0', env }] } });
+    const pod = (i: number) => ({
+      metadata: { name: `pod-${i}` },
+      spec: { containers: [{ name: 'runner', image: 'pagewright-runner:0.1.0', env }] },
+    });
     await Promise.all(Array.from({ length: 300 }, (_, i) => limit(() => core.createNamespacedPod({ namespace: watchNs, body: pod(i) }))));
     const deadline = Date.now() + 20_000;
     while (names.size < 300 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

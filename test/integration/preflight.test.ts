@@ -19,9 +19,18 @@ describe('model preflight (scripted endpoint over HTTP)', function () {
     model = undefined;
   });
 
-  async function preflight(opts: Omit<ModelServerOptions, 'script'>, over: { apiKey?: string; baseURL?: string } = {}): Promise<PagewrightError | null> {
+  async function preflight(
+    opts: Omit<ModelServerOptions, 'script'>,
+    over: { apiKey?: string; baseURL?: string } = {},
+  ): Promise<PagewrightError | null> {
     model = await startModelServer({ script: demoScript, ...opts });
-    const run = preflightModel({ baseURL: over.baseURL ?? model.url, apiKey: over.apiKey ?? model.key, model: DEFAULT_MODEL, maxRetries: 0, timeoutMs: 5000 });
+    const run = preflightModel({
+      baseURL: over.baseURL ?? model.url,
+      apiKey: over.apiKey ?? model.key,
+      model: DEFAULT_MODEL,
+      maxRetries: 0,
+      timeoutMs: 5000,
+    });
     return run.then(
       () => null,
       (err: unknown) => {
@@ -48,7 +57,9 @@ describe('model preflight (scripted endpoint over HTTP)', function () {
     const offered = Array.from({ length: 12 }, (_, i) => `model-${i + 1}`);
     const err = await preflight({ retrieveStatus: 405, models: offered });
     expect(err?.reason).to.equal('ModelNotFound');
-    expect(err?.message).to.equal(`model endpoint ${model!.url} does not serve model ${DEFAULT_MODEL}; it offers model-1, model-2, model-3, model-4, model-5 and 7 more`);
+    expect(err?.message).to.equal(
+      `model endpoint ${model!.url} does not serve model ${DEFAULT_MODEL}; it offers model-1, model-2, model-3, model-4, model-5 and 7 more`,
+    );
     expect(modelCalls()).to.deep.equal([`GET /v1/models/${DEFAULT_MODEL}`, 'GET /v1/models']);
   });
 
@@ -68,7 +79,9 @@ describe('model preflight (scripted endpoint over HTTP)', function () {
     it(`${status} on both models routes: ModelNotFound`, async () => {
       const err = await preflight({ modelsStatus: status });
       expect(err?.reason).to.equal('ModelNotFound');
-      expect(err?.message).to.contain(`does not serve model ${DEFAULT_MODEL} (GET /models/${DEFAULT_MODEL} answered HTTP ${status}, GET /models HTTP ${status})`);
+      expect(err?.message).to.contain(
+        `does not serve model ${DEFAULT_MODEL} (GET /models/${DEFAULT_MODEL} answered HTTP ${status}, GET /models HTTP ${status})`,
+      );
       expect(modelCalls()).to.deep.equal([`GET /v1/models/${DEFAULT_MODEL}`, 'GET /v1/models']);
     });
   }

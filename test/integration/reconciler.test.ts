@@ -75,13 +75,28 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
   /** Storage as a runner sees it, with its credential. */
   const clientFor = (token: string) => new StorageClient({ baseUrl: storage.url, token });
   async function createJob(name: string, spec: Record<string, unknown>): Promise<PagewrightJob> {
-    return PagewrightJob.parse(await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PagewrightJob', metadata: { name }, spec } }));
+    return PagewrightJob.parse(
+      await custom.createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: ns,
+        body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PagewrightJob', metadata: { name }, spec },
+      }),
+    );
   }
   async function getJob(name: string): Promise<PagewrightJob> {
-    return PagewrightJob.parse(await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name }));
+    return PagewrightJob.parse(
+      await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name }),
+    );
   }
   async function writeStatus(name: string, status: Record<string, unknown>): Promise<PagewrightJob> {
-    return PagewrightJob.parse(await custom.patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name, body: { status } }, STATUS_PATCH));
+    return PagewrightJob.parse(
+      await custom.patchNamespacedCustomObjectStatus(
+        { group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, name, body: { status } },
+        STATUS_PATCH,
+      ),
+    );
   }
   /** As a kubelet writes a pod's status. */
   async function kubeletSays(pod: string, status: NonNullable<V1Pod['status']>): Promise<void> {
@@ -90,17 +105,25 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
 
   describe('collaborators', () => {
     it('AttemptCredentials: the runner credential is the same string every time (for /kill), both name the attempt', async () => {
-      const job = PagewrightJob.parse({ metadata: { name: 'c', namespace: ns, uid: 'u-cred', resourceVersion: '1' }, spec: { siteId: 's', prompt: 'p' }, status: { attempt: 2, attemptStartTime: new Date().toISOString() } });
+      const job = PagewrightJob.parse({
+        metadata: { name: 'c', namespace: ns, uid: 'u-cred', resourceVersion: '1' },
+        spec: { siteId: 's', prompt: 'p' },
+        status: { attempt: 2, attemptStartTime: new Date().toISOString() },
+      });
       const creds = new SignedAttemptCredentials(config(), new JobTokens(storage.tokenSecret), new GatewayCredentials(gatewaySecret));
       const one = await creds.issue(job, 2);
       expect(await creds.runnerToken(job, 2)).to.equal(one.runnerToken);
       expect(await new JobTokens(storage.tokenSecret).verify(one.runnerToken)).to.include({ jobId: 'u-cred', attempt: 2 });
-      expect(await new GatewayCredentials(gatewaySecret).verify(one.gatewayCredential)).to.include({ jobId: 'u-cred', attempt: 2, model: 'gpt-5.5' });
+      expect(await new GatewayCredentials(gatewaySecret).verify(one.gatewayCredential)).to.include({
+        jobId: 'u-cred',
+        attempt: 2,
+        model: 'gpt-5.5',
+      });
       const refused = await new JobTokens(storage.tokenSecret).verify(one.gatewayCredential).catch((e: { code: string }) => e.code);
       expect(refused, 'a gateway credential is no runner credential').to.equal('TokenInvalid');
     });
 
-    it('PodControl: creates an attempt\'s Secret and pod (owned, idempotent), finds, deletes them, and tracks expectations', async () => {
+    it("PodControl: creates an attempt's Secret and pod (owned, idempotent), finds, deletes them, and tracks expectations", async () => {
       const job = await createJob(randomName('podctl'), { siteId: 'site-a', prompt: 'x' });
       const control = new KubePodControl(core, config(), () => []);
       const creds = { runnerToken: 'rt', gatewayCredential: 'gc' };
@@ -117,47 +140,107 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
       await control.deleteSecret(job, 1);
       await control.deleteSecret(job, 1); // already gone: fine
       await waitFor('pod gone', async () => (await control.readPod(job, 1)) === null, 20_000, 100);
-      expect(await core.readNamespacedSecret({ namespace: ns, name: secretName(job, 1) }).then(() => 'there', () => 'gone')).to.equal('gone');
+      expect(
+        await core.readNamespacedSecret({ namespace: ns, name: secretName(job, 1) }).then(
+          () => 'there',
+          () => 'gone',
+        ),
+      ).to.equal('gone');
     });
 
     it('Publisher: recovers a manifest for its attempt only, seals, publishes the reported version, and deletes outputs', async () => {
       const publisher = new StoragePublisher(storage.admin);
       const base = (await storage.admin.putSiteArtifact('pub-site', await readFile(siteArchive))).version;
-      const job = PagewrightJob.parse({ metadata: { name: 'p', namespace: ns, uid: 'u-publish', resourceVersion: '1' }, spec: { siteId: 'pub-site', prompt: 'p', publish: true }, status: { attempt: 1, baseVersion: base } });
+      const job = PagewrightJob.parse({
+        metadata: { name: 'p', namespace: ns, uid: 'u-publish', resourceVersion: '1' },
+        spec: { siteId: 'pub-site', prompt: 'p', publish: true },
+        status: { attempt: 1, baseVersion: base },
+      });
       expect(await publisher.recoveredResult(job, 1)).to.equal(null);
       const runner = new JobTokens(storage.tokenSecret);
       const jobClient = clientFor(await runner.issue({ jobId: 'u-publish', siteId: 'pub-site', attempt: 1, ttlSeconds: 60 }));
       const output = await jobClient.putJobObject('u-publish', 'output.tar.gz', await readFile(siteArchive));
-      const result = { job_id: 'u-publish', attempt: 1, status: 'completed', reason: null, error: null, files_changed: 0, files: [], summary: 's', base_version: base, output_version: output.version, started_at: new Date().toISOString(), finished_at: new Date().toISOString(), phase_durations_ms: {} };
-      await jobClient.putJobObject('u-publish', 'manifest.json', Buffer.from(JSON.stringify({ manifest_version: 1, job_id: 'u-publish', site_id: 'pub-site', attempt: 1, changes: [], files: [], output_size: output.size, codex_version: null, model: 'm', result })));
-      expect(await publisher.recoveredResult(job, 2), 'another attempt\'s manifest').to.equal(null);
+      const result = {
+        job_id: 'u-publish',
+        attempt: 1,
+        status: 'completed',
+        reason: null,
+        error: null,
+        files_changed: 0,
+        files: [],
+        summary: 's',
+        base_version: base,
+        output_version: output.version,
+        started_at: new Date().toISOString(),
+        finished_at: new Date().toISOString(),
+        phase_durations_ms: {},
+      };
+      await jobClient.putJobObject(
+        'u-publish',
+        'manifest.json',
+        Buffer.from(
+          JSON.stringify({
+            manifest_version: 1,
+            job_id: 'u-publish',
+            site_id: 'pub-site',
+            attempt: 1,
+            changes: [],
+            files: [],
+            output_size: output.size,
+            codex_version: null,
+            model: 'm',
+            result,
+          }),
+        ),
+      );
+      expect(await publisher.recoveredResult(job, 2), "another attempt's manifest").to.equal(null);
       expect((await publisher.recoveredResult(job, 1))?.output_version).to.equal(output.version);
       await publisher.seal(job, 1);
       const late = await jobClient.putJobObject('u-publish', 'log', Buffer.from('late')).catch((e: { code: string }) => e.code);
       expect(late, 'a write after the seal').to.equal('AttemptEnded');
       const wrong = await publisher.publish({ ...job, status: { ...job.status, outputVersion: 'f'.repeat(64) } });
       expect(wrong).to.deep.include({ ok: false, reason: 'UploadFailed' });
-      expect(await publisher.publish({ ...job, status: { ...job.status, outputVersion: output.version } })).to.deep.equal({ ok: true, version: output.version });
+      expect(await publisher.publish({ ...job, status: { ...job.status, outputVersion: output.version } })).to.deep.equal({
+        ok: true,
+        version: output.version,
+      });
       await publisher.deleteOutputs(job);
-      expect(await storage.admin.getJob('u-publish').then(() => 'there', () => 'gone')).to.equal('gone');
+      expect(
+        await storage.admin.getJob('u-publish').then(
+          () => 'there',
+          () => 'gone',
+        ),
+      ).to.equal('gone');
     });
 
-    it('RunnerClient: POST /kill with the attempt\'s credential ends a real runner\'s job as Killed', async () => {
+    it("RunnerClient: POST /kill with the attempt's credential ends a real runner's job as Killed", async () => {
       const model = await startModelServer({ script: () => ({ kind: 'hang' }) });
       try {
         await storage.admin.putSiteArtifact('kill-site', await readFile(siteArchive));
         const job = { job_id: 'u-kill', site_id: 'kill-site', prompt: 'wait', attempt: 1, timeout_seconds: 120 };
         const token = await new JobTokens(storage.tokenSecret).issue({ jobId: 'u-kill', siteId: 'kill-site', attempt: 1, ttlSeconds: 120 });
         // it keeps answering /status after the job ended, for the check below
-        const runner = await startRunner({ job, token, storageUrl: storage.url, llmUrl: model.url, llmKey: model.key, env: { PAGEWRIGHT_EXIT_DELAY_MS: '30000' } });
+        const runner = await startRunner({
+          job,
+          token,
+          storageUrl: storage.url,
+          llmUrl: model.url,
+          llmKey: model.key,
+          env: { PAGEWRIGHT_EXIT_DELAY_MS: '30000' },
+        });
         await waitFor('executing_codex', async () => (await runner.status()).phase === 'executing_codex', 60_000, 100);
         const port = Number(new URL(runner.url).port);
         const pod: V1Pod = { metadata: { name: 'r' }, status: { phase: 'Running', podIP: '127.0.0.1' } };
         await new HttpRunnerClient(port, silentLogger).kill(pod, token);
-        const ended = await waitFor('the job to end', async () => {
-          const s = await runner.status();
-          return s.status === 'failed' || s.status === 'completed' ? s : null;
-        }, 20_000, 100);
+        const ended = await waitFor(
+          'the job to end',
+          async () => {
+            const s = await runner.status();
+            return s.status === 'failed' || s.status === 'completed' ? s : null;
+          },
+          20_000,
+          100,
+        );
         expect(ended).to.deep.include({ status: 'failed', reason: 'Killed' });
         runner.proc.kill('SIGKILL');
       } finally {
@@ -188,11 +271,18 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
     }
     afterEach(async () => manager?.kill('SIGKILL'));
     const until = async (name: string, what: string, p: (j: PagewrightJob) => boolean) =>
-      waitFor(`${name}: ${what}`, async () => {
-        const j = await getJob(name).catch(() => null);
-        return j && p(j) ? j : null;
-      }, 30_000, 100).catch(async (err: Error) => {
-        throw new Error(`${err.message}\nstatus: ${JSON.stringify((await getJob(name).catch(() => null))?.status)}\n${(await readFile(logPath(), 'utf8')).slice(-3000)}`);
+      waitFor(
+        `${name}: ${what}`,
+        async () => {
+          const j = await getJob(name).catch(() => null);
+          return j && p(j) ? j : null;
+        },
+        30_000,
+        100,
+      ).catch(async (err: Error) => {
+        throw new Error(
+          `${err.message}\nstatus: ${JSON.stringify((await getJob(name).catch(() => null))?.status)}\n${(await readFile(logPath(), 'utf8')).slice(-3000)}`,
+        );
       });
 
     it('a pod lost while Running: PodLost, and a new attempt', async () => {
@@ -201,27 +291,59 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
       await storage.admin.putSiteArtifact('site-lost', await readFile(siteArchive));
       const job = await createJob(name, { siteId: 'site-lost', prompt: 'x', retries: 1 });
       const scheduled = await until(name, 'Scheduled', (j) => j.status.phase === 'Scheduled');
-      await waitFor('its pod', async () => core.readNamespacedPod({ namespace: ns, name: scheduled.status.podName! }).catch(() => null), 10_000, 100);
-      await kubeletSays(scheduled.status.podName!, { phase: 'Running', containerStatuses: [{ name: 'runner', image: 'x', imageID: '', ready: true, restartCount: 0, state: { running: { startedAt: new Date() } } }] });
+      await waitFor(
+        'its pod',
+        async () => core.readNamespacedPod({ namespace: ns, name: scheduled.status.podName! }).catch(() => null),
+        10_000,
+        100,
+      );
+      await kubeletSays(scheduled.status.podName!, {
+        phase: 'Running',
+        containerStatuses: [
+          { name: 'runner', image: 'x', imageID: '', ready: true, restartCount: 0, state: { running: { startedAt: new Date() } } },
+        ],
+      });
       await until(name, 'Running', (j) => j.status.phase === 'Running');
       await core.deleteNamespacedPod({ namespace: ns, name: scheduled.status.podName!, gracePeriodSeconds: 0 });
       const retried = await until(name, 'attempt 2', (j) => (j.status.attempt ?? 0) === 2);
       expect(retried.status.podName).to.equal(podName(job, 2));
-      const events = await cp.kubectl(['-n', ns, 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].message}']);
+      const events = await cp.kubectl([
+        '-n',
+        ns,
+        'get',
+        'events',
+        '--field-selector',
+        `involvedObject.name=${name}`,
+        '-o',
+        'jsonpath={.items[*].message}',
+      ]);
       expect(events.stdout).to.match(/attempt 1 failed \(PodLost\): runner pod .* disappeared/);
     });
 
     it('stored as Scheduled, its pod never created (a crash between the two): the pod is created for that attempt, not a new one', async () => {
       const name = randomName('nopod');
       const job = await createJob(name, { siteId: 'site-nopod', prompt: 'x' });
-      await writeStatus(name, { phase: 'Scheduled', jobId: job.metadata.uid, attempt: 1, podName: podName(job, 1), attemptStartTime: new Date().toISOString() });
+      await writeStatus(name, {
+        phase: 'Scheduled',
+        jobId: job.metadata.uid,
+        attempt: 1,
+        podName: podName(job, 1),
+        attemptStartTime: new Date().toISOString(),
+      });
       await startManager();
-      const pod = await waitFor('the attempt\'s pod', async () => core.readNamespacedPod({ namespace: ns, name: podName(job, 1) }).catch(() => null), 30_000, 100);
+      const pod = await waitFor(
+        "the attempt's pod",
+        async () => core.readNamespacedPod({ namespace: ns, name: podName(job, 1) }).catch(() => null),
+        30_000,
+        100,
+      );
       expect(pod.metadata?.labels?.['pagewright.dev/attempt']).to.equal('1');
       await core.readNamespacedSecret({ namespace: ns, name: secretName(job, 1) });
       const now = await getJob(name);
       expect(now.status).to.include({ phase: 'Scheduled', attempt: 1 });
-      expect((await core.listNamespacedPod({ namespace: ns, labelSelector: `pagewright.dev/job=${job.metadata.uid}` })).items).to.have.length(1);
+      expect(
+        (await core.listNamespacedPod({ namespace: ns, labelSelector: `pagewright.dev/job=${job.metadata.uid}` })).items,
+      ).to.have.length(1);
     });
 
     it('an image that never arrives: the pod is deleted and the job fails ImagePullFailed', async () => {
@@ -229,13 +351,36 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
       const name = randomName('pull');
       const job = await createJob(name, { siteId: 'site-pull', prompt: 'x', retries: 2 });
       const scheduled = await until(name, 'Scheduled', (j) => j.status.phase === 'Scheduled');
-      await waitFor('its pod', async () => core.readNamespacedPod({ namespace: ns, name: scheduled.status.podName! }).catch(() => null), 10_000, 100);
+      await waitFor(
+        'its pod',
+        async () => core.readNamespacedPod({ namespace: ns, name: scheduled.status.podName! }).catch(() => null),
+        10_000,
+        100,
+      );
       await new Promise((r) => setTimeout(r, 1100)); // past the 1 s pull timeout this manager has
-      await kubeletSays(scheduled.status.podName!, { phase: 'Pending', containerStatuses: [{ name: 'runner', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "x"' } } }] });
+      await kubeletSays(scheduled.status.podName!, {
+        phase: 'Pending',
+        containerStatuses: [
+          {
+            name: 'runner',
+            image: 'x',
+            imageID: '',
+            ready: false,
+            restartCount: 0,
+            state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "x"' } },
+          },
+        ],
+      });
       const failed = await until(name, 'Failed', (j) => j.status.phase === 'Failed');
       expect(failed.status).to.include({ reason: 'ImagePullFailed', attempt: 1 });
       expect(failed.status.message).to.contain('ImagePullBackOff');
-      await waitFor('pod deleted', async () => (await core.listNamespacedPod({ namespace: ns, labelSelector: `pagewright.dev/job=${job.metadata.uid}` })).items.length === 0, 20_000, 100);
+      await waitFor(
+        'pod deleted',
+        async () =>
+          (await core.listNamespacedPod({ namespace: ns, labelSelector: `pagewright.dev/job=${job.metadata.uid}` })).items.length === 0,
+        20_000,
+        100,
+      );
     });
 
     it('a publish that went through just before a crash: the job succeeds with that version, nothing published twice', async () => {
@@ -244,15 +389,26 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
       const job = await createJob(name, { siteId: 'site-republish', prompt: 'x', publish: true });
       const uid = job.metadata.uid;
       // the runner's output and result, then the crashed manager's publish
-      const jobClient = clientFor(await new JobTokens(storage.tokenSecret).issue({ jobId: uid, siteId: 'site-republish', attempt: 1, ttlSeconds: 60 }));
+      const jobClient = clientFor(
+        await new JobTokens(storage.tokenSecret).issue({ jobId: uid, siteId: 'site-republish', attempt: 1, ttlSeconds: 60 }),
+      );
       // an edited site: another version than the base
       await writeFile(join(scratch, 'edited.html'), `<p>edited ${name}</p>`);
       await packArchive(scratch, ['edited.html'], join(scratch, 'edited.tar.gz'));
       const output = await jobClient.putJobObject(uid, 'output.tar.gz', await readFile(join(scratch, 'edited.tar.gz')));
       expect(output.version).to.not.equal(base);
       await writeStatus(name, {
-        phase: 'Running', jobId: uid, attempt: 1, podName: podName(job, 1), attemptStartTime: new Date().toISOString(),
-        reportedAttempt: 1, runnerPhase: 'completed', baseVersion: base, outputVersion: output.version, filesChanged: 0, files: [],
+        phase: 'Running',
+        jobId: uid,
+        attempt: 1,
+        podName: podName(job, 1),
+        attemptStartTime: new Date().toISOString(),
+        reportedAttempt: 1,
+        runnerPhase: 'completed',
+        baseVersion: base,
+        outputVersion: output.version,
+        filesChanged: 0,
+        files: [],
       });
       await storage.admin.publish('site-republish', uid, base, output.version);
       const before = await storage.admin.getSite('site-republish');

@@ -48,7 +48,8 @@ describe('runner (process, real storage and Codex CLI)', function () {
   });
   afterEach(async () => {
     if (runner && runner.proc.exitCode === null) runner.proc.kill('SIGKILL');
-    if (this.ctx.currentTest?.state === 'failed' && runner) process.stderr.write(`--- runner stderr ---\n${runner.stderr().slice(-4000)}\n`);
+    if (this.ctx.currentTest?.state === 'failed' && runner)
+      process.stderr.write(`--- runner stderr ---\n${runner.stderr().slice(-4000)}\n`);
     runner = undefined;
     await model?.close();
     await manager?.close();
@@ -56,10 +57,28 @@ describe('runner (process, real storage and Codex CLI)', function () {
     manager = undefined;
   });
 
-  async function launch(opts: { job?: Partial<RunnerJobInput>; model?: ModelServerOptions; llmUrl?: string; llmKey?: string; storageUrl?: string; env?: Record<string, string>; instructionsPath?: string; respond?: Parameters<typeof startCallbackRecorder>[0] } = {}) {
+  async function launch(
+    opts: {
+      job?: Partial<RunnerJobInput>;
+      model?: ModelServerOptions;
+      llmUrl?: string;
+      llmKey?: string;
+      storageUrl?: string;
+      env?: Record<string, string>;
+      instructionsPath?: string;
+      respond?: Parameters<typeof startCallbackRecorder>[0];
+    } = {},
+  ) {
     model = await startModelServer(opts.model ?? { script: demoScript });
     manager = await startCallbackRecorder(opts.respond);
-    const job: RunnerJobInput = { job_id: `job-${process.pid}-${++n}`, site_id: 'bakery', prompt: PROMPT, attempt: 1, timeout_seconds: 120, ...opts.job };
+    const job: RunnerJobInput = {
+      job_id: `job-${process.pid}-${++n}`,
+      site_id: 'bakery',
+      prompt: PROMPT,
+      attempt: 1,
+      timeout_seconds: 120,
+      ...opts.job,
+    };
     const token = await storage.tokens.issue({ jobId: job.job_id, siteId: job.site_id, attempt: job.attempt ?? 1, ttlSeconds: 600 });
     runner = await startRunner({
       job,
@@ -82,10 +101,25 @@ describe('runner (process, real storage and Codex CLI)', function () {
     const { job, token } = await launch();
     const result = await finalResult();
     expect(await runner!.exited).to.equal(0);
-    expect(result).to.include({ job_id: job.job_id, attempt: 1, status: 'completed', reason: null, files_changed: 1, base_version: baseVersion });
+    expect(result).to.include({
+      job_id: job.job_id,
+      attempt: 1,
+      status: 'completed',
+      reason: null,
+      files_changed: 1,
+      base_version: baseVersion,
+    });
     expect(result.files).to.deep.equal(['index.html']);
     expect(result.summary).to.match(/Added a note to index.html/);
-    for (const phase of ['preflight', 'fetching_artifact', 'unpacking', 'patching_instructions', 'executing_codex', 'packing_result', 'uploading']) {
+    for (const phase of [
+      'preflight',
+      'fetching_artifact',
+      'unpacking',
+      'patching_instructions',
+      'executing_codex',
+      'packing_result',
+      'uploading',
+    ]) {
       expect(result.phase_durations_ms, phase).to.have.property(phase).that.is.a('number');
     }
     // the callback carried the job token
@@ -95,10 +129,15 @@ describe('runner (process, real storage and Codex CLI)', function () {
     const jobObjects = await storage.admin.getJob(job.job_id);
     expect(jobObjects.objects['output.tar.gz']!.version).to.equal(result.output_version);
     const out = await mkdtemp(join(scratch, 'out-'));
-    await writeFile(join(out, 'o.tar.gz'), Buffer.concat(await (await storage.admin.getJobObject(job.job_id, 'output.tar.gz')).body.toArray()));
+    await writeFile(
+      join(out, 'o.tar.gz'),
+      Buffer.concat(await (await storage.admin.getJobObject(job.job_id, 'output.tar.gz')).body.toArray()),
+    );
     await extract({ file: join(out, 'o.tar.gz'), cwd: out });
     expect(await readFile(join(out, 'index.html'), 'utf8')).to.contain(`<aside class="pagewright-note" role="note">${PROMPT}</aside>`);
-    expect(await readFile(join(out, '.codex/instructions.md'), 'utf8')).to.equal(await readFile(join(EXAMPLE_SITE, '.codex/instructions.md'), 'utf8'));
+    expect(await readFile(join(out, '.codex/instructions.md'), 'utf8')).to.equal(
+      await readFile(join(EXAMPLE_SITE, '.codex/instructions.md'), 'utf8'),
+    );
     const { stdout: diff } = await promisify(execFile)('diff', ['-r', EXAMPLE_SITE, out]).catch((e: { stdout: string }) => e);
     expect(diff.split('\n').filter((l) => l.startsWith('Only in') && !l.includes('o.tar.gz'))).to.deep.equal([]);
 
@@ -112,7 +151,7 @@ describe('runner (process, real storage and Codex CLI)', function () {
     expect(log).to.contain('command_execution');
   });
 
-  it('delivers the container instructions (not the site\'s) to the model', async () => {
+  it("delivers the container instructions (not the site's) to the model", async () => {
     await launch();
     await finalResult();
     const first = model!.responseRequests()[0] as { input: Array<{ role?: string; content?: Array<{ text?: string }> }> };
@@ -133,7 +172,15 @@ describe('runner (process, real storage and Codex CLI)', function () {
     expect(result.job_id).to.equal(job.job_id);
     // progress went out too, in order, before the result
     const phases = manager!.progress().map((p) => p.body.phase);
-    expect(phases.slice(0, 7)).to.deep.equal(['preflight', 'fetching_artifact', 'unpacking', 'patching_instructions', 'executing_codex', 'packing_result', 'uploading']);
+    expect(phases.slice(0, 7)).to.deep.equal([
+      'preflight',
+      'fetching_artifact',
+      'unpacking',
+      'patching_instructions',
+      'executing_codex',
+      'packing_result',
+      'uploading',
+    ]);
     expect(phases.at(-1)).to.equal('completed');
   });
 
@@ -168,20 +215,33 @@ describe('runner (process, real storage and Codex CLI)', function () {
       // every answer of /status until it shows the end (the runner exits right after it)
       const seen = new Set<RunnerPhase>();
       let final: RunnerStatus | undefined;
-      const poller = waitFor('/status to show the end of the job', async () => {
-        if (runner!.proc.exitCode !== null) throw new Error(`the runner exited (${runner!.proc.exitCode}) before /status showed completed; it showed ${[...seen].join(', ')}`);
-        const s = await runner!.status().catch(() => null);
-        if (s) seen.add(s.phase);
-        if (s?.phase === 'completed') final = s;
-        return final;
-      }, 60_000, 2);
+      const poller = waitFor(
+        '/status to show the end of the job',
+        async () => {
+          if (runner!.proc.exitCode !== null)
+            throw new Error(
+              `the runner exited (${runner!.proc.exitCode}) before /status showed completed; it showed ${[...seen].join(', ')}`,
+            );
+          const s = await runner!.status().catch(() => null);
+          if (s) seen.add(s.phase);
+          if (s?.phase === 'completed') final = s;
+          return final;
+        },
+        60_000,
+        2,
+      );
       let pollFailure: unknown = null;
       poller.catch((err: unknown) => (pollFailure = err)); // awaited below
       const reach = (phase: RunnerPhase) =>
-        waitFor(`phase ${phase}`, async () => {
-          if (pollFailure) throw pollFailure;
-          return seen.has(phase);
-        }, 20_000, 5);
+        waitFor(
+          `phase ${phase}`,
+          async () => {
+            if (pollFailure) throw pollFailure;
+            return seen.has(phase);
+          },
+          20_000,
+          5,
+        );
       await reach('preflight');
       gates.models.resolve();
       await reach('fetching_artifact');
@@ -197,7 +257,16 @@ describe('runner (process, real storage and Codex CLI)', function () {
       proxy.release();
       await reach('completed');
       expect(await poller).to.include({ status: 'completed', phase: 'completed', files_changed: 1 });
-      expect([...seen]).to.deep.equal(['preflight', 'fetching_artifact', 'unpacking', 'patching_instructions', 'executing_codex', 'packing_result', 'uploading', 'completed']);
+      expect([...seen]).to.deep.equal([
+        'preflight',
+        'fetching_artifact',
+        'unpacking',
+        'patching_instructions',
+        'executing_codex',
+        'packing_result',
+        'uploading',
+        'completed',
+      ]);
       const result = await finalResult();
       expect(result.status).to.equal('completed');
     } finally {
@@ -228,10 +297,18 @@ describe('runner (process, real storage and Codex CLI)', function () {
     const cases: Array<[string, () => Parameters<typeof launch>[0], string]> = [
       ['a wrong key (caught by the preflight)', () => ({ llmKey: 'sk-wrong' }), 'LLMAuthFailed'],
       ['401 from the model during the run', () => ({ model: { script: [{ kind: 'error', status: 401 }] } }), 'LLMAuthFailed'],
-      ['500 from the model, after bounded retries', () => ({ model: { script: () => ({ kind: 'error', status: 500 }) }, env: { PAGEWRIGHT_CODEX_REQUEST_RETRIES: '1' } }), 'LLMUnavailable'],
+      [
+        '500 from the model, after bounded retries',
+        () => ({ model: { script: () => ({ kind: 'error', status: 500 }) }, env: { PAGEWRIGHT_CODEX_REQUEST_RETRIES: '1' } }),
+        'LLMUnavailable',
+      ],
       ['an unreachable endpoint', () => ({ llmUrl: 'http://127.0.0.1:9/v1' }), 'LLMUnavailable'],
       ['an endpoint that answers 404 on both models routes', () => ({ model: { script: demoScript, modelsStatus: 404 } }), 'ModelNotFound'],
-      ['a model that never answers (deadline)', () => ({ model: { script: [{ kind: 'hang' }] }, job: { timeout_seconds: 60 }, env: {} }), 'CodexTimeout'],
+      [
+        'a model that never answers (deadline)',
+        () => ({ model: { script: [{ kind: 'hang' }] }, job: { timeout_seconds: 60 }, env: {} }),
+        'CodexTimeout',
+      ],
     ];
     for (const [name, opts, reason] of cases) {
       it(`${name} -> ${reason}`, async function () {
@@ -251,7 +328,7 @@ describe('runner (process, real storage and Codex CLI)', function () {
   describe('an endpoint that only lists its models (retrieving one answers 404 or 405)', () => {
     const modelCalls = () => model!.requests.filter((r) => r.path.startsWith('/v1/models')).map((r) => `${r.method} ${r.path}`);
 
-    it('passes the preflight when the list has the job\'s model, and the job completes', async () => {
+    it("passes the preflight when the list has the job's model, and the job completes", async () => {
       await launch({ model: { script: demoScript, retrieveStatus: 405, models: ['other-model', DEFAULT_MODEL] } });
       const result = await finalResult();
       expect(result, JSON.stringify(result)).to.include({ status: 'completed', files_changed: 1 });
@@ -265,7 +342,9 @@ describe('runner (process, real storage and Codex CLI)', function () {
       await launch({ model: { script: demoScript, retrieveStatus: 404, models: offered } });
       const result = await finalResult();
       expect(result, JSON.stringify(result)).to.include({ status: 'failed', reason: 'ModelNotFound' });
-      expect(result.error).to.contain(`does not serve model ${DEFAULT_MODEL}; it offers offered-1, offered-2, offered-3, offered-4, offered-5 and 3 more`);
+      expect(result.error).to.contain(
+        `does not serve model ${DEFAULT_MODEL}; it offers offered-1, offered-2, offered-3, offered-4, offered-5 and 3 more`,
+      );
       expect(await runner!.exited).to.equal(1);
       expect(modelCalls()).to.deep.equal([`GET /v1/models/${DEFAULT_MODEL}`, 'GET /v1/models']);
       expect(model!.responseRequests(), 'codex never ran').to.deep.equal([]);
@@ -275,7 +354,10 @@ describe('runner (process, real storage and Codex CLI)', function () {
   it('rejects a hostile artifact with UnsafeArchive and writes nothing outside its work dir', async () => {
     const evil = join(scratch, 'evil.tar.gz');
     const outside = join(scratch, `outside-${randomBytes(4).toString('hex')}`);
-    await forgeTarGz(evil, [{ path: 'index.html', content: '<h1>x</h1>' }, { path: `../../../../../../..${outside}/pwned`, content: 'x' }]);
+    await forgeTarGz(evil, [
+      { path: 'index.html', content: '<h1>x</h1>' },
+      { path: `../../../../../../..${outside}/pwned`, content: 'x' },
+    ]);
     await storage.admin.putSiteArtifact('evil-site', await readFile(evil));
     await launch({ job: { site_id: 'evil-site' } });
     const result = await finalResult();
@@ -292,7 +374,11 @@ describe('runner (process, real storage and Codex CLI)', function () {
 
   it('refuses bad configuration with exit code 2 and the variable named', async () => {
     const proc = spawn(process.execPath, ['--import', 'tsx', 'runner/main.ts'], {
-      env: { PATH: process.env.PATH, PAGEWRIGHT_JOB: '{"job_id":"j","site_id":"BAD SITE","prompt":"x"}', PAGEWRIGHT_STORAGE_URL: 'not a url' },
+      env: {
+        PATH: process.env.PATH,
+        PAGEWRIGHT_JOB: '{"job_id":"j","site_id":"BAD SITE","prompt":"x"}',
+        PAGEWRIGHT_STORAGE_URL: 'not a url',
+      },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';

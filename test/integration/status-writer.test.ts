@@ -35,7 +35,12 @@ describe('StatusWriter on a real apiserver', function () {
       version: VERSION,
       plural: PLURAL,
       namespace,
-      body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PagewrightJob', metadata: { name }, spec: { siteId: 'site-a', prompt: 'edit the page' } },
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'PagewrightJob',
+        metadata: { name },
+        spec: { siteId: 'site-a', prompt: 'edit the page' },
+      },
     });
     let job = await writer.get(namespace, name);
     for (const change of [t.scheduled(1, `${name}-1`), t.running(1)]) {

@@ -36,7 +36,11 @@ async function eventually(check: () => Promise<boolean>, what: string, timeoutMs
 }
 
 const blobPath = (storage: TestStorage, version: string) => join(storage.dataDir, 'blobs', 'sha256', version.slice(0, 2), version);
-const blobExists = (storage: TestStorage, version: string) => stat(blobPath(storage, version)).then(() => true, () => false);
+const blobExists = (storage: TestStorage, version: string) =>
+  stat(blobPath(storage, version)).then(
+    () => true,
+    () => false,
+  );
 const blobCount = async (storage: TestStorage) => Object.keys(await storage.snapshot()).filter((p) => p.startsWith('blobs/')).length;
 
 describe('storage hardening', function () {
@@ -130,7 +134,11 @@ describe('storage hardening', function () {
       expect(await storage.snapshot()).to.deep.equal(before);
       expect(Object.keys((await storage.admin.getJob('job-q')).objects)).to.deep.equal(['log']);
       // announced up front: refused before reading
-      await refusal(storage.admin.putJobObject('job-q', 'output.tar.gz', Buffer.alloc(500_000), { size: 500_000 }), 413, 'JobQuotaExceeded');
+      await refusal(
+        storage.admin.putJobObject('job-q', 'output.tar.gz', Buffer.alloc(500_000), { size: 500_000 }),
+        413,
+        'JobQuotaExceeded',
+      );
       // the per-object limit still answers PayloadTooLarge when it is the tighter one
       await refusal(storage.admin.putJobObject('job-r', 'log', Buffer.alloc(MiB + 1)), 413, 'PayloadTooLarge');
       expect(await storage.snapshot()).to.deep.equal(before);
@@ -177,15 +185,51 @@ describe('storage hardening', function () {
   describe('publish checks', () => {
     const LIMITED = { config: { maxArchiveEntries: 10, maxUnpackedBytes: 1000 } };
     const cases: Array<[string, ForgedEntry[] | Buffer, RegExp]> = [
-      ['a symlink to /etc', [{ path: 'index.html', content: 'x' }, { path: 'etc-link', type: 'symlink', linkpath: '/etc' }], /"etc-link": symlink to absolute path \/etc leaves the site/],
+      [
+        'a symlink to /etc',
+        [
+          { path: 'index.html', content: 'x' },
+          { path: 'etc-link', type: 'symlink', linkpath: '/etc' },
+        ],
+        /"etc-link": symlink to absolute path \/etc leaves the site/,
+      ],
       ['a symlink that climbs', [{ path: 'up', type: 'symlink', linkpath: '../outside' }], /"up": symlink target \.\.\/outside climbs/],
-      ['a setuid file', [{ path: 'bin/', type: 'dir' }, { path: 'bin/x', content: '#!/bin/sh\n', mode: 0o4755 }], /"bin\/x": setuid bit \(mode 4755\)/],
-      ['a FIFO', [{ path: 'index.html', content: 'x' }, { path: 'pipe', type: 'fifo' }], /"pipe": entry type FIFO is not allowed/],
+      [
+        'a setuid file',
+        [
+          { path: 'bin/', type: 'dir' },
+          { path: 'bin/x', content: '#!/bin/sh\n', mode: 0o4755 },
+        ],
+        /"bin\/x": setuid bit \(mode 4755\)/,
+      ],
+      [
+        'a FIFO',
+        [
+          { path: 'index.html', content: 'x' },
+          { path: 'pipe', type: 'fifo' },
+        ],
+        /"pipe": entry type FIFO is not allowed/,
+      ],
       ['a device', [{ path: 'null', type: 'chardev' }], /"null": entry type CharacterDevice is not allowed/],
       ['a path that climbs', [{ path: '../evil.txt', content: 'x' }], /"\.\.\/evil\.txt": path climbs/],
-      ['a hard link out of the site', [{ path: 'h', type: 'hardlink', linkpath: '/etc/passwd' }], /"h": hard link to \/etc\/passwd outside/],
-      ['too many entries', Array.from({ length: 11 }, (_, i): ForgedEntry => ({ path: `f${String(i).padStart(2, '0')}`, content: 'x' })), /more than 10 entries \(at "f10"\)/],
-      ['too many bytes', [{ path: 'small.txt', content: 'x' }, { path: 'big.bin', content: Buffer.alloc(2000) }], /more than 1000 bytes \(at "big\.bin"\)/],
+      [
+        'a hard link out of the site',
+        [{ path: 'h', type: 'hardlink', linkpath: '/etc/passwd' }],
+        /"h": hard link to \/etc\/passwd outside/,
+      ],
+      [
+        'too many entries',
+        Array.from({ length: 11 }, (_, i): ForgedEntry => ({ path: `f${String(i).padStart(2, '0')}`, content: 'x' })),
+        /more than 10 entries \(at "f10"\)/,
+      ],
+      [
+        'too many bytes',
+        [
+          { path: 'small.txt', content: 'x' },
+          { path: 'big.bin', content: Buffer.alloc(2000) },
+        ],
+        /more than 1000 bytes \(at "big\.bin"\)/,
+      ],
       ['bytes that are not a tar.gz', Buffer.from('not an archive'), /output\.tar\.gz is not a valid tar\.gz/],
     ];
     for (const [name, entries, message] of cases) {
@@ -205,9 +249,17 @@ describe('storage hardening', function () {
     it('publishes only the version the runner reported: 409 OutputMismatch once the output was replaced', async () => {
       await open(LIMITED);
       const base = await storage.admin.putSiteArtifact('blog', Buffer.from('base'));
-      const reported = await storage.admin.putJobObject('job-m', 'output.tar.gz', await forgeTarGzBuffer([{ path: 'index.html', content: 'the runner' }]));
+      const reported = await storage.admin.putJobObject(
+        'job-m',
+        'output.tar.gz',
+        await forgeTarGzBuffer([{ path: 'index.html', content: 'the runner' }]),
+      );
       // something else with the job's token uploads after the runner reported
-      const other = await (await jobClient('job-m', 1)).putJobObject('job-m', 'output.tar.gz', await forgeTarGzBuffer([{ path: 'index.html', content: 'someone else' }]));
+      const other = await (await jobClient('job-m', 1)).putJobObject(
+        'job-m',
+        'output.tar.gz',
+        await forgeTarGzBuffer([{ path: 'index.html', content: 'someone else' }]),
+      );
       const before = await storage.snapshot();
       const err = await refusal(storage.admin.publish('blog', 'job-m', base.version, reported.version), 409, 'OutputMismatch');
       expect(err.message).to.contain(other.version).and.to.contain(reported.version);
@@ -251,7 +303,11 @@ describe('storage hardening', function () {
       await storage.admin.deleteJob('job-b');
       // published, then its job deleted: the site still references it
       const shopBase = await storage.admin.putSiteArtifact('shop', Buffer.from('shop base'));
-      const published = await storage.admin.putJobObject('job-c', 'output.tar.gz', await forgeTarGzBuffer([{ path: 'index.html', content: 'shop' }]));
+      const published = await storage.admin.putJobObject(
+        'job-c',
+        'output.tar.gz',
+        await forgeTarGzBuffer([{ path: 'index.html', content: 'shop' }]),
+      );
       await storage.admin.publish('shop', 'job-c', shopBase.version, published.version);
       await storage.admin.deleteJob('job-c');
       // everything so far is two hours old
@@ -264,7 +320,8 @@ describe('storage hardening', function () {
       const report = await storage.admin.gc();
       expect(report).to.deep.equal({ deleted: 2, kept: 7, bytes_freed: replaced.size + ofDeleted.size });
       for (const gone of [replaced, ofDeleted]) expect(await blobExists(storage, gone.version), gone.version).to.equal(false);
-      for (const kept of [v1, v2, live, shopBase, published, young, youngLive]) expect(await blobExists(storage, kept.version), kept.version).to.equal(true);
+      for (const kept of [v1, v2, live, shopBase, published, young, youngLive])
+        expect(await blobExists(storage, kept.version), kept.version).to.equal(true);
       expect(await (await storage.admin.downloadArtifact('blog', { version: v1.version })).body.text()).to.equal('site v1');
       expect(await storage.admin.gc()).to.deep.equal({ deleted: 0, kept: 7, bytes_freed: 0 });
     });
@@ -283,7 +340,11 @@ describe('storage hardening', function () {
       const work = async (i: number) => {
         const jobId = `job-race-${i % 4}`;
         // same content again and again: uploads rename over blobs the collector may be removing
-        const output = await storage.admin.putJobObject(jobId, 'output.tar.gz', await forgeTarGzBuffer([{ path: 'index.html', content: `v${i % 3}` }]));
+        const output = await storage.admin.putJobObject(
+          jobId,
+          'output.tar.gz',
+          await forgeTarGzBuffer([{ path: 'index.html', content: `v${i % 3}` }]),
+        );
         await storage.admin.putJobObject(jobId, 'log', Buffer.from(`log ${i % 2}`));
         if (i % 5 === 0) {
           const published = await storage.admin.publish('blog', jobId, ifMatch, output.version).catch(() => null);
@@ -296,7 +357,8 @@ describe('storage hardening', function () {
       await Promise.all([...Array.from({ length: 40 }, (_, i) => work(i)), sweeps]);
       const site = await storage.admin.getSite('blog');
       const referenced = new Set([site.version, ...site.history.map((h) => h.version)]);
-      for (let j = 0; j < 4; j++) for (const o of Object.values((await storage.admin.getJob(`job-race-${j}`)).objects)) referenced.add(o.version);
+      for (let j = 0; j < 4; j++)
+        for (const o of Object.values((await storage.admin.getJob(`job-race-${j}`)).objects)) referenced.add(o.version);
       for (const v of referenced) expect(await blobExists(storage, v), `referenced blob ${v}`).to.equal(true);
     });
   });

@@ -22,7 +22,12 @@ async function tempFiles(dataDir: string): Promise<Array<{ name: string; size: n
   return files.filter((f) => f.size >= 0);
 }
 
-async function raw(storage: TestStorage, method: string, path: string, opts: { token?: string | null; body?: Buffer | Readable; headers?: Record<string, string> } = {}) {
+async function raw(
+  storage: TestStorage,
+  method: string,
+  path: string,
+  opts: { token?: string | null; body?: Buffer | Readable; headers?: Record<string, string> } = {},
+) {
   const headers: Record<string, string> = { ...opts.headers };
   const token = opts.token === undefined ? storage.adminToken : opts.token;
   if (token !== null) headers.authorization = `Bearer ${token}`;
@@ -45,8 +50,19 @@ function manifestFor(jobId: string) {
     site_id: 'blog',
     attempt: 1,
     result: {
-      job_id: jobId, attempt: 1, status: 'completed', reason: null, error: null, files_changed: 0, files: [], summary: 's',
-      base_version: null, output_version: null, started_at: now, finished_at: now, phase_durations_ms: {},
+      job_id: jobId,
+      attempt: 1,
+      status: 'completed',
+      reason: null,
+      error: null,
+      files_changed: 0,
+      files: [],
+      summary: 's',
+      base_version: null,
+      output_version: null,
+      started_at: now,
+      finished_at: now,
+      phase_durations_ms: {},
     },
     changes: [],
     files: [],
@@ -79,8 +95,8 @@ describe('storage service', () => {
   it('serves an older version by ?version= and refuses versions the site never had', async () => {
     const v1 = await storage.admin.putSiteArtifact('blog', Buffer.from('one'));
     const v2 = await storage.admin.putSiteArtifact('blog', Buffer.from('two'));
-    expect((await (await storage.admin.downloadArtifact('blog', { version: v1.version })).body.text())).to.equal('one');
-    expect((await (await storage.admin.downloadArtifact('blog')).body.text())).to.equal('two');
+    expect(await (await storage.admin.downloadArtifact('blog', { version: v1.version })).body.text()).to.equal('one');
+    expect(await (await storage.admin.downloadArtifact('blog')).body.text()).to.equal('two');
     await storage.admin.putSiteArtifact('other', Buffer.from('secret'));
     const foreign = await raw(storage, 'GET', `/sites/blog/artifact?version=${sha(Buffer.from('secret'))}`);
     expect(foreign.status).to.equal(404);
@@ -135,24 +151,85 @@ describe('storage service', () => {
       expect(await snapshotDir(storage.dataDir)).to.deep.equal(before);
     });
 
-    const cases: Array<[string, string, string, () => { token?: string | null; body?: Buffer; headers?: Record<string, string> }, number, string]> = [
+    const cases: Array<
+      [string, string, string, () => { token?: string | null; body?: Buffer; headers?: Record<string, string> }, number, string]
+    > = [
       ['unknown route', 'GET', '/nope', () => ({}), 404, 'NotFound'],
       ['unknown job object', 'PUT', '/jobs/j1/passwd', () => ({ body: Buffer.from('x') }), 404, 'NotFound'],
       ['bad site id', 'PUT', '/sites/Bad_Site/artifact', () => ({ body: Buffer.from('x') }), 400, 'InvalidSiteId'],
       ['site id with dots', 'GET', '/sites/..%2F..%2Fetc/artifact', () => ({}), 400, 'InvalidSiteId'],
       ['bad job id', 'PUT', '/jobs/UPPER/log', () => ({ body: Buffer.from('x') }), 400, 'InvalidJobId'],
       ['oversized body', 'PUT', '/sites/blog/artifact', () => ({ body: Buffer.alloc(9 * 1024 * 1024) }), 413, 'PayloadTooLarge'],
-      ['digest mismatch', 'PUT', '/sites/blog/artifact', () => ({ body: Buffer.from('x'), headers: { 'x-content-sha256': 'a'.repeat(64) } }), 400, 'DigestMismatch'],
-      ['malformed digest', 'PUT', '/sites/blog/artifact', () => ({ body: Buffer.from('x'), headers: { 'content-digest': 'md5=:x:' } }), 400, 'InvalidDigest'],
-      ['stale If-Match', 'PUT', '/sites/blog/artifact', () => ({ body: Buffer.from('x'), headers: { 'if-match': `"${'b'.repeat(64)}"` } }), 412, 'PreconditionFailed'],
+      [
+        'digest mismatch',
+        'PUT',
+        '/sites/blog/artifact',
+        () => ({ body: Buffer.from('x'), headers: { 'x-content-sha256': 'a'.repeat(64) } }),
+        400,
+        'DigestMismatch',
+      ],
+      [
+        'malformed digest',
+        'PUT',
+        '/sites/blog/artifact',
+        () => ({ body: Buffer.from('x'), headers: { 'content-digest': 'md5=:x:' } }),
+        400,
+        'InvalidDigest',
+      ],
+      [
+        'stale If-Match',
+        'PUT',
+        '/sites/blog/artifact',
+        () => ({ body: Buffer.from('x'), headers: { 'if-match': `"${'b'.repeat(64)}"` } }),
+        412,
+        'PreconditionFailed',
+      ],
       ['missing token', 'GET', '/sites/blog/artifact', () => ({ token: null }), 401, 'Unauthorized'],
       ['wrong admin token', 'PUT', '/sites/blog/artifact', () => ({ token: 'x'.repeat(48), body: Buffer.from('x') }), 401, 'Unauthorized'],
       ['manifest that is not JSON', 'PUT', '/jobs/j1/manifest.json', () => ({ body: Buffer.from('{nope') }), 400, 'InvalidManifest'],
-      ['manifest for another job', 'PUT', '/jobs/j1/manifest.json', () => ({ body: Buffer.from(JSON.stringify(manifestFor('j2'))) }), 400, 'InvalidManifest'],
-      ['publish without a body', 'POST', '/sites/blog/publish', () => ({ body: Buffer.from('{}'), headers: { 'content-type': 'application/json' } }), 400, 'BadRequest'],
-      ['publish without the version', 'POST', '/sites/blog/publish', () => ({ body: Buffer.from(JSON.stringify({ job_id: 'j1', if_match: 'a'.repeat(64) })), headers: { 'content-type': 'application/json' } }), 400, 'BadRequest'],
-      ['seal without an attempt', 'POST', '/jobs/j1/seal', () => ({ body: Buffer.from('{"attempt":0}'), headers: { 'content-type': 'application/json' } }), 400, 'BadRequest'],
-      ['seal with a bad job id', 'POST', '/jobs/J1/seal', () => ({ body: Buffer.from('{"attempt":1}'), headers: { 'content-type': 'application/json' } }), 400, 'InvalidJobId'],
+      [
+        'manifest for another job',
+        'PUT',
+        '/jobs/j1/manifest.json',
+        () => ({ body: Buffer.from(JSON.stringify(manifestFor('j2'))) }),
+        400,
+        'InvalidManifest',
+      ],
+      [
+        'publish without a body',
+        'POST',
+        '/sites/blog/publish',
+        () => ({ body: Buffer.from('{}'), headers: { 'content-type': 'application/json' } }),
+        400,
+        'BadRequest',
+      ],
+      [
+        'publish without the version',
+        'POST',
+        '/sites/blog/publish',
+        () => ({
+          body: Buffer.from(JSON.stringify({ job_id: 'j1', if_match: 'a'.repeat(64) })),
+          headers: { 'content-type': 'application/json' },
+        }),
+        400,
+        'BadRequest',
+      ],
+      [
+        'seal without an attempt',
+        'POST',
+        '/jobs/j1/seal',
+        () => ({ body: Buffer.from('{"attempt":0}'), headers: { 'content-type': 'application/json' } }),
+        400,
+        'BadRequest',
+      ],
+      [
+        'seal with a bad job id',
+        'POST',
+        '/jobs/J1/seal',
+        () => ({ body: Buffer.from('{"attempt":1}'), headers: { 'content-type': 'application/json' } }),
+        400,
+        'InvalidJobId',
+      ],
       ['gc without a token', 'POST', '/admin/gc', () => ({ token: null }), 401, 'Unauthorized'],
     ];
     for (const [name, method, path, opts, status, code] of cases) {
@@ -178,7 +255,10 @@ describe('storage service', () => {
         method: 'PUT',
         headers: { authorization: `Bearer ${storage.adminToken}` },
         body,
-      }).then(() => null, (e: unknown) => e);
+      }).then(
+        () => null,
+        (e: unknown) => e,
+      );
       // the server has the first bytes in a temp file: the upload is in flight when it is cut
       await waitFor('the upload in its temp file', async () => (await tempFiles(storage.dataDir)).some((f) => f.size === 100_000));
       clientDies.resolve();
@@ -201,7 +281,10 @@ describe('storage service', () => {
       expect(await (await job.getJobObject('job-1', 'log')).body.text()).to.equal('hello');
 
       const denied = async (p: Promise<unknown>, status: number) => {
-        const err = await p.then(() => null, (e: unknown) => e);
+        const err = await p.then(
+          () => null,
+          (e: unknown) => e,
+        );
         expect(err).to.be.instanceOf(StorageRequestError);
         expect((err as StorageRequestError).status).to.equal(status);
       };
@@ -225,8 +308,16 @@ describe('storage service', () => {
   describe('publish', () => {
     it('makes a job output current only if the site is still at if_match', async () => {
       const base = await storage.admin.putSiteArtifact('blog', Buffer.from('base'));
-      const a = await storage.admin.putJobObject('job-a', 'output.tar.gz', await forgeTarGzBuffer([{ path: 'index.html', content: 'edit a' }]));
-      const b = await storage.admin.putJobObject('job-b', 'output.tar.gz', await forgeTarGzBuffer([{ path: 'index.html', content: 'edit b' }]));
+      const a = await storage.admin.putJobObject(
+        'job-a',
+        'output.tar.gz',
+        await forgeTarGzBuffer([{ path: 'index.html', content: 'edit a' }]),
+      );
+      const b = await storage.admin.putJobObject(
+        'job-b',
+        'output.tar.gz',
+        await forgeTarGzBuffer([{ path: 'index.html', content: 'edit b' }]),
+      );
       const results = await Promise.allSettled([
         storage.admin.publish('blog', 'job-a', base.version, a.version),
         storage.admin.publish('blog', 'job-b', base.version, b.version),
@@ -269,12 +360,23 @@ describe('storage restart', function () {
   });
 
   async function start(port: number): Promise<ChildProcess> {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'storage/main.ts'], { env: env(port), stdio: ['ignore', 'inherit', 'inherit'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'storage/main.ts'], {
+      env: env(port),
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     try {
-      await waitFor('storage /healthz', async () => {
-        if (proc.exitCode !== null) throw new Error(`storage exited with ${proc.exitCode}`);
-        return request(`http://127.0.0.1:${port}/healthz`).then((r) => r.body.text().then(() => r.statusCode === 200), () => false);
-      }, 10_000, 50);
+      await waitFor(
+        'storage /healthz',
+        async () => {
+          if (proc.exitCode !== null) throw new Error(`storage exited with ${proc.exitCode}`);
+          return request(`http://127.0.0.1:${port}/healthz`).then(
+            (r) => r.body.text().then(() => r.statusCode === 200),
+            () => false,
+          );
+        },
+        10_000,
+        50,
+      );
     } catch (err) {
       proc.kill('SIGKILL');
       throw err;
@@ -308,11 +410,20 @@ describe('storage restart', function () {
     const intended = Buffer.concat([sent, randomBytes(50_000)]);
     const neverSent = Promise.withResolvers<void>();
     const inflight = client
-      .putSiteArtifact('site-0', Readable.from((async function* () {
-        yield sent;
-        await neverSent.promise; // the process dies first
-      })()), { sha256: sha(intended) })
-      .then(() => null, (e: unknown) => e);
+      .putSiteArtifact(
+        'site-0',
+        Readable.from(
+          (async function* () {
+            yield sent;
+            await neverSent.promise; // the process dies first
+          })(),
+        ),
+        { sha256: sha(intended) },
+      )
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
     // the server has written what was sent of it (into tmp/, if all is well)
     const [partial] = await waitFor('the in-flight upload on disk', async () => {
       const files = Object.entries(await snapshotDir(dataDir)).filter(([, size]) => size === sent.length);

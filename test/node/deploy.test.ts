@@ -43,7 +43,10 @@ describe('deploy/k8s on a real apiserver', function () {
       'service/pagewright-storage',
       'networkpolicy.networking.k8s.io/pagewright-runner',
     ]) {
-      expect(applied.some((l) => l.startsWith(`${object} `)), `${object} in:\n${res.stdout}`).to.equal(true);
+      expect(
+        applied.some((l) => l.startsWith(`${object} `)),
+        `${object} in:\n${res.stdout}`,
+      ).to.equal(true);
     }
     expect(res.stderr).to.not.match(/violate PodSecurity/);
   });
@@ -100,12 +103,17 @@ current-context: manager
     after(async () => env?.stop());
 
     it('completes a job with the Role of deploy/k8s/rbac.yaml', async () => {
-      await env.startManager({ kubeconfigPath: saKubeconfig, env: { PAGEWRIGHT_LEADER_ELECTION: 'true', PAGEWRIGHT_LEASE_NAME: 'pagewright-manager' } });
+      await env.startManager({
+        kubeconfigPath: saKubeconfig,
+        env: { PAGEWRIGHT_LEADER_ELECTION: 'true', PAGEWRIGHT_LEASE_NAME: 'pagewright-manager' },
+      });
       const name = randomName('rbac');
       await env.createJob(name, { siteId: 'site-a', prompt: 'Edit with least privilege', ttlSecondsAfterFinished: 0 });
-      const done = await env.waitForJob(name, 'finished', (j) => ['Succeeded', 'Failed'].includes(j.status.phase ?? ''), 60_000).catch(async (err: Error) => {
-        throw new Error(`${err.message}\n${await env.diagnostics()}`);
-      });
+      const done = await env
+        .waitForJob(name, 'finished', (j) => ['Succeeded', 'Failed'].includes(j.status.phase ?? ''), 60_000)
+        .catch(async (err: Error) => {
+          throw new Error(`${err.message}\n${await env.diagnostics()}`);
+        });
       expect(done.status.phase, await env.diagnostics()).to.equal('Succeeded');
       expect(await env.managerLogs()).to.not.match(/forbidden/i);
     });

@@ -29,7 +29,14 @@ import { waitFor } from '../support/processes.js';
 import { REPO_ROOT } from '../support/sites.js';
 
 const restricted = {
-  securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, runAsUser: 10001, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } },
+  securityContext: {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    runAsUser: 10001,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  },
 } satisfies Partial<V1Container>;
 const pagewright = (component: string) => ({ 'app.kubernetes.io/name': 'pagewright', 'app.kubernetes.io/component': component });
 const RUNNER_LABELS = { 'app.kubernetes.io/name': 'pagewright-runner' };
@@ -91,7 +98,11 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
       },
     };
     await core.createNamespacedPod({ namespace, body: pod });
-    if (service) await core.createNamespacedService({ namespace, body: { metadata: { name: service }, spec: { selector: labels, ports: [{ name: 'http', port, targetPort: 'http' }] } } });
+    if (service)
+      await core.createNamespacedService({
+        namespace,
+        body: { metadata: { name: service }, spec: { selector: labels, ports: [{ name: 'http', port, targetPort: 'http' }] } },
+      });
   }
 
   async function probe(namespace: string, pod: string, probes: Probe[]): Promise<Outcome[]> {
@@ -101,7 +112,11 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
   /** Probes by label, with the outcome of each: what a failure message shows. */
   async function probeAll(namespace: string, pod: string, probes: Record<string, Probe>): Promise<Record<string, Outcome>> {
     const names = Object.keys(probes);
-    const outcomes = await probe(namespace, pod, names.map((n) => probes[n]!));
+    const outcomes = await probe(
+      namespace,
+      pod,
+      names.map((n) => probes[n]!),
+    );
     return Object.fromEntries(names.map((n, i) => [n, outcomes[i]!]));
   }
   const svc = (name: string, namespace: string, port: number): Probe => ({ tcp: `${name}.${namespace}.svc.cluster.local.`, port });
@@ -128,7 +143,9 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
 
     // the policies as a user installs them, and the dev overlay's for the demo model
     await node.kubectl(['-n', ns, 'apply', '-f', join(REPO_ROOT, 'deploy/k8s/network-policies.yaml')]);
-    const devPolicies = (await readFile(join(REPO_ROOT, 'deploy/dev/demo-model.yaml'), 'utf8')).split(/^---$/m).filter((d) => /^kind: NetworkPolicy$/m.test(d));
+    const devPolicies = (await readFile(join(REPO_ROOT, 'deploy/dev/demo-model.yaml'), 'utf8'))
+      .split(/^---$/m)
+      .filter((d) => /^kind: NetworkPolicy$/m.test(d));
     expect(devPolicies).to.have.length(2);
     await node.kubectl(['-n', ns, 'apply', '-f', '-'], { input: devPolicies.join('\n---\n') });
 
@@ -141,7 +158,10 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
       standIn(ns, 'runner', RUNNER_LABELS, 8082),
       standIn(elsewhereNs, 'elsewhere', { app: 'elsewhere' }, 8099, 'elsewhere'),
     ]);
-    for (const [namespace, name] of [...['storage', 'manager', 'gateway', 'demo-model', 'other', 'runner'].map((n) => [ns, n] as const), [elsewhereNs, 'elsewhere'] as const]) {
+    for (const [namespace, name] of [
+      ...['storage', 'manager', 'gateway', 'demo-model', 'other', 'runner'].map((n) => [ns, n] as const),
+      [elsewhereNs, 'elsewhere'] as const,
+    ]) {
       const pod = await waitForPod(core, namespace, name, 'Running', (p) => p.status?.phase === 'Running' && !!p.status.podIP, 60_000);
       ips.set(name, pod.status!.podIP!);
     }
@@ -166,10 +186,15 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
   /** Until kube-router's chain for the pod runs through exactly these policies. */
   async function waitForPodPolicies(namespace: string, name: string, policies: string[]): Promise<void> {
     let last: string[] | null = null;
-    await waitFor(`kube-router's chain for ${namespace}/${name} with ${policies.join(', ')}`, async () => {
-      last = await podFirewallPolicies(namespace, name);
-      return JSON.stringify(last) === JSON.stringify(policies);
-    }, 30_000, 100).catch((err: Error) => {
+    await waitFor(
+      `kube-router's chain for ${namespace}/${name} with ${policies.join(', ')}`,
+      async () => {
+        last = await podFirewallPolicies(namespace, name);
+        return JSON.stringify(last) === JSON.stringify(policies);
+      },
+      30_000,
+      100,
+    ).catch((err: Error) => {
       throw new Error(`${err.message}; it has ${JSON.stringify(last)}`);
     });
   }
@@ -182,19 +207,31 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
       storage: { tcp: 'pagewright-storage', port: 8080 },
       manager: { tcp: 'pagewright-manager', port: 8081 },
     });
-    expect(outcomes).to.deep.equal({ 'DNS over UDP': 'resolved', 'DNS over TCP': 'connected', gateway: 'connected', storage: 'connected', manager: 'connected' });
+    expect(outcomes).to.deep.equal({
+      'DNS over UDP': 'resolved',
+      'DNS over TCP': 'connected',
+      gateway: 'connected',
+      storage: 'connected',
+      manager: 'connected',
+    });
   });
 
   it('a runner reaches nothing else: each is refused by the policy, and reached from a pod without one', async () => {
     const probes = forbidden();
     // the demo model admits the gateway only (deploy/dev): the gateway's test is its control
     const demoModel = { tcp: 'pagewright-demo-model', port: 8090 };
-    const [runner, control] = await Promise.all([probeAll(ns, 'runner', { ...probes, 'the demo model (deploy/dev)': demoModel }), probeAll(elsewhereNs, 'elsewhere', probes)]);
+    const [runner, control] = await Promise.all([
+      probeAll(ns, 'runner', { ...probes, 'the demo model (deploy/dev)': demoModel }),
+      probeAll(elsewhereNs, 'elsewhere', probes),
+    ]);
     const refused = Object.fromEntries([...Object.keys(probes), 'the demo model (deploy/dev)'].map((k) => [k, 'ECONNREFUSED']));
     expect(runner, 'from the runner pod').to.deep.equal(refused);
     const outside = 'an outside address on 443';
     expect(control[outside], 'the outside address from the control pod: no refusal of its own').to.not.equal('ECONNREFUSED');
-    expect({ ...control, [outside]: 'not refused' }, 'from the control pod').to.deep.equal({ ...Object.fromEntries(Object.keys(probes).map((k) => [k, 'connected'])), [outside]: 'not refused' });
+    expect({ ...control, [outside]: 'not refused' }, 'from the control pod').to.deep.equal({
+      ...Object.fromEntries(Object.keys(probes).map((k) => [k, 'connected'])),
+      [outside]: 'not refused',
+    });
   });
 
   it('the gateway reaches DNS, HTTPS outside, the Kubernetes API, the manager and the demo model, but not storage', async () => {
@@ -207,7 +244,10 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
       storage: { tcp: 'pagewright-storage', port: 8080 },
       'another pod in the namespace': svc('other', ns, 8099),
     };
-    const [gateway, control] = await Promise.all([probeAll(ns, 'gateway', probes), probeAll(elsewhereNs, 'elsewhere', { outside: probes['an outside address on 443']! })]);
+    const [gateway, control] = await Promise.all([
+      probeAll(ns, 'gateway', probes),
+      probeAll(elsewhereNs, 'elsewhere', { outside: probes['an outside address on 443']! }),
+    ]);
     expect(gateway).to.deep.equal({
       'DNS over UDP': 'resolved',
       // what a pod without policies gets: `connected` here (and wherever there is a route)
@@ -224,12 +264,27 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
     const runner = { tcp: ips.get('runner')!, port: 8082 };
     const [fromManager, fromOther, fromElsewhere] = await Promise.all([
       probeAll(ns, 'manager', { runner }),
-      probeAll(ns, 'other', { runner, gateway: { tcp: 'pagewright-gateway', port: 8085 }, storage: { tcp: 'pagewright-storage', port: 8080 }, manager: { tcp: 'pagewright-manager', port: 8081 } }),
-      probeAll(elsewhereNs, 'elsewhere', { runner, storage: svc('pagewright-storage', ns, 8080), manager: svc('pagewright-manager', ns, 8081), gateway: svc('pagewright-gateway', ns, 8085) }),
+      probeAll(ns, 'other', {
+        runner,
+        gateway: { tcp: 'pagewright-gateway', port: 8085 },
+        storage: { tcp: 'pagewright-storage', port: 8080 },
+        manager: { tcp: 'pagewright-manager', port: 8081 },
+      }),
+      probeAll(elsewhereNs, 'elsewhere', {
+        runner,
+        storage: svc('pagewright-storage', ns, 8080),
+        manager: svc('pagewright-manager', ns, 8081),
+        gateway: svc('pagewright-gateway', ns, 8085),
+      }),
     ]);
     expect(fromManager).to.deep.equal({ runner: 'connected' });
     expect(fromOther).to.deep.equal({ runner: 'ECONNREFUSED', gateway: 'ECONNREFUSED', storage: 'connected', manager: 'connected' });
-    expect(fromElsewhere).to.deep.equal({ runner: 'ECONNREFUSED', storage: 'ECONNREFUSED', manager: 'ECONNREFUSED', gateway: 'ECONNREFUSED' });
+    expect(fromElsewhere).to.deep.equal({
+      runner: 'ECONNREFUSED',
+      storage: 'ECONNREFUSED',
+      manager: 'ECONNREFUSED',
+      gateway: 'ECONNREFUSED',
+    });
   });
 
   // why the policies allow DNS by port name as well as 53: pinned, so the names can go if CoreDNS
@@ -252,7 +307,12 @@ spec:
     await standIn(dnsNs, 'client', { app: 'client' }, 8099);
     await waitForPod(core, dnsNs, 'client', 'Running', (p) => p.status?.phase === 'Running' && !!p.status.podIP, 60_000);
     await waitForPodPolicies(dnsNs, 'client', ['default', 'dns-by-number']);
-    expect(await probeAll(dnsNs, 'client', { 'DNS over UDP': { udpDns: 'kubernetes.default.svc.cluster.local' }, 'DNS over TCP': { tcp: DNS_SERVICE_IP, port: 53 } })).to.deep.equal({
+    expect(
+      await probeAll(dnsNs, 'client', {
+        'DNS over UDP': { udpDns: 'kubernetes.default.svc.cluster.local' },
+        'DNS over TCP': { tcp: DNS_SERVICE_IP, port: 53 },
+      }),
+    ).to.deep.equal({
       'DNS over UDP': 'ECONNREFUSED',
       'DNS over TCP': 'ECONNREFUSED',
     });

@@ -56,7 +56,7 @@ describe('manager HTTP API', function () {
   };
   const result = (attempt: number, over: Partial<JobResult> = {}): JobResult => jobResult(uid, attempt, { summary: 'forged', ...over });
 
-  it('rejects callbacks without the job\'s own valid token', async () => {
+  it("rejects callbacks without the job's own valid token", async () => {
     const other = await tokens.issue({ jobId: 'another-job', siteId: 'site-a', attempt: 1, ttlSeconds: 60 });
     const expired = await tokens.issue({ jobId: uid, siteId: 'site-a', attempt: 1, ttlSeconds: 1, now: Date.now() - 10_000 });
     const forged = await new JobTokens('x'.repeat(40)).issue({ jobId: uid, siteId: 'site-a', attempt: 1, ttlSeconds: 60 });
@@ -65,7 +65,7 @@ describe('manager HTTP API', function () {
       ['no token', null, 401, 'TokenMissing'],
       ['a forged token', forged, 401, 'TokenInvalid'],
       ['an expired token', expired, 401, 'TokenExpired'],
-      ['another job\'s token', other, 403, 'TokenForbidden'],
+      ["another job's token", other, 403, 'TokenForbidden'],
       ['a token without the callback scope', readOnly, 403, 'TokenForbidden'],
     ] as const) {
       const res = await post(`/jobs/${uid}/result`, result(1), token);
@@ -87,7 +87,11 @@ describe('manager HTTP API', function () {
     const mismatch = await post(`/jobs/${uid}/result`, { ...result(1), job_id: 'someone-else' }, token);
     expect(mismatch.status).to.equal(400);
     const ghost = '99999999-0000-4000-8000-000000000000';
-    const unknown = await post(`/jobs/${ghost}/result`, { ...result(1), job_id: ghost }, await tokens.issue({ jobId: ghost, siteId: 'site-a', attempt: 1, ttlSeconds: 60 }));
+    const unknown = await post(
+      `/jobs/${ghost}/result`,
+      { ...result(1), job_id: ghost },
+      await tokens.issue({ jobId: ghost, siteId: 'site-a', attempt: 1, ttlSeconds: 60 }),
+    );
     expect(unknown.status).to.equal(404);
     expect(unknown.body.error).to.equal('JobNotFound');
     const route = await post('/nope', {}, token);
@@ -124,13 +128,25 @@ describe('manager HTTP API', function () {
   it('serves health, readiness and Prometheus metrics', async () => {
     await finishedJob();
     for (const path of ['/healthz', '/readyz']) expect((await request(`${manager.url}${path}`)).statusCode, path).to.equal(200);
-    const expected = ['pagewright_jobs{phase="Succeeded"} 1', 'pagewright_workqueue_depth', 'pagewright_reconcile_duration_seconds_bucket', 'pagewright_job_duration_seconds_count{phase="Succeeded"} 1', 'pagewright_runner_phase_duration_seconds_count{phase="executing_codex"} 1', 'pagewright_callbacks_total{kind="result",outcome="recorded"} 1'];
+    const expected = [
+      'pagewright_jobs{phase="Succeeded"} 1',
+      'pagewright_workqueue_depth',
+      'pagewright_reconcile_duration_seconds_bucket',
+      'pagewright_job_duration_seconds_count{phase="Succeeded"} 1',
+      'pagewright_runner_phase_duration_seconds_count{phase="executing_codex"} 1',
+      'pagewright_callbacks_total{kind="result",outcome="recorded"} 1',
+    ];
     // the job's end is observed after its status write returns, which a watcher can see first
     let metrics = '';
-    await waitFor('the finished job in /metrics', async () => {
-      metrics = await (await request(`${manager.url}/metrics`)).body.text();
-      return expected.every((m) => metrics.includes(m));
-    }, 5000, 100).catch(() => undefined);
+    await waitFor(
+      'the finished job in /metrics',
+      async () => {
+        metrics = await (await request(`${manager.url}/metrics`)).body.text();
+        return expected.every((m) => metrics.includes(m));
+      },
+      5000,
+      100,
+    ).catch(() => undefined);
     const missing = expected.filter((m) => !metrics.includes(m));
     // exactly 1: a reconcile from a stale cache copy once counted the job's end a second time
     expect(missing, missing.length > 0 ? `metrics:\n${metrics}\n${await env.diagnostics()}` : '').to.deep.equal([]);

@@ -45,7 +45,12 @@ describe('manager restarts and leader election', function () {
 
     await manager.kill('SIGKILL');
     env.modelGate.open(); // the runner finishes and calls back into the void
-    await waitFor('runner callback refused', async () => /result callback failed, retrying/.test(await env.podLogs(pod.metadata!.name!)), 30_000, 100);
+    await waitFor(
+      'runner callback refused',
+      async () => /result callback failed, retrying/.test(await env.podLogs(pod.metadata!.name!)),
+      30_000,
+      100,
+    );
 
     const restarted = await env.startManager({ port: manager.port });
     const done = await env.waitForJob(name, 'finished', finished, 60_000);
@@ -54,7 +59,9 @@ describe('manager restarts and leader election', function () {
     const runnerLog = await env.podLogs(pod.metadata!.name!);
     expect(runnerLog).to.match(/result delivered to manager/);
     const logs = await env.managerLogs();
-    const recorded = logs.split('\n').filter((l) => l.includes('"result callback"') && l.includes(`/${name}"`) && l.includes('"outcome":"recorded"'));
+    const recorded = logs
+      .split('\n')
+      .filter((l) => l.includes('"result callback"') && l.includes(`/${name}"`) && l.includes('"outcome":"recorded"'));
     expect(recorded).to.have.length(1);
     await restarted.kill('SIGTERM');
     expect(await restarted.exited).to.equal(0);
@@ -63,13 +70,23 @@ describe('manager restarts and leader election', function () {
   it('recovers a result whose callback never arrived from the manifest in storage', async () => {
     const name = randomName('manifest');
     // no manager: the runner gives up calling back after 2 s and exits; its manifest is in storage
-    const manager = await env.startManager({ env: { PAGEWRIGHT_RUNNER_ENV: JSON.stringify({ PAGEWRIGHT_CALLBACK_TIMEOUT_MS: '2000', PAGEWRIGHT_CODEX_REQUEST_RETRIES: '0' }) } });
+    const manager = await env.startManager({
+      env: { PAGEWRIGHT_RUNNER_ENV: JSON.stringify({ PAGEWRIGHT_CALLBACK_TIMEOUT_MS: '2000', PAGEWRIGHT_CODEX_REQUEST_RETRIES: '0' }) },
+    });
     await env.createJob(name, { siteId: 'site-b', prompt: 'MODEL:gate then edit' });
     const running = await env.waitForJob(name, 'executing_codex', (j) => j.status.runnerPhase === 'executing_codex', 60_000);
     await manager.kill('SIGKILL');
     env.modelGate.open();
     const pod = (await env.jobPods(running.metadata.uid))[0]!;
-    await waitFor('runner pod finished', async () => ['Succeeded', 'Failed'].includes((await env.core.readNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name! })).status?.phase ?? ''), 60_000, 200);
+    await waitFor(
+      'runner pod finished',
+      async () =>
+        ['Succeeded', 'Failed'].includes(
+          (await env.core.readNamespacedPod({ namespace: env.namespace, name: pod.metadata!.name! })).status?.phase ?? '',
+        ),
+      60_000,
+      200,
+    );
     expect(await env.podLogs(pod.metadata!.name!)).to.not.match(/result delivered to manager/);
 
     const restarted = await env.startManager();
@@ -97,7 +114,10 @@ describe('manager restarts and leader election', function () {
     await waitFor('job gone', async () => (await env.getJob(name).catch(() => null)) === null, 30_000, 200);
     await waitFor('pod gone', async () => (await env.jobPods(running.metadata.uid)).length === 0, 30_000, 200);
     await waitFor('containers gone', async () => (await env.runningContainers(pod.metadata!.uid!)).length === 0, 30_000, 200);
-    const secrets = await env.core.listNamespacedSecret({ namespace: env.namespace, labelSelector: `pagewright.dev/job=${running.metadata.uid}` });
+    const secrets = await env.core.listNamespacedSecret({
+      namespace: env.namespace,
+      labelSelector: `pagewright.dev/job=${running.metadata.uid}`,
+    });
     expect(secrets.items).to.deep.equal([]);
     await back.kill('SIGTERM');
   });
@@ -113,16 +133,30 @@ describe('manager restarts and leader election', function () {
     await env.cp.kubectl(['-n', env.namespace, 'patch', 'pwj', name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
     await env.cp.kubectl(['-n', env.namespace, 'delete', 'pwj', name, '--wait=true', '--timeout=30s']);
     await waitFor('pod garbage-collected', async () => (await env.jobPods(running.metadata.uid)).length === 0, 60_000, 200);
-    await waitFor('Secret garbage-collected', async () => (await env.core.listNamespacedSecret({ namespace: env.namespace, labelSelector: `pagewright.dev/job=${running.metadata.uid}` })).items.length === 0, 60_000, 200);
+    await waitFor(
+      'Secret garbage-collected',
+      async () =>
+        (await env.core.listNamespacedSecret({ namespace: env.namespace, labelSelector: `pagewright.dev/job=${running.metadata.uid}` }))
+          .items.length === 0,
+      60_000,
+      200,
+    );
     await waitFor('containers gone', async () => (await env.runningContainers(pod.metadata!.uid!)).length === 0, 30_000, 200);
   });
 
   it('with two replicas only the leader reconciles; killing it hands over within the lease duration', async () => {
-    const election = { PAGEWRIGHT_LEADER_ELECTION: 'true', PAGEWRIGHT_LEASE_DURATION_SECONDS: '4', PAGEWRIGHT_LEASE_RENEW_SECONDS: '1', PAGEWRIGHT_LEASE_NAME: 'pw-test-leader' };
+    const election = {
+      PAGEWRIGHT_LEADER_ELECTION: 'true',
+      PAGEWRIGHT_LEASE_DURATION_SECONDS: '4',
+      PAGEWRIGHT_LEASE_RENEW_SECONDS: '1',
+      PAGEWRIGHT_LEASE_NAME: 'pw-test-leader',
+    };
     const a = await env.startManager({ env: { ...election, PAGEWRIGHT_POD_NAME: 'manager-a' } });
     const b = await env.startManager({ env: { ...election, PAGEWRIGHT_POD_NAME: 'manager-b' } });
     const leases = env.cp.kubeConfig().makeApiClient(CoordinationV1Api);
-    const holder = async () => (await leases.readNamespacedLease({ namespace: env.namespace, name: 'pw-test-leader' }).catch(() => null))?.spec?.holderIdentity ?? null;
+    const holder = async () =>
+      (await leases.readNamespacedLease({ namespace: env.namespace, name: 'pw-test-leader' }).catch(() => null))?.spec?.holderIdentity ??
+      null;
     const first = await waitFor('a leader', async () => holder(), 15_000, 100);
     const [leader, follower] = first === 'manager-a' ? [a, b] : [b, a];
     await waitFor('leader metric', async () => (await metric(leader, 'pagewright_leader')) === 1, 10_000, 100);
@@ -132,7 +166,8 @@ describe('manager restarts and leader election', function () {
     await env.createJob(one, { siteId: 'site-c', prompt: 'Edit under the first leader' });
     expect((await env.waitForJob(one, 'finished', finished, 60_000)).status.phase).to.equal('Succeeded');
     // the leader reconciled it, the follower did not reconcile anything
-    const reconciled = (m: ManagerProcess) => metric(m, 'pagewright_reconcile_duration_seconds', 'pagewright_reconcile_duration_seconds_count{result="ok"}');
+    const reconciled = (m: ManagerProcess) =>
+      metric(m, 'pagewright_reconcile_duration_seconds', 'pagewright_reconcile_duration_seconds_count{result="ok"}');
     expect(await reconciled(leader)).to.be.greaterThan(0);
     expect((await reconciled(follower)) ?? 0).to.equal(0);
 

@@ -79,7 +79,9 @@ describe('manager admission: concurrency, one job per site, priority', function 
     expect(maxActive).to.equal(3); // the limit was reached, so it was tested
 
     // the manager's own timestamps agree: site-a's jobs never overlapped
-    const siteA = jobs.filter((j) => j.spec.siteId === 'site-a').sort((a, b) => Date.parse(a.status.startTime!) - Date.parse(b.status.startTime!));
+    const siteA = jobs
+      .filter((j) => j.spec.siteId === 'site-a')
+      .sort((a, b) => Date.parse(a.status.startTime!) - Date.parse(b.status.startTime!));
     for (let i = 1; i < siteA.length; i++) {
       expect(Date.parse(siteA[i]!.status.startTime!)).to.be.at.least(Date.parse(siteA[i - 1]!.status.completionTime!));
     }

@@ -24,20 +24,44 @@ describe('manager on a real control plane', function () {
 
   async function expectNothingLeft(job: PagewrightJob): Promise<void> {
     const pods = await env.jobPods(job.metadata.uid);
-    expect(pods.map((p) => p.metadata?.name), 'pods left').to.deep.equal([]);
-    const secrets = await env.core.listNamespacedSecret({ namespace: env.namespace, labelSelector: `pagewright.dev/job=${job.metadata.uid}` });
-    expect(secrets.items.map((s) => s.metadata?.name), 'secrets left').to.deep.equal([]);
+    expect(
+      pods.map((p) => p.metadata?.name),
+      'pods left',
+    ).to.deep.equal([]);
+    const secrets = await env.core.listNamespacedSecret({
+      namespace: env.namespace,
+      labelSelector: `pagewright.dev/job=${job.metadata.uid}`,
+    });
+    expect(
+      secrets.items.map((s) => s.metadata?.name),
+      'secrets left',
+    ).to.deep.equal([]);
   }
 
   it('has a CRD that kubectl explains and that rejects invalid jobs naming the field', async () => {
     const explain = await env.cp.kubectl(['explain', 'pagewrightjob.spec']);
-    for (const field of ['siteId', 'prompt', 'baseVersion', 'model', 'timeoutSeconds', 'retries', 'priority', 'publish', 'cancel', 'ttlSecondsAfterFinished']) {
+    for (const field of [
+      'siteId',
+      'prompt',
+      'baseVersion',
+      'model',
+      'timeoutSeconds',
+      'retries',
+      'priority',
+      'publish',
+      'cancel',
+      'ttlSecondsAfterFinished',
+    ]) {
       expect(explain.stdout, field).to.match(new RegExp(`^\\s+${field}\\s+<`, 'm'));
     }
     const cases: Array<[string, string, RegExp]> = [
       ['missing prompt', 'siteId: ok-site', /spec\.prompt: Required value/],
       ['bad siteId', 'siteId: Not_A_Label\n  prompt: x', /spec\.siteId: Invalid value: "Not_A_Label"/],
-      ['timeout too small', 'siteId: ok-site\n  prompt: x\n  timeoutSeconds: 10', /spec\.timeoutSeconds: Invalid value: 10: spec\.timeoutSeconds in body should be greater than or equal to 60/],
+      [
+        'timeout too small',
+        'siteId: ok-site\n  prompt: x\n  timeoutSeconds: 10',
+        /spec\.timeoutSeconds: Invalid value: 10: spec\.timeoutSeconds in body should be greater than or equal to 60/,
+      ],
       ['retries too many', 'siteId: ok-site\n  prompt: x\n  retries: 11', /spec\.retries: Invalid value: 11/],
     ];
     for (const [what, spec, message] of cases) {
@@ -95,14 +119,27 @@ describe('manager on a real control plane', function () {
       const pods = await env.jobPods(failed.metadata.uid);
       expect(pods.map((p) => p.metadata?.labels?.['pagewright.dev/attempt']).sort()).to.deep.equal(['1', '2', '3']);
       // backoff: attempt n+1 starts no sooner than RETRY_BASE_SECONDS * 2^(n-1) after attempt n ended
-      const started = (attempt: number) => Date.parse(String(pods.find((p) => p.metadata?.labels?.['pagewright.dev/attempt'] === String(attempt))!.metadata!.creationTimestamp));
+      const started = (attempt: number) =>
+        Date.parse(
+          String(pods.find((p) => p.metadata?.labels?.['pagewright.dev/attempt'] === String(attempt))!.metadata!.creationTimestamp),
+        );
       const ended = (attempt: number) => {
-        const term = pods.find((p) => p.metadata?.labels?.['pagewright.dev/attempt'] === String(attempt))!.status?.containerStatuses?.[0]?.state?.terminated;
+        const term = pods.find((p) => p.metadata?.labels?.['pagewright.dev/attempt'] === String(attempt))!.status?.containerStatuses?.[0]
+          ?.state?.terminated;
         return Date.parse(String(term?.finishedAt));
       };
       expect(started(2) - ended(1)).to.be.at.least(900);
       expect(started(3) - ended(2)).to.be.at.least(1900);
-      const events = await env.cp.kubectl(['-n', env.namespace, 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].reason}']);
+      const events = await env.cp.kubectl([
+        '-n',
+        env.namespace,
+        'get',
+        'events',
+        '--field-selector',
+        `involvedObject.name=${name}`,
+        '-o',
+        'jsonpath={.items[*].reason}',
+      ]);
       expect(events.stdout.split(' ').filter((r) => r === 'Retrying')).to.have.length(2);
     });
   }
@@ -118,16 +155,21 @@ describe('manager on a real control plane', function () {
     expect(await env.runningContainers(pod.metadata!.uid!)).to.deep.equal([]);
   });
 
-  it('an agent command over the pod\'s memory limit is killed alone by the kernel, and the job goes on to succeed', async () => {
+  it("an agent command over the pod's memory limit is killed alone by the kernel, and the job goes on to succeed", async () => {
     const name = randomName('memory');
     await env.createJob(name, { siteId: 'site-memory', prompt: 'MODEL:memory-hog, then the demo edit', retries: 0 });
     const done = await env.waitForJob(name, 'finished', finished, 120_000);
     expect(done.status, await env.diagnostics()).to.include({ phase: 'Succeeded', attempt: 1, filesChanged: 1 });
     // the hog died of SIGKILL (bash reports 137) while the runner and codex lived on
     const hog = env.model.requests.map((r) => JSON.stringify(r.body)).find((b) => b.includes('hog exit:'));
-    expect(hog, 'the model saw the command\'s output').to.match(/hog exit: 137/);
+    expect(hog, "the model saw the command's output").to.match(/hog exit: 137/);
     // the runner exits after its exit delay: then its container ended well, never restarted
-    const pod = await waitFor('the runner pod to end', async () => (await env.jobPods(done.metadata.uid)).find((p) => ['Succeeded', 'Failed'].includes(p.status?.phase ?? '')), 30_000, 200);
+    const pod = await waitFor(
+      'the runner pod to end',
+      async () => (await env.jobPods(done.metadata.uid)).find((p) => ['Succeeded', 'Failed'].includes(p.status?.phase ?? '')),
+      30_000,
+      200,
+    );
     // the hog ran in the agent container: the runner's container never felt it, and the agent's
     // own process (the agent server) lived on: the sidecar was never restarted
     const runner = pod.status?.containerStatuses?.[0];
@@ -148,7 +190,16 @@ describe('manager on a real control plane', function () {
     try {
       const done = await env.waitForJob(name, 'finished', finished, 90_000);
       expect(done.status, await env.diagnostics()).to.include({ phase: 'Succeeded', attempt: 2 });
-      const events = await env.cp.kubectl(['-n', env.namespace, 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', 'jsonpath={.items[*].message}']);
+      const events = await env.cp.kubectl([
+        '-n',
+        env.namespace,
+        'get',
+        'events',
+        '--field-selector',
+        `involvedObject.name=${name}`,
+        '-o',
+        'jsonpath={.items[*].message}',
+      ]);
       expect(events.stdout).to.match(/attempt 1 failed \(PodLost\)/);
       expect(retried.status.attempt).to.equal(2);
     } finally {

@@ -24,7 +24,14 @@ import { REPO_ROOT } from '../support/sites.js';
 
 const run = promisify(execFile);
 const restricted = {
-  securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, runAsUser: 10001, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } },
+  securityContext: {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    runAsUser: 10001,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  },
 } satisfies Partial<V1Container>;
 
 describe('the real node: containerd + kubelet from the pinned modules', function () {
@@ -40,7 +47,9 @@ describe('the real node: containerd + kubelet from the pinned modules', function
       spec: {
         restartPolicy: 'Never',
         terminationGracePeriodSeconds: 5,
-        containers: [{ name: 'main', image: RUNNER_IMAGE, imagePullPolicy: 'Never', command: ['bash', '-c', script], ...restricted, ...container }],
+        containers: [
+          { name: 'main', image: RUNNER_IMAGE, imagePullPolicy: 'Never', command: ['bash', '-c', script], ...restricted, ...container },
+        ],
         ...spec,
       },
     };
@@ -82,7 +91,10 @@ describe('the real node: containerd + kubelet from the pinned modules', function
   });
 
   it('a container over its memory limit: the kernel kills it (OOMKilled, 137)', async () => {
-    await core.createNamespacedPod({ namespace: ns, body: pod('hog', 'exec tail /dev/zero', { resources: { limits: { memory: '64Mi' } } }) });
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: pod('hog', 'exec tail /dev/zero', { resources: { limits: { memory: '64Mi' } } }),
+    });
     const hog = await waitForPod(core, ns, 'hog', 'Failed', (p) => p.status?.phase === 'Failed', 60_000);
     expect(terminated(hog)).to.include({ exitCode: 137, reason: 'OOMKilled' });
   });
@@ -93,13 +105,23 @@ describe('the real node: containerd + kubelet from the pinned modules', function
     const late = await waitForPod(core, ns, 'late', 'DeadlineExceeded', (p) => p.status?.reason === 'DeadlineExceeded', 60_000);
     expect(late.status?.phase).to.equal('Failed');
     expect(Date.now() - started).to.be.within(2500, 30_000);
-    await waitFor('no running container', async () => (await node.containers(created.metadata!.uid!)).every((c) => c.status !== 'RUNNING'), 20_000, 200);
+    await waitFor(
+      'no running container',
+      async () => (await node.containers(created.metadata!.uid!)).every((c) => c.status !== 'RUNNING'),
+      20_000,
+      200,
+    );
   });
 
   it('deleting a running pod stops its containers before the pod object goes', async () => {
     const created = await core.createNamespacedPod({ namespace: ns, body: pod('doomed', 'trap "exit 0" TERM; sleep 600 & wait') });
     await waitForPod(core, ns, 'doomed', 'Running', (p) => p.status?.phase === 'Running', 60_000);
-    expect((await node.containers(created.metadata!.uid!)).filter((c) => c.status === 'RUNNING').map((c) => c.kind).sort()).to.deep.equal(['container', 'sandbox']);
+    expect(
+      (await node.containers(created.metadata!.uid!))
+        .filter((c) => c.status === 'RUNNING')
+        .map((c) => c.kind)
+        .sort(),
+    ).to.deep.equal(['container', 'sandbox']);
     await core.deleteNamespacedPod({ namespace: ns, name: 'doomed' });
     await waitForPodGone(core, ns, 'doomed', 30_000);
     expect((await node.containers(created.metadata!.uid!)).filter((c) => c.status === 'RUNNING')).to.deep.equal([]);
@@ -109,7 +131,10 @@ describe('the real node: containerd + kubelet from the pinned modules', function
     await node.kubectl(['-n', ns, 'create', 'service', 'clusterip', 'echo', '--tcp=8080:8080']);
     await core.createNamespacedPod({
       namespace: ns,
-      body: { ...pod('echo', `node -e "require('http').createServer((q, s) => s.end('pong')).listen(8080)"`), metadata: { name: 'echo', namespace: ns, labels: { app: 'echo' } } },
+      body: {
+        ...pod('echo', `node -e "require('http').createServer((q, s) => s.end('pong')).listen(8080)"`),
+        metadata: { name: 'echo', namespace: ns, labels: { app: 'echo' } },
+      },
     });
     await node.kubectl(['-n', ns, 'patch', 'service', 'echo', '-p', '{"spec":{"selector":{"app":"echo"}}}']);
     await waitForPod(core, ns, 'echo', 'Running', (p) => p.status?.phase === 'Running', 60_000);
@@ -121,14 +146,29 @@ describe('the real node: containerd + kubelet from the pinned modules', function
   });
 
   it('kubectl exec and port-forward reach a container through the apiserver and kubelet', async () => {
-    await core.createNamespacedPod({ namespace: ns, body: pod('web', `node -e "require('http').createServer((q, s) => s.end('hello ' + q.url)).listen(8088)"`) });
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: pod('web', `node -e "require('http').createServer((q, s) => s.end('hello ' + q.url)).listen(8088)"`),
+    });
     await waitForPod(core, ns, 'web', 'Running', (p) => p.status?.phase === 'Running', 60_000);
     const exec = await node.kubectl(['-n', ns, 'exec', 'web', '--', 'cat', '/proc/1/cmdline']);
     expect(exec.stdout).to.contain('node');
-    const forward = spawnCollecting(join(node.binDir, 'kubectl'), [`--kubeconfig=${node.kubeconfigPath}`, '-n', ns, 'port-forward', 'pod/web', ':8088']);
+    const forward = spawnCollecting(join(node.binDir, 'kubectl'), [
+      `--kubeconfig=${node.kubeconfigPath}`,
+      '-n',
+      ns,
+      'port-forward',
+      'pod/web',
+      ':8088',
+    ]);
     try {
       const port = await waitFor('port-forward', async () => /Forwarding from 127\.0\.0\.1:(\d+)/.exec(forward.output())?.[1], 30_000, 100);
-      const res = await waitFor('a forwarded answer', async () => request(`http://127.0.0.1:${port}/through`).catch(() => null), 10_000, 200);
+      const res = await waitFor(
+        'a forwarded answer',
+        async () => request(`http://127.0.0.1:${port}/through`).catch(() => null),
+        10_000,
+        200,
+      );
       expect(await res.body.text()).to.equal('hello /through');
     } finally {
       forward.proc.kill();
@@ -140,7 +180,8 @@ describe('the real node: containerd + kubelet from the pinned modules', function
       this.timeout(600_000);
       await stopSharedRealNode(); // one node per machine: the next suite starts a fresh one
       // a NetworkPolicy, so that kube-router has made ipsets too (one per set of pods a policy names)
-      const policy = 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-egress, namespace: default}\nspec: {podSelector: {}, policyTypes: [Egress]}\n';
+      const policy =
+        'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-egress, namespace: default}\nspec: {podSelector: {}, policyTypes: [Egress]}\n';
       const script = `
         const { execFileSync } = await import('node:child_process');
         const { startRealNode } = await import(${JSON.stringify(join(REPO_ROOT, 'test/support/node/cluster.ts'))});
@@ -150,15 +191,29 @@ describe('the real node: containerd + kubelet from the pinned modules', function
         console.log('ready');
       `;
       const child = spawnCollecting(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
-      await waitFor('the other test process to start a node', async () => {
-        if (child.proc.exitCode !== null) throw new Error(`it exited with ${child.proc.exitCode}: ${child.output()}`);
-        return child.output().includes('ready');
-      }, 300_000, 250);
+      await waitFor(
+        'the other test process to start a node',
+        async () => {
+          if (child.proc.exitCode !== null) throw new Error(`it exited with ${child.proc.exitCode}: ${child.output()}`);
+          return child.output().includes('ready');
+        },
+        300_000,
+        250,
+      );
       child.proc.kill('SIGKILL');
       await new Promise((r) => child.proc.once('exit', r));
       const runDir = join(nodeStateDir(), 'run');
       // nothing ran on the way out: the node lives on, orphaned
-      expect(await leftovers(runDir)).to.include.members(['processes', 'kube-router', 'mounts', `link ${BRIDGE}`, 'iptables', 'kube-router chains', 'ipsets', `cgroup ${CGROUP_ROOT}`]);
+      expect(await leftovers(runDir)).to.include.members([
+        'processes',
+        'kube-router',
+        'mounts',
+        `link ${BRIDGE}`,
+        'iptables',
+        'kube-router chains',
+        'ipsets',
+        `cgroup ${CGROUP_ROOT}`,
+      ]);
       nodeDown();
       expect(await leftovers(runDir)).to.deep.equal([]);
       // its lock names a dead owner, which the next start replaces; others waiting for the node
@@ -176,12 +231,21 @@ async function leftovers(runDir: string): Promise<string[]> {
   if (ps.split('\n').some((l) => l.includes(runDir) && !l.includes('node-down.sh'))) found.push('processes');
   if (ps.split('\n').some((l) => l.includes(runDir) && l.includes('/kube-router '))) found.push('kube-router');
   if ((await readFile('/proc/self/mountinfo', 'utf8')).includes(runDir)) found.push('mounts');
-  if (await run('ip', ['link', 'show', BRIDGE]).then(() => true, () => false)) found.push(`link ${BRIDGE}`);
-  const rules = (await Promise.all(['filter', 'nat', 'mangle'].map(async (t) => (await run('iptables-save', ['-t', t])).stdout))).join('\n');
+  if (
+    await run('ip', ['link', 'show', BRIDGE]).then(
+      () => true,
+      () => false,
+    )
+  )
+    found.push(`link ${BRIDGE}`);
+  const rules = (await Promise.all(['filter', 'nat', 'mangle'].map(async (t) => (await run('iptables-save', ['-t', t])).stdout))).join(
+    '\n',
+  );
   if (/KUBE-|CNI-/.test(rules)) found.push('iptables');
   if (/^:KUBE-(ROUTER|POD-FW|NWPLCY)-/m.test(rules)) found.push('kube-router chains');
   if (/^KUBE-/m.test((await run('ipset', ['list', '-n'])).stdout)) found.push('ipsets');
-  if ([`/sys/fs/cgroup/memory/${CGROUP_ROOT}`, `/sys/fs/cgroup/${CGROUP_ROOT}`].some((d) => existsSync(d))) found.push(`cgroup ${CGROUP_ROOT}`);
+  if ([`/sys/fs/cgroup/memory/${CGROUP_ROOT}`, `/sys/fs/cgroup/${CGROUP_ROOT}`].some((d) => existsSync(d)))
+    found.push(`cgroup ${CGROUP_ROOT}`);
   return found;
 }
 

@@ -27,7 +27,9 @@ export interface CallbackRecorder {
 }
 
 /** `respond(call, nthOfItsKind)` -> HTTP status; default 200. */
-export async function startCallbackRecorder(respond: (call: Omit<RecordedCallback, 'status'>, n: number) => number = () => 200): Promise<CallbackRecorder> {
+export async function startCallbackRecorder(
+  respond: (call: Omit<RecordedCallback, 'status'>, n: number) => number = () => 200,
+): Promise<CallbackRecorder> {
   const calls: RecordedCallback[] = [];
   const waiters: Array<(body: Record<string, unknown>) => void> = [];
   const server = createServer((req, res) => {

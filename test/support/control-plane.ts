@@ -54,7 +54,18 @@ function controlPlaneBinDir(): string {
 /** Builds (or reuses) the binaries; fast when cached. */
 export async function ensureControlPlaneBinaries(): Promise<string> {
   const dir = controlPlaneBinDir();
-  const binaries = ['kube-apiserver', 'etcd', 'kubectl', 'kubelet', 'kube-scheduler', 'kube-controller-manager', 'kube-proxy', 'coredns', 'pause', 'kube-router'];
+  const binaries = [
+    'kube-apiserver',
+    'etcd',
+    'kubectl',
+    'kubelet',
+    'kube-scheduler',
+    'kube-controller-manager',
+    'kube-proxy',
+    'coredns',
+    'pause',
+    'kube-router',
+  ];
   if (!binaries.every((b) => existsSync(join(dir, b)))) {
     await run(join(REPO_ROOT, 'test/support/control-plane/build.sh'), { maxBuffer: 64 * 1024 * 1024 });
   }
@@ -103,7 +114,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const node = opts.node;
     const address = node?.address ?? '127.0.0.1';
     const certs = await makeCertificates(dir, node ? [address, node.serviceIp] : []);
-    const [etcdPort, peerPort, apiPort] = [await getFreePort(), await getFreePort(), (node?.port ?? (await getFreePort(address)))];
+    const [etcdPort, peerPort, apiPort] = [await getFreePort(), await getFreePort(), node?.port ?? (await getFreePort(address))];
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
     children.push(
       launch(dir, owner, 'etcd', join(binDir, 'etcd'), [
@@ -164,7 +175,9 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         ...(opts.extraApiserverFlags ?? []),
       ]),
     );
-    const tls = new Agent({ connect: { ca: await readFile(certs.pki.caCert), cert: await readFile(certs.admin.cert), key: await readFile(certs.admin.key) } });
+    const tls = new Agent({
+      connect: { ca: await readFile(certs.pki.caCert), cert: await readFile(certs.admin.cert), key: await readFile(certs.admin.key) },
+    });
     await waitUntil(
       'kube-apiserver /readyz',
       async () => {
@@ -201,7 +214,10 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     };
   } catch (err) {
     const logs = await readdir(dir).then(
-      async (names) => Promise.all(names.filter((n) => n.endsWith('.log')).map(async (n) => `--- ${n}\n${(await readFile(join(dir, n), 'utf8')).slice(-3000)}`)),
+      async (names) =>
+        Promise.all(
+          names.filter((n) => n.endsWith('.log')).map(async (n) => `--- ${n}\n${(await readFile(join(dir, n), 'utf8')).slice(-3000)}`),
+        ),
       () => [],
     );
     await stop();
@@ -272,7 +288,10 @@ async function killStale(): Promise<void> {
     const owner = /^cp-(\d+)-(\d+)-/.exec(d);
     if (owner && isOwnerAlive(`${owner[1]}:${owner[2]}`)) continue;
     // the recorded PIDs too, in case a process's environment no longer names its owner
-    const pids = (await readFile(join(STATE_ROOT, d, 'pids'), 'utf8').catch(() => '')).split('\n').map(Number).filter((p) => p > 0);
+    const pids = (await readFile(join(STATE_ROOT, d, 'pids'), 'utf8').catch(() => ''))
+      .split('\n')
+      .map(Number)
+      .filter((p) => p > 0);
     let alive = false;
     for (const pid of pids) {
       try {
@@ -306,7 +325,9 @@ async function makeCertificates(dir: string, extraIps: string[]): Promise<Certs>
     dns: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
   });
   const admin = await pki.client('admin', '/O=system:masters/CN=pagewright-admin');
-  const kubeletClient = extraIps.length ? await pki.client('apiserver-kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client') : admin;
+  const kubeletClient = extraIps.length
+    ? await pki.client('apiserver-kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client')
+    : admin;
   return { pki, server, admin, kubeletClient, sa: await pki.serviceAccountKeys() };
 }
 

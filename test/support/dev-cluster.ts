@@ -38,15 +38,27 @@ async function up(): Promise<void> {
   if (other) throw new Error(`a test run owns this machine's node (pid ${other.split(':')[0]}); wait for it to end`);
   await Promise.all([kubeconfig, failedFile].map((f) => rm(f, { force: true })));
   const log = openSync(logFile, 'w');
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'serve'], { detached: true, stdio: ['ignore', log, log], env: process.env });
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'serve'], {
+    detached: true,
+    stdio: ['ignore', log, log],
+    env: process.env,
+  });
   child.unref();
   await writeFile(pidFile, ownerId(child.pid!) ?? '');
   console.log(`starting the dev cluster (log: ${logFile}); the first start builds images and takes a few minutes`);
-  await waitFor('the dev cluster to start', async () => {
-    if (existsSync(failedFile) || child.exitCode !== null) throw new Error(`the dev cluster failed to start:\n${(await readFile(logFile, 'utf8')).slice(-4000)}`);
-    return existsSync(kubeconfig);
-  }, 15 * 60_000, 250);
-  const llm = process.env.PAGEWRIGHT_LLM_KEY ? `the model endpoint ${process.env.PAGEWRIGHT_LLM_URL ?? 'https://api.openai.com/v1'}` : 'the demo model (offline; set PAGEWRIGHT_LLM_KEY for a real one)';
+  await waitFor(
+    'the dev cluster to start',
+    async () => {
+      if (existsSync(failedFile) || child.exitCode !== null)
+        throw new Error(`the dev cluster failed to start:\n${(await readFile(logFile, 'utf8')).slice(-4000)}`);
+      return existsSync(kubeconfig);
+    },
+    15 * 60_000,
+    250,
+  );
+  const llm = process.env.PAGEWRIGHT_LLM_KEY
+    ? `the model endpoint ${process.env.PAGEWRIGHT_LLM_URL ?? 'https://api.openai.com/v1'}`
+    : 'the demo model (offline; set PAGEWRIGHT_LLM_KEY for a real one)';
   console.log(`dev cluster is up: one real node (containerd + kubelet), Pagewright in namespace ${NAMESPACE} from the
 images ${IMAGES.join(', ')}, site ${EXAMPLE_SITE_ID} in storage, jobs using ${llm}.
 
@@ -88,7 +100,9 @@ async function serve(): Promise<void> {
     log('deploying Pagewright (deploy/apply.sh deploy/dev)');
     await deployPagewright(node, { llmKey: process.env.PAGEWRIGHT_LLM_KEY, llmUrl: process.env.PAGEWRIGHT_LLM_URL });
     // the admin kubeconfig, with the namespace jobs go to as its default
-    await writeFile(kubeconfig, (await readFile(node.kubeconfigPath, 'utf8')).replace(/namespace: default/, `namespace: ${NAMESPACE}`), { mode: 0o600 });
+    await writeFile(kubeconfig, (await readFile(node.kubeconfigPath, 'utf8')).replace(/namespace: default/, `namespace: ${NAMESPACE}`), {
+      mode: 0o600,
+    });
     log(`ready: KUBECONFIG=${kubeconfig}`);
   } catch (err) {
     log(`failed: ${(err as Error).stack ?? err}`);

@@ -65,7 +65,10 @@ const MEMORY_HOG_COMMAND = 'head -c 4000m /dev/zero | tail; echo "hog exit: ${PI
  * holds the first turn until the env's gate opens; "MODEL:memory-hog" first has the agent run
  * MEMORY_HOG_COMMAND, then goes on with the demo edit; anything else gets the demo edit.
  */
-function routedScript(gate: Gate, scripts: Map<string, (ctx: TurnContext) => ModelTurn> = new Map()): (ctx: TurnContext) => Promise<ModelTurn> {
+function routedScript(
+  gate: Gate,
+  scripts: Map<string, (ctx: TurnContext) => ModelTurn> = new Map(),
+): (ctx: TurnContext) => Promise<ModelTurn> {
   return async (ctx) => {
     // "SCRIPT:<name>": a suite's own script (env.scripts), e.g. an attacker's
     const named = /SCRIPT:([\w-]+)/.exec(ctx.prompt)?.[1];
@@ -133,7 +136,8 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
   const scratch = await mkdtemp(join(tmpdir(), 'pw-mgr-'));
   await packDirectory(EXAMPLE_SITE, join(scratch, 'site.tar.gz'));
   const baseVersion = (await storage.admin.putSiteArtifact(EXAMPLE_SITE_ID, await readFile(join(scratch, 'site.tar.gz')))).version;
-  for (const site of ['site-a', 'site-b', 'site-c', 'site-crash', 'site-oom', 'site-deadline', 'site-memory']) await storage.admin.putSiteArtifact(site, await readFile(join(scratch, 'site.tar.gz')));
+  for (const site of ['site-a', 'site-b', 'site-c', 'site-crash', 'site-oom', 'site-deadline', 'site-memory'])
+    await storage.admin.putSiteArtifact(site, await readFile(join(scratch, 'site.tar.gz')));
   const modelGate = new Gate();
   const scripts = new Map<string, (ctx: TurnContext) => ModelTurn>();
   const model = await startModelServer({ script: routedScript(modelGate, scripts), host: cp.nodeIp });
@@ -172,12 +176,17 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
   });
   gateway.stdout?.pipe(gatewayLog, { end: false });
   gateway.stderr?.pipe(gatewayLog, { end: false });
-  await waitFor('gateway /readyz', async () => {
-    if (gateway.exitCode !== null) throw new Error(`gateway exited with ${gateway.exitCode}:\n${await readFile(gatewayLogPath, 'utf8')}`);
-    const res = await request(`http://${cp.nodeIp}:${gatewayPort}/readyz`).catch(() => null);
-    await res?.body.dump();
-    return res?.statusCode === 200;
-  }, 30_000, 100);
+  await waitFor(
+    'gateway /readyz',
+    async () => {
+      if (gateway.exitCode !== null) throw new Error(`gateway exited with ${gateway.exitCode}:\n${await readFile(gatewayLogPath, 'utf8')}`);
+      const res = await request(`http://${cp.nodeIp}:${gatewayPort}/readyz`).catch(() => null);
+      await res?.body.dump();
+      return res?.statusCode === 200;
+    },
+    30_000,
+    100,
+  );
 
   const env: ManagerEnv = {
     cp,
@@ -195,7 +204,11 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
     baseVersion,
     tokenSecret,
     async startManager(opts = {}) {
-      const port = opts.port ?? (managers.some((m) => m.port === managerPort && m.proc.exitCode === null && m.proc.signalCode === null) ? await getFreePort(cp.nodeIp) : managerPort);
+      const port =
+        opts.port ??
+        (managers.some((m) => m.port === managerPort && m.proc.exitCode === null && m.proc.signalCode === null)
+          ? await getFreePort(cp.nodeIp)
+          : managerPort);
       const handle = await startManagerProcess({
         kubeconfigPath: opts.kubeconfigPath ?? cp.kubeconfigPath,
         namespace,
@@ -213,7 +226,9 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
       return handle;
     },
     async getJob(name) {
-      return PagewrightJob.parse(await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name }));
+      return PagewrightJob.parse(
+        await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name }),
+      );
     },
     async waitForJob(name, what, predicate, timeoutMs = 60_000) {
       let last: PagewrightJob | null = null;
@@ -253,7 +268,10 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
     async diagnostics() {
       const pods = (await core.listNamespacedPod({ namespace })).items;
       const logs = await Promise.all(
-        pods.map(async (p) => `--- pod ${p.metadata?.name} (${p.status?.phase}):\n${(await env.podLogs(p.metadata!.name!)).slice(-3000)}\n--- its agent:\n${(await env.podLogs(p.metadata!.name!, 'agent')).slice(-1500)}`),
+        pods.map(
+          async (p) =>
+            `--- pod ${p.metadata?.name} (${p.status?.phase}):\n${(await env.podLogs(p.metadata!.name!)).slice(-3000)}\n--- its agent:\n${(await env.podLogs(p.metadata!.name!, 'agent')).slice(-1500)}`,
+        ),
       );
       return `--- manager:\n${(await env.managerLogs()).slice(-5000)}\n--- gateway:\n${(await env.gatewayLogs()).slice(-2000)}\n${logs.join('\n')}`;
     },

@@ -62,7 +62,11 @@ export async function startManagerProcess(o: ManagerProcessOptions): Promise<Man
       PAGEWRIGHT_RETRY_BASE_SECONDS: '1',
       PAGEWRIGHT_RESYNC_SECONDS: '30',
       PAGEWRIGHT_LOG_LEVEL: 'debug',
-      PAGEWRIGHT_RUNNER_ENV: JSON.stringify({ PAGEWRIGHT_CODEX_REQUEST_RETRIES: '0', PAGEWRIGHT_CODEX_STREAM_RETRIES: '0', PAGEWRIGHT_KILL_GRACE_MS: '1000' }),
+      PAGEWRIGHT_RUNNER_ENV: JSON.stringify({
+        PAGEWRIGHT_CODEX_REQUEST_RETRIES: '0',
+        PAGEWRIGHT_CODEX_STREAM_RETRIES: '0',
+        PAGEWRIGHT_KILL_GRACE_MS: '1000',
+      }),
       ...o.env,
     },
   });

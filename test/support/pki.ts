@@ -90,7 +90,23 @@ current-context: pagewright-test
     await this.#ecKey(p('key'));
     await this.#ossl('req', '-new', '-key', p('key'), '-subj', subject, '-out', p('csr'));
     await writeFile(p('ext'), ext);
-    await this.#ossl('x509', '-req', '-in', p('csr'), '-CA', this.caCert, '-CAkey', this.caKey, '-CAcreateserial', '-days', '7', '-extfile', p('ext'), '-out', p('crt'));
+    await this.#ossl(
+      'x509',
+      '-req',
+      '-in',
+      p('csr'),
+      '-CA',
+      this.caCert,
+      '-CAkey',
+      this.caKey,
+      '-CAcreateserial',
+      '-days',
+      '7',
+      '-extfile',
+      p('ext'),
+      '-out',
+      p('crt'),
+    );
     return { cert: p('crt'), key: p('key') };
   }
 

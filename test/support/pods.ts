@@ -2,7 +2,14 @@
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { waitFor } from './processes.js';
 
-export async function waitForPod(core: CoreV1Api, namespace: string, name: string, what: string, predicate: (pod: V1Pod) => boolean, timeoutMs = 30_000): Promise<V1Pod> {
+export async function waitForPod(
+  core: CoreV1Api,
+  namespace: string,
+  name: string,
+  what: string,
+  predicate: (pod: V1Pod) => boolean,
+  timeoutMs = 30_000,
+): Promise<V1Pod> {
   return waitFor(
     `pod ${namespace}/${name}: ${what}`,
     async () => {
@@ -15,5 +22,14 @@ export async function waitForPod(core: CoreV1Api, namespace: string, name: strin
 }
 
 export async function waitForPodGone(core: CoreV1Api, namespace: string, name: string, timeoutMs = 30_000): Promise<void> {
-  await waitFor(`pod ${namespace}/${name} to be deleted`, async () => (await core.readNamespacedPod({ name, namespace }).then(() => false, (e: { code?: number }) => e.code === 404)), timeoutMs, 100);
+  await waitFor(
+    `pod ${namespace}/${name} to be deleted`,
+    async () =>
+      await core.readNamespacedPod({ name, namespace }).then(
+        () => false,
+        (e: { code?: number }) => e.code === 404,
+      ),
+    timeoutMs,
+    100,
+  );
 }

@@ -73,7 +73,11 @@ export function dockerRunArgs(pod: V1Pod, secret: Record<string, string>): { arg
   return { args: ['run', ...flags, ...env, ...tail], masked: ['run', ...flags, ...masked, ...tail] };
 }
 
-async function runJob(name: string, prompt: string, script: ModelScript): Promise<{ result: JobResult; exitCode: number | null; toolOutputs: string[] }> {
+async function runJob(
+  name: string,
+  prompt: string,
+  script: ModelScript,
+): Promise<{ result: JobResult; exitCode: number | null; toolOutputs: string[] }> {
   const storage = await startTestStorage();
   const model = await startModelServer({ script });
   const job = PagewrightJob.parse({

@@ -95,7 +95,10 @@ export async function startRunner(opts: StartRunnerOptions): Promise<RunnerUnder
   // wait until it serves /health (or died on bad config)
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const up = await request(`${url}/health`).then((r) => r.body.text().then(() => r.statusCode === 200), () => false);
+    const up = await request(`${url}/health`).then(
+      (r) => r.body.text().then(() => r.statusCode === 200),
+      () => false,
+    );
     if (up) return runner;
     // a job can end (and the runner exit) before the first poll; the caller checks `exited`
     if (proc.exitCode !== null) return runner;

@@ -75,7 +75,18 @@ const job = (o: JobOpts) => PagewrightJob.parse(raw(o));
  * common; names with "-", "." and digits, so that the key tie-break (localeCompare) is exercised.
  */
 function randomJob(r: Rng, name: string, sites: number, now: number): PagewrightJob {
-  const phase = r.pick<JobPhase | undefined>([undefined, undefined, 'Queued', 'Queued', 'Queued', 'Scheduled', 'Running', 'Succeeded', 'Failed', 'Cancelled']);
+  const phase = r.pick<JobPhase | undefined>([
+    undefined,
+    undefined,
+    'Queued',
+    'Queued',
+    'Queued',
+    'Scheduled',
+    'Running',
+    'Succeeded',
+    'Failed',
+    'Cancelled',
+  ]);
   const backoff = r.int(4);
   return job({
     ns: r.pick(['ns', 'ns', 'team-b']),
@@ -129,7 +140,10 @@ describe('admission index', () => {
         } else if (op === 1) {
           const min = Math.min(...model.map((x) => x.v));
           expect(heap.pop()!.v).to.equal(min);
-          model.splice(model.findIndex((x) => x.v === min && !heap.has(x)), 1);
+          model.splice(
+            model.findIndex((x) => x.v === min && !heap.has(x)),
+            1,
+          );
         } else {
           const item = model.splice(r.int(model.length), 1)[0]!;
           expect(heap.remove(item)).to.equal(true);
@@ -162,7 +176,11 @@ describe('admission index', () => {
         // arrival order must not matter: reservations before, between or after the jobs
         const ops: Array<() => void> = [
           ...[...jobs.values()].map((j) => () => index.upsert(j)),
-          ...[...inFlight].map(([k, site]) => () => index.reserve(k, site)),
+          ...[...inFlight].map(
+            ([k, site]) =>
+              () =>
+                index.reserve(k, site),
+          ),
         ];
         for (let i = ops.length - 1; i > 0; i--) {
           const k = r.int(i + 1);
@@ -363,9 +381,11 @@ describe('Admitter', () => {
     const a = put({ name: 'a', site: 'a', priority: 1 });
     put({ name: 'b', site: 'b' });
     enqueued.length = 0;
-    await admitter.admit(a, 1, async () => {
-      throw new Error('apiserver down');
-    }).catch(() => undefined);
+    await admitter
+      .admit(a, 1, async () => {
+        throw new Error('apiserver down');
+      })
+      .catch(() => undefined);
     expect(admitter.inFlight).to.equal(0);
     expect(enqueued).to.not.include('ns/a'); // its own retry, with its backoff, brings it back
     // cancelled while its Scheduled write was refused: the slot goes to b

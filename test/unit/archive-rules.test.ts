@@ -51,7 +51,11 @@ describe('ArchiveRules', () => {
 
   it('counts entries and file bytes (a hard link adds no bytes) and names the entry that went over', () => {
     const many = Array.from({ length: 5 }, (_, i): EntryHeader => ({ path: `f${i}`, type: 'File', size: 1 }));
-    expect(firstViolation(many, undefined, { maxEntries: 4, maxBytes: 1000 })).to.deep.equal({ rule: 'TooManyEntries', path: 'f4', why: 'more than 4 entries' });
+    expect(firstViolation(many, undefined, { maxEntries: 4, maxBytes: 1000 })).to.deep.equal({
+      rule: 'TooManyEntries',
+      path: 'f4',
+      why: 'more than 4 entries',
+    });
     const bytes = firstViolation(
       [
         { path: 'a', type: 'File', size: 600 },
@@ -68,7 +72,9 @@ describe('ArchiveRules', () => {
     expect(describeViolation({ rule: 'LinkEscapes', path: 'etc-link', why: 'symlink to absolute path /etc leaves the site' })).to.equal(
       '"etc-link": symlink to absolute path /etc leaves the site',
     );
-    expect(describeViolation({ rule: 'TooManyEntries', path: 'a/b/c', why: 'more than 5000 entries' })).to.equal('more than 5000 entries (at "a/b/c")');
+    expect(describeViolation({ rule: 'TooManyEntries', path: 'a/b/c', why: 'more than 5000 entries' })).to.equal(
+      'more than 5000 entries (at "a/b/c")',
+    );
     expect(describeViolation({ rule: 'UnsafePath', path: 'x\ny', why: 'w' })).to.equal('"x\\ny": w');
   });
 

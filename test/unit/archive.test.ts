@@ -71,7 +71,14 @@ describe('unpackArchive: hostile archives', function () {
   }
 
   it('rejects a ../ entry', async () => {
-    await expectRejected([{ path: 'index.html', content: 'hi' }, { path: '../outside/evil.txt', content: 'pwned' }], 'UnsafeArchive', /"\.\.\/outside\/evil\.txt": path climbs/);
+    await expectRejected(
+      [
+        { path: 'index.html', content: 'hi' },
+        { path: '../outside/evil.txt', content: 'pwned' },
+      ],
+      'UnsafeArchive',
+      /"\.\.\/outside\/evil\.txt": path climbs/,
+    );
   });
 
   it('rejects an absolute path', async () => {
@@ -120,7 +127,14 @@ describe('unpackArchive: hostile archives', function () {
   });
 
   it('leaves no trace in the destination when it rejects', async () => {
-    await expectRejected([{ path: 'ok.txt', content: 'fine' }, { path: '../x', content: 'bad' }], 'UnsafeArchive', /climbs/);
+    await expectRejected(
+      [
+        { path: 'ok.txt', content: 'fine' },
+        { path: '../x', content: 'bad' },
+      ],
+      'UnsafeArchive',
+      /climbs/,
+    );
     expect(await readdir(work)).to.deep.equal(['input.tar.gz']);
   });
 
@@ -143,7 +157,10 @@ describe('unpackArchive: hostile archives', function () {
     const err = await unpackArchive(archive, join(work, 'site'), LIMITS).catch((e: unknown) => e);
     expect((err as PagewrightError).code).to.equal('ArtifactTooLarge');
     expect((err as PagewrightError).message).to.match(/more than 536870912 bytes/);
-    const written = await stat(join(work, 'site', 'zeros.bin')).then((s) => s.size, () => 0);
+    const written = await stat(join(work, 'site', 'zeros.bin')).then(
+      (s) => s.size,
+      () => 0,
+    );
     expect(written).to.equal(0);
   });
 
@@ -182,7 +199,11 @@ describe('packArchive', () => {
       const out = join(root, 'out.tar.gz');
       const packed = await packArchive(site, ['css', 'css/site.css', 'home.html', 'index.html'], out);
       const { createHash } = await import('node:crypto');
-      expect(packed.sha256).to.equal(createHash('sha256').update(await readFile(out)).digest('hex'));
+      expect(packed.sha256).to.equal(
+        createHash('sha256')
+          .update(await readFile(out))
+          .digest('hex'),
+      );
       const names: string[] = [];
       await list({ file: out, onReadEntry: (e) => void names.push(`${e.type}:${e.path}`) });
       expect(names).to.deep.equal(['Directory:css/', 'File:css/site.css', 'SymbolicLink:home.html', 'File:index.html']);

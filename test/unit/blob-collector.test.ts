@@ -32,7 +32,8 @@ describe('BlobCollector', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const collector = (r: RefStore = refs) => new BlobCollector({ blobs, refs: r, logger: silentLogger }, { graceSeconds: 0, intervalSeconds: 0 });
+  const collector = (r: RefStore = refs) =>
+    new BlobCollector({ blobs, refs: r, logger: silentLogger }, { graceSeconds: 0, intervalSeconds: 0 });
   const age = (version: string) => utimes(blobs.pathOf(version), HOURS_AGO, HOURS_AGO);
 
   it('never removes a blob between its upload and the record that references it', async () => {

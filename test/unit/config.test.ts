@@ -64,8 +64,6 @@ describe('loadConfig', () => {
   });
 
   it('reports malformed JSON', () => {
-    expect(() => loadConfig(spec, { PAGEWRIGHT_LLM_KEY: 'k', PAGEWRIGHT_JOB: '{nope' })).to.throw(
-      /PAGEWRIGHT_JOB: is not valid JSON/,
-    );
+    expect(() => loadConfig(spec, { PAGEWRIGHT_LLM_KEY: 'k', PAGEWRIGHT_JOB: '{nope' })).to.throw(/PAGEWRIGHT_JOB: is not valid JSON/);
   });
 });

@@ -174,7 +174,7 @@ describe('the error middleware (common/error-middleware.ts)', () => {
   });
   afterEach(async () => close());
 
-  it('answers a PagewrightError with its code\'s status and {error, message}, thrown or rejected', async () => {
+  it("answers a PagewrightError with its code's status and {error, message}, thrown or rejected", async () => {
     await serve();
     expect(await call('/refused')).to.deep.include({ status: 403, body: { error: 'AttemptEnded', message: 'attempt 1 has ended' } });
     expect(await call('/async')).to.deep.include({ status: 413, body: { error: 'JobQuotaExceeded', message: 'over quota' } });
@@ -191,7 +191,10 @@ describe('the error middleware (common/error-middleware.ts)', () => {
 
   it('answers body-parser errors as 400 BadRequest, an oversized body as 413 PayloadTooLarge', async () => {
     await serve();
-    expect(await call('/json', { method: 'POST', body: '{nope' })).to.deep.include({ status: 400, body: { error: 'BadRequest', message: 'request body is not valid JSON' } });
+    expect(await call('/json', { method: 'POST', body: '{nope' })).to.deep.include({
+      status: 400,
+      body: { error: 'BadRequest', message: 'request body is not valid JSON' },
+    });
     const big = await call('/json', { method: 'POST', body: JSON.stringify({ pad: 'x'.repeat(64) }) });
     expect([big.status, (big.body as { error: string }).error]).to.deep.equal([413, 'PayloadTooLarge']);
   });
@@ -223,12 +226,14 @@ describe('the error middleware (common/error-middleware.ts)', () => {
     expect(logged.some((l) => l.level === 'error' && l.fields?.path === '/late')).to.equal(true);
   });
 
-  it('answers in the envelope the service passes (the gateway: OpenAI\'s error shape)', async () => {
+  it("answers in the envelope the service passes (the gateway: OpenAI's error shape)", async () => {
     await serve({ envelope: openAiErrorEnvelope });
     expect(await call('/refused')).to.deep.include({
       status: 403,
       body: { error: { message: 'AttemptEnded: attempt 1 has ended', type: 'pagewright_gateway', code: 'AttemptEnded' } },
     });
-    expect((await call('/bug')).body).to.deep.equal({ error: { message: 'Internal: internal error', type: 'pagewright_gateway', code: 'Internal' } });
+    expect((await call('/bug')).body).to.deep.equal({
+      error: { message: 'Internal: internal error', type: 'pagewright_gateway', code: 'Internal' },
+    });
   });
 });

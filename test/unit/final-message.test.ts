@@ -26,7 +26,9 @@ describe('parseFinalMessage', () => {
 
   it('fails with InvalidAgentOutput when there is no final message', () => {
     for (const empty of [null, undefined, '', '  \n']) {
-      expect(() => parseFinalMessage(empty)).to.throw(PagewrightError).with.property('code', 'InvalidAgentOutput');
+      expect(() => parseFinalMessage(empty))
+        .to.throw(PagewrightError)
+        .with.property('code', 'InvalidAgentOutput');
     }
   });
 });

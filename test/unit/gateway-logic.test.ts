@@ -12,7 +12,11 @@ import { modelPolicy } from '../../manager/model-policy.js';
 import { defaultPodConfig } from '../support/pod-config.js';
 
 const job = (status: Record<string, unknown>, spec: Record<string, unknown> = {}, meta: Record<string, unknown> = {}) =>
-  PagewrightJob.parse({ metadata: { name: 'j', namespace: 'ns', uid: 'u-1', resourceVersion: '1', ...meta }, spec: { siteId: 's', prompt: 'p', ...spec }, status });
+  PagewrightJob.parse({
+    metadata: { name: 'j', namespace: 'ns', uid: 'u-1', resourceVersion: '1', ...meta },
+    spec: { siteId: 's', prompt: 'p', ...spec },
+    status,
+  });
 
 describe('gateway: live attempts', () => {
   const claims = { attempt: 2, name: 'j' };
@@ -33,7 +37,9 @@ describe('gateway: live attempts', () => {
     for (const [j, why] of cases) {
       const v = attemptVerdict(j, claims);
       expect(v.live).to.equal(false);
-      expect((v as { message: string }).message).to.match(/attempt 2 of job j has ended/).and.to.match(why);
+      expect((v as { message: string }).message)
+        .to.match(/attempt 2 of job j has ended/)
+        .and.to.match(why);
     }
   });
 });
@@ -60,7 +66,11 @@ describe('gateway: budget and ledger', () => {
     const ledger = new UsageLedger();
     expect(ledger.admit('a', budget, { requests: 1, inputTokens: 0, outputTokens: 0 }).usage.requests).to.equal(2);
     ledger.addTokens('a', { inputTokens: 600, outputTokens: 5 });
-    expect(ledger.admit('a', { ...budget, maxRequests: 10 }, { requests: 0, inputTokens: 0, outputTokens: 0 }).usage).to.deep.equal({ requests: 3, inputTokens: 600, outputTokens: 5 });
+    expect(ledger.admit('a', { ...budget, maxRequests: 10 }, { requests: 0, inputTokens: 0, outputTokens: 0 }).usage).to.deep.equal({
+      requests: 3,
+      inputTokens: 600,
+      outputTokens: 5,
+    });
   });
 });
 
@@ -107,12 +117,21 @@ describe('gateway: usage from the answer', () => {
     // at every possible seam, in two and in three pieces
     for (let i = 1; i < events.length; i++) {
       const j = Math.min(events.length - 1, i + 9);
-      expect((await tapped([events.slice(0, i), events.slice(i)], true)).usage, `split at ${i}`).to.deep.equal({ inputTokens: 1234, outputTokens: 56 });
-      expect((await tapped([events.slice(0, i), events.slice(i, j), events.slice(j)], true)).usage, `split at ${i}, ${j}`).to.deep.equal({ inputTokens: 1234, outputTokens: 56 });
+      expect((await tapped([events.slice(0, i), events.slice(i)], true)).usage, `split at ${i}`).to.deep.equal({
+        inputTokens: 1234,
+        outputTokens: 56,
+      });
+      expect((await tapped([events.slice(0, i), events.slice(i, j), events.slice(j)], true)).usage, `split at ${i}, ${j}`).to.deep.equal({
+        inputTokens: 1234,
+        outputTokens: 56,
+      });
     }
   });
   it('reads a non-streamed answer, and reports nothing when there is no usage', async () => {
-    expect((await tapped(['{"id":"r","usage":{"input_tokens":7,', '"output_tokens":8}}'], false)).usage).to.deep.equal({ inputTokens: 7, outputTokens: 8 });
+    expect((await tapped(['{"id":"r","usage":{"input_tokens":7,', '"output_tokens":8}}'], false)).usage).to.deep.equal({
+      inputTokens: 7,
+      outputTokens: 8,
+    });
     expect((await tapped(['data: {"type":"response.completed","response":{}}\n\n'], true)).usage).to.equal(null);
   });
 });
@@ -130,7 +149,10 @@ describe('manager: model policy at admission', () => {
   });
   it('fills unset limits from the defaults, and refuses a budget over the caps', () => {
     const c = { ...cfg, budgetDefaultRequests: 50, budgetMaxRequests: 100, budgetMaxOutputTokens: 1000 };
-    expect(modelPolicy(job({}, { budget: { maxOutputTokens: 10 } }), c)).to.deep.include({ allowed: true, budget: { maxRequests: 50, maxInputTokens: c.budgetDefaultInputTokens, maxOutputTokens: 10 } });
+    expect(modelPolicy(job({}, { budget: { maxOutputTokens: 10 } }), c)).to.deep.include({
+      allowed: true,
+      budget: { maxRequests: 50, maxInputTokens: c.budgetDefaultInputTokens, maxOutputTokens: 10 },
+    });
     const over = modelPolicy(job({}, { budget: { maxRequests: 101, maxOutputTokens: 1001 } }), c);
     expect(over).to.deep.include({ allowed: false, reason: 'BudgetNotAllowed' });
     expect((over as { message: string }).message).to.match(/maxRequests 101 > 100, maxOutputTokens 1001 > 1000/);

@@ -10,7 +10,9 @@ import { jobResult } from '../support/job-result.js';
 import { defaultPodConfig } from '../support/pod-config.js';
 
 let seq = 0;
-function job(opts: { name?: string; site?: string; priority?: number; status?: JobStatus; created?: string; cancel?: boolean } = {}): PagewrightJob {
+function job(
+  opts: { name?: string; site?: string; priority?: number; status?: JobStatus; created?: string; cancel?: boolean } = {},
+): PagewrightJob {
   seq += 1;
   return PagewrightJob.parse({
     metadata: {
@@ -56,7 +58,10 @@ describe('admission', () => {
   it('admits only the best job per site in one decision, and skips backoff and cancelled jobs', () => {
     const a1 = job({ site: 'a', priority: 1 });
     const a2 = job({ site: 'a', priority: 2 });
-    const backoff = job({ site: 'b', status: { phase: 'Queued', attempt: 1, nextAttemptTime: new Date(Date.now() + 60_000).toISOString() } });
+    const backoff = job({
+      site: 'b',
+      status: { phase: 'Queued', attempt: 1, nextAttemptTime: new Date(Date.now() + 60_000).toISOString() },
+    });
     const cancelled = job({ site: 'c', cancel: true });
     const d = decide([a1, a2, backoff, cancelled], 10);
     expect(d.admit).to.deep.equal([`ns/${a2.metadata.name}`]);
@@ -66,24 +71,80 @@ describe('admission', () => {
 });
 
 describe('pod classification', () => {
-  const opts = { get now() { return Date.now(); }, imagePullTimeoutMs: 60_000 };
-  const pod = (status: V1Pod['status'], created = new Date()): V1Pod => ({ metadata: { creationTimestamp: created }, spec: { containers: [{ name: 'runner', image: 'x' }] }, status });
+  const opts = {
+    get now() {
+      return Date.now();
+    },
+    imagePullTimeoutMs: 60_000,
+  };
+  const pod = (status: V1Pod['status'], created = new Date()): V1Pod => ({
+    metadata: { creationTimestamp: created },
+    spec: { containers: [{ name: 'runner', image: 'x' }] },
+    status,
+  });
 
   it('reads OOMKilled, DeadlineExceeded, Evicted and exit codes', () => {
-    expect(classifyPod(pod({ phase: 'Failed', containerStatuses: [{ name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 137, reason: 'OOMKilled' } } }] }), opts)).to.include({ reason: 'OOMKilled' });
+    expect(
+      classifyPod(
+        pod({
+          phase: 'Failed',
+          containerStatuses: [
+            {
+              name: 'r',
+              image: 'x',
+              imageID: '',
+              ready: false,
+              restartCount: 0,
+              state: { terminated: { exitCode: 137, reason: 'OOMKilled' } },
+            },
+          ],
+        }),
+        opts,
+      ),
+    ).to.include({ reason: 'OOMKilled' });
     expect(classifyPod(pod({ phase: 'Failed', reason: 'DeadlineExceeded' }), opts)).to.include({ reason: 'DeadlineExceeded' });
     expect(classifyPod(pod({ phase: 'Failed', reason: 'Evicted' }), opts)).to.include({ reason: 'Evicted' });
-    const crashed = classifyPod(pod({ phase: 'Failed', containerStatuses: [{ name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 3, reason: 'Error' } } }] }), opts);
+    const crashed = classifyPod(
+      pod({
+        phase: 'Failed',
+        containerStatuses: [
+          { name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 3, reason: 'Error' } } },
+        ],
+      }),
+      opts,
+    );
     expect(crashed).to.deep.include({ state: 'failed', reason: 'RunnerFailed' });
     expect((crashed as { message: string }).message).to.contain('code 3');
     expect(classifyPod(pod({ phase: 'Succeeded' }), opts)).to.deep.equal({ state: 'succeeded' });
     // an OOM kill of another process in the container: the runner itself exited 0
-    expect(classifyPod(pod({ phase: 'Succeeded', containerStatuses: [{ name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 0, reason: 'OOMKilled' } } }] }), opts)).to.deep.equal({ state: 'succeeded' });
+    expect(
+      classifyPod(
+        pod({
+          phase: 'Succeeded',
+          containerStatuses: [
+            {
+              name: 'r',
+              image: 'x',
+              imageID: '',
+              ready: false,
+              restartCount: 0,
+              state: { terminated: { exitCode: 0, reason: 'OOMKilled' } },
+            },
+          ],
+        }),
+        opts,
+      ),
+    ).to.deep.equal({ state: 'succeeded' });
     expect(classifyPod(pod({ phase: 'Running' }), opts)).to.deep.equal({ state: 'running' });
   });
 
   it('fails an image pull only after the timeout', () => {
-    const waiting = { phase: 'Pending', containerStatuses: [{ name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff' } } }] };
+    const waiting = {
+      phase: 'Pending',
+      containerStatuses: [
+        { name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff' } } },
+      ],
+    };
     expect(classifyPod(pod(waiting), opts)).to.deep.equal({ state: 'pending' });
     expect(classifyPod(pod(waiting, new Date(Date.now() - 120_000)), opts)).to.include({ reason: 'ImagePullFailed' });
   });

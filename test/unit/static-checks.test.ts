@@ -46,7 +46,8 @@ describe('static checks', () => {
         .filter((l) => /^COPY\s/.test(l) && !l.includes('--from='))
         .map((l) => l.trim().split(/\s+/).slice(1, -1));
       expect(copies.length).to.be.greaterThan(3);
-      for (const sources of copies) for (const s of sources) expect(existsSync(join(REPO_ROOT, s)), `${dockerfile}: COPY ${s}`).to.equal(true);
+      for (const sources of copies)
+        for (const s of sources) expect(existsSync(join(REPO_ROOT, s)), `${dockerfile}: COPY ${s}`).to.equal(true);
     });
 
     it(`${dockerfile} builds on the official image of the Node version pinned in package.json`, () => {
@@ -111,7 +112,10 @@ describe('static checks', () => {
         plant('gateway/main.ts', "export { x } from '../manager/config.js';\nconst m = await import('../cli/main.js');\n");
         plant('common/config.ts', "import type { StorageConfig } from '../storage/config.js';\n");
         // allowed: services on common, cli on services, tests and benchmarks on anything, packages
-        plant('runner/main.ts', "import { runMain } from '../common/main.js';\nimport { x } from 'tar';\n// from '../test/support/not-an-import.js'\n");
+        plant(
+          'runner/main.ts',
+          "import { runMain } from '../common/main.js';\nimport { x } from 'tar';\n// from '../test/support/not-an-import.js'\n",
+        );
         plant('cli/local-run.ts', "import { startStorageServer } from '../storage/server.js';\n");
         plant('test/unit/a.test.ts', "import { x } from '../../storage/server.js';\nimport { y } from '../support/sites.js';\n");
         plant('bench/lib.ts', "import { startModelServer } from '../test/support/model-server.js';\n");
@@ -128,7 +132,9 @@ describe('static checks', () => {
         );
         const { status, stderr } = run(root);
         expect(status).to.equal(1);
-        expect(stderr).to.contain("cli/offline-model.ts:1: imports '../test/support/model-server.js': only test/ and bench/ may import from test/");
+        expect(stderr).to.contain(
+          "cli/offline-model.ts:1: imports '../test/support/model-server.js': only test/ and bench/ may import from test/",
+        );
         expect(stderr).to.contain("storage/server.ts:3: imports '../runner/job-runner.js': storage/ is a service");
       } finally {
         rmSync(root, { recursive: true, force: true });
@@ -164,9 +170,13 @@ describe('static checks', () => {
         '}',
         '',
       ].join('\n');
-      const lint = withProbes({ [probe]: text }, () => spawnSync(bin('biome'), ['lint', '--colors=off', '--max-diagnostics=50', probe], { cwd: REPO_ROOT, encoding: 'utf8' }));
+      const lint = withProbes({ [probe]: text }, () =>
+        spawnSync(bin('biome'), ['lint', '--colors=off', '--max-diagnostics=50', probe], { cwd: REPO_ROOT, encoding: 'utf8' }),
+      );
       expect(lint.status, String(lint.stdout)).to.equal(1);
-      const found = [...(String(lint.stdout) + String(lint.stderr)).matchAll(/:(\d+):\d+ lint\/nursery\/(\w+)/g)].map((m) => `${m[1]} ${m[2]}`);
+      const found = [...(String(lint.stdout) + String(lint.stderr)).matchAll(/:(\d+):\d+ lint\/nursery\/(\w+)/g)].map(
+        (m) => `${m[1]} ${m[2]}`,
+      );
       expect(found).to.deep.equal(['6 noFloatingPromises', '7 noFloatingPromises', '8 noMisusedPromises']);
     });
 
@@ -183,7 +193,13 @@ describe('static checks', () => {
 
   it("README's configuration table names every PAGEWRIGHT_* variable of every service", () => {
     const readme = read('README.md');
-    for (const [service, spec] of Object.entries({ manager: managerConfigSpec, runner: runnerConfigSpec, agent: agentConfigSpec, storage: storageConfigSpec, gateway: gatewayConfigSpec })) {
+    for (const [service, spec] of Object.entries({
+      manager: managerConfigSpec,
+      runner: runnerConfigSpec,
+      agent: agentConfigSpec,
+      storage: storageConfigSpec,
+      gateway: gatewayConfigSpec,
+    })) {
       for (const field of Object.values(spec)) {
         expect(readme, `${service}: ${ENV_PREFIX}${field.name}`).to.match(new RegExp(`\\|\\s*\`${ENV_PREFIX}${field.name}\`\\s*\\|`));
       }

@@ -75,7 +75,11 @@ function kill(pids: number[]): number[] {
 
 /** SIGKILLs every process owned by `owner`; returns the PIDs it reached. */
 export function killOwnedBy(owner: string): number[] {
-  return kill(ownedProcesses().filter((p) => p.owner === owner).map((p) => p.pid));
+  return kill(
+    ownedProcesses()
+      .filter((p) => p.owner === owner)
+      .map((p) => p.pid),
+  );
 }
 
 /** SIGKILLs every process whose owner is dead (left by a SIGKILLed run); returns their PIDs. */

@@ -88,22 +88,40 @@ async function checkPrerequisites(): Promise<void> {
   if (process.getuid?.() !== 0) problems.push('the real node runs containerd, a kubelet and iptables: run as root');
   const commands = ['containerd', 'containerd-shim-runc-v2', 'runc', 'ctr', 'iptables', 'ip6tables', 'ip', 'conntrack', 'ipset', 'docker'];
   for (const cmd of commands) {
-    if (!(await run('sh', ['-c', `command -v ${cmd}`]).then(() => true, () => false))) problems.push(`missing command: ${cmd}`);
+    if (
+      !(await run('sh', ['-c', `command -v ${cmd}`]).then(
+        () => true,
+        () => false,
+      ))
+    )
+      problems.push(`missing command: ${cmd}`);
   }
   for (const plugin of ['bridge', 'host-local', 'loopback', 'portmap']) {
-    if (!existsSync(join('/usr/lib/cni', plugin))) problems.push(`missing CNI plugin /usr/lib/cni/${plugin} (Debian package containernetworking-plugins)`);
+    if (!existsSync(join('/usr/lib/cni', plugin)))
+      problems.push(`missing CNI plugin /usr/lib/cni/${plugin} (Debian package containernetworking-plugins)`);
   }
-  if (!problems.some((p) => p.endsWith('docker')) && !(await run('docker', ['info', '--format', '{{.ServerVersion}}']).then(() => true, () => false))) {
+  if (
+    !problems.some((p) => p.endsWith('docker')) &&
+    !(await run('docker', ['info', '--format', '{{.ServerVersion}}']).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     problems.push('the Docker engine is not running (it builds the images)');
   }
   if (problems.length) {
-    throw new Error(`the real node cannot start:\n  - ${problems.join('\n  - ')}\ninstall and start what it needs with: test/support/node/prereqs.sh (as root; .ci/run does)`);
+    throw new Error(
+      `the real node cannot start:\n  - ${problems.join('\n  - ')}\ninstall and start what it needs with: test/support/node/prereqs.sh (as root; .ci/run does)`,
+    );
   }
 }
 
 /** Removes whatever an earlier node left (a no-op when there is none). Synchronous: also runs on exit. */
 export function nodeDown(): void {
-  execFileSync(NODE_DOWN, [RUN_DIR], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, PAGEWRIGHT_NODE_BRIDGE: BRIDGE, PAGEWRIGHT_NODE_CGROUP: CGROUP_ROOT } });
+  execFileSync(NODE_DOWN, [RUN_DIR], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, PAGEWRIGHT_NODE_BRIDGE: BRIDGE, PAGEWRIGHT_NODE_CGROUP: CGROUP_ROOT },
+  });
 }
 
 /** The owner of the running node ("pid:starttime"), if one is alive. */
@@ -118,7 +136,9 @@ export async function startRealNode(opts: RealNodeOptions = {}): Promise<RealNod
   const owner = selfOwner();
   const other = await runningNodeOwner();
   if (other && other !== owner) {
-    throw new Error(`a Pagewright node is already running on this machine (owner pid ${other.split(':')[0]}); stop it first (make dev-cluster-down) or wait for that test run`);
+    throw new Error(
+      `a Pagewright node is already running on this machine (owner pid ${other.split(':')[0]}); stop it first (make dev-cluster-down) or wait for that test run`,
+    );
   }
   await mkdir(nodeStateDir(), { recursive: true });
   nodeDown(); // what a SIGKILLed owner left
@@ -149,28 +169,48 @@ export async function startRealNode(opts: RealNodeOptions = {}): Promise<RealNod
     await ensureDockerImages(binDir);
     await createBridge();
     log('node: control plane');
-    cp = await startControlPlane({ dir: join(RUN_DIR, 'control-plane'), node: { address: NODE_IP, port: API_PORT, serviceIp: KUBERNETES_SERVICE_IP, serviceCidr: SERVICE_CIDR } });
+    cp = await startControlPlane({
+      dir: join(RUN_DIR, 'control-plane'),
+      node: { address: NODE_IP, port: API_PORT, serviceIp: KUBERNETES_SERVICE_IP, serviceCidr: SERVICE_CIDR },
+    });
     const pki = cp.pki;
-    const kubeconfigFor = async (name: string, subject: string) => pki.kubeconfig(join(RUN_DIR, `${name}.kubeconfig`), cp!.server, await pki.client(name, subject));
+    const kubeconfigFor = async (name: string, subject: string) =>
+      pki.kubeconfig(join(RUN_DIR, `${name}.kubeconfig`), cp!.server, await pki.client(name, subject));
     // kube-router's RBAC and identity while the node comes up (a rejection is kept for later)
     const kubeRouterKubeconfig = applyKubeRouterRbac(cp)
       .then(() => kubeconfigFor('kube-router', `/CN=${KUBE_ROUTER_USER}`))
-      .then((file) => ({ file }), (err: Error) => ({ err }));
+      .then(
+        (file) => ({ file }),
+        (err: Error) => ({ err }),
+      );
     const launch = (name: string, binary: string, args: string[]) => {
       const out = openSync(join(RUN_DIR, `${name}.log`), 'a');
-      const child = spawn(binary, args, { stdio: ['ignore', out, out], env: { PATH: process.env.PATH, HOME: process.env.HOME, [OWNER_ENV]: owner } });
+      const child = spawn(binary, args, {
+        stdio: ['ignore', out, out],
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, [OWNER_ENV]: owner },
+      });
       children.push(child);
       return child;
     };
 
     log('node: containerd');
-    const containerd = new Containerd(join(RUN_DIR, 'containerd'), { bridge: BRIDGE, podCidr: POD_CIDR, gateway: NODE_IP, pauseImage: PAUSE_IMAGE });
+    const containerd = new Containerd(join(RUN_DIR, 'containerd'), {
+      bridge: BRIDGE,
+      podCidr: POD_CIDR,
+      gateway: NODE_IP,
+      pauseImage: PAUSE_IMAGE,
+    });
     await containerd.writeConfig();
     const containerdProc = launch('containerd', 'containerd', ['--config', containerd.configPath]);
-    await waitFor('containerd', async () => {
-      if (containerdProc.exitCode !== null) throw new Error(`containerd exited: ${await tail(join(RUN_DIR, 'containerd.log'))}`);
-      return containerd.ping();
-    }, 30_000, 100);
+    await waitFor(
+      'containerd',
+      async () => {
+        if (containerdProc.exitCode !== null) throw new Error(`containerd exited: ${await tail(join(RUN_DIR, 'containerd.log'))}`);
+        return containerd.ping();
+      },
+      30_000,
+      100,
+    );
     log('node: importing images');
     await importImages(containerd, [PAUSE_IMAGE, ...dnsImages(), ...(opts.images ?? [])]);
 
@@ -180,7 +220,10 @@ export async function startRealNode(opts: RealNodeOptions = {}): Promise<RealNod
     const kubeletDir = join(RUN_DIR, 'kubelet');
     await mkdir(kubeletDir, { recursive: true });
     const kubeletConfig = join(RUN_DIR, 'kubelet.yaml');
-    await writeFile(kubeletConfig, kubeletConfiguration({ containerdSocket: containerd.socket, caCert: pki.caCert, serving, podLogsDir: join(RUN_DIR, 'pod-logs') }));
+    await writeFile(
+      kubeletConfig,
+      kubeletConfiguration({ containerdSocket: containerd.socket, caCert: pki.caCert, serving, podLogsDir: join(RUN_DIR, 'pod-logs') }),
+    );
     launch('kubelet', join(binDir, 'kubelet'), [
       `--config=${kubeletConfig}`,
       `--kubeconfig=${await kubeconfigFor('kubelet', `/O=system:nodes/CN=system:node:${NODE_NAME}`)}`,
@@ -217,27 +260,55 @@ export async function startRealNode(opts: RealNodeOptions = {}): Promise<RealNod
 
     const core = cp.kubeConfig().makeApiClient(CoreV1Api);
     const nodeWhere = (what: string, predicate: (n: V1Node) => boolean) =>
-      waitFor(what, async () => {
-        for (const child of children) {
-          if (child.exitCode !== null) throw new Error(`${child.spawnfile} exited with ${child.exitCode}: ${await tail(join(RUN_DIR, `${componentName(child)}.log`))}`);
-        }
-        const n = await core.readNode({ name: NODE_NAME }).catch(() => null);
-        return n && predicate(n) ? n : null;
-      }, 120_000, 250).catch(async (err: Error) => {
+      waitFor(
+        what,
+        async () => {
+          for (const child of children) {
+            if (child.exitCode !== null)
+              throw new Error(
+                `${child.spawnfile} exited with ${child.exitCode}: ${await tail(join(RUN_DIR, `${componentName(child)}.log`))}`,
+              );
+          }
+          const n = await core.readNode({ name: NODE_NAME }).catch(() => null);
+          return n && predicate(n) ? n : null;
+        },
+        120_000,
+        250,
+      ).catch(async (err: Error) => {
         throw new Error(`${err.message}\n--- kubelet:\n${await tail(join(RUN_DIR, 'kubelet.log'))}`);
       });
     log('node: waiting for the node to register');
     // kube-router reads the node's podCIDR and InternalIP once, at start; the node has both
     // seconds before it is Ready, so its first sync runs meanwhile instead of after
-    await nodeWhere('node registered with its podCIDR and address', (n) => !!n.spec?.podCIDR && !!n.status?.addresses?.some((a) => a.type === 'InternalIP'));
+    await nodeWhere(
+      'node registered with its podCIDR and address',
+      (n) => !!n.spec?.podCIDR && !!n.status?.addresses?.some((a) => a.type === 'InternalIP'),
+    );
     const identity = await kubeRouterKubeconfig;
     if ('err' in identity) throw identity.err;
     log('node: kube-router (NetworkPolicy enforcement); waiting for the node to be Ready');
-    const kubeRouter = launch('kube-router', join(binDir, 'kube-router'), kubeRouterArgs({ kubeconfig: identity.file, nodeName: NODE_NAME, serviceCidr: SERVICE_CIDR }));
-    const kubeRouterReady = waitForKubeRouter(kubeRouter, () => tail(join(RUN_DIR, 'kube-router.log'))).then(() => null, (err: Error) => err);
+    const kubeRouter = launch(
+      'kube-router',
+      join(binDir, 'kube-router'),
+      kubeRouterArgs({ kubeconfig: identity.file, nodeName: NODE_NAME, serviceCidr: SERVICE_CIDR }),
+    );
+    const kubeRouterReady = waitForKubeRouter(kubeRouter, () => tail(join(RUN_DIR, 'kube-router.log'))).then(
+      () => null,
+      (err: Error) => err,
+    );
     const node = await nodeWhere('node Ready', (n) => isReady(n) && !n.spec?.taints?.some((t) => t.key === 'node.kubernetes.io/not-ready'));
-    if (node.spec?.podCIDR !== POD_CIDR) throw new Error(`node podCIDR is ${node.spec?.podCIDR}, expected ${POD_CIDR} (the bridge's subnet)`);
-    await waitFor('the default ServiceAccount', async () => core.readNamespacedServiceAccount({ namespace: 'default', name: 'default' }).then(() => true, () => false), 60_000, 250);
+    if (node.spec?.podCIDR !== POD_CIDR)
+      throw new Error(`node podCIDR is ${node.spec?.podCIDR}, expected ${POD_CIDR} (the bridge's subnet)`);
+    await waitFor(
+      'the default ServiceAccount',
+      async () =>
+        core.readNamespacedServiceAccount({ namespace: 'default', name: 'default' }).then(
+          () => true,
+          () => false,
+        ),
+      60_000,
+      250,
+    );
     log('node: cluster DNS');
     await applyDns(cp, DNS_SERVICE_IP);
     const kubeRouterError = await kubeRouterReady;
@@ -255,7 +326,8 @@ export async function startRealNode(opts: RealNodeOptions = {}): Promise<RealNod
     };
   } catch (err) {
     const logs = await readdir(RUN_DIR).then(
-      async (names) => Promise.all(names.filter((n) => n.endsWith('.log')).map(async (n) => `--- ${n}\n${await tail(join(RUN_DIR, n), 2000)}`)),
+      async (names) =>
+        Promise.all(names.filter((n) => n.endsWith('.log')).map(async (n) => `--- ${n}\n${await tail(join(RUN_DIR, n), 2000)}`)),
       () => [],
     );
     await stop().catch(() => {});
@@ -316,7 +388,12 @@ async function prepareCgroupRoot(): Promise<void> {
   }
 }
 
-function kubeletConfiguration(o: { containerdSocket: string; caCert: string; serving: { cert: string; key: string }; podLogsDir: string }): string {
+function kubeletConfiguration(o: {
+  containerdSocket: string;
+  caCert: string;
+  serving: { cert: string; key: string };
+  podLogsDir: string;
+}): string {
   return `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 containerRuntimeEndpoint: unix://${o.containerdSocket}
@@ -367,4 +444,3 @@ metricsBindAddress: 127.0.0.1:10349
 healthzBindAddress: 127.0.0.1:10356
 `;
 }
-

@@ -131,7 +131,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   async importFrom(command: string, args: string[]): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const source = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      const sink = spawn('ctr', ['--address', this.socket, '--namespace', NAMESPACE, 'images', 'import', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+      const sink = spawn('ctr', ['--address', this.socket, '--namespace', NAMESPACE, 'images', 'import', '-'], {
+        stdio: ['pipe', 'ignore', 'pipe'],
+      });
       let errors = '';
       source.stderr.on('data', (c: Buffer) => (errors += c.toString()));
       sink.stderr.on('data', (c: Buffer) => (errors += c.toString()));

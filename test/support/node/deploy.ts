@@ -35,11 +35,18 @@ export async function deployPagewright(node: RealNode, opts: { llmKey?: string; 
   await rm(dirname(DEV_STORAGE_DIR), { recursive: true, force: true });
   await mkdir(DEV_STORAGE_DIR, { recursive: true });
   await chown(DEV_STORAGE_DIR, 10001, 10001);
-  const env: NodeJS.ProcessEnv = { PATH: `${node.binDir}:${process.env.PATH}`, HOME: process.env.HOME, KUBECONFIG: node.kubeconfigPath, KUBECTL: join(node.binDir, 'kubectl') };
+  const env: NodeJS.ProcessEnv = {
+    PATH: `${node.binDir}:${process.env.PATH}`,
+    HOME: process.env.HOME,
+    KUBECONFIG: node.kubeconfigPath,
+    KUBECTL: join(node.binDir, 'kubectl'),
+  };
   if (opts.llmKey) Object.assign(env, { PAGEWRIGHT_LLM_KEY: opts.llmKey, PAGEWRIGHT_LLM_URL: opts.llmUrl ?? 'https://api.openai.com/v1' });
-  await run(join(REPO_ROOT, 'deploy/apply.sh'), ['deploy/dev'], { env, cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 }).catch((err: Error & { stdout?: string; stderr?: string }) => {
-    throw new Error(`deploy/apply.sh deploy/dev failed: ${err.message}\n${err.stdout ?? ''}\n${err.stderr ?? ''}`);
-  });
+  await run(join(REPO_ROOT, 'deploy/apply.sh'), ['deploy/dev'], { env, cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 }).catch(
+    (err: Error & { stdout?: string; stderr?: string }) => {
+      throw new Error(`deploy/apply.sh deploy/dev failed: ${err.message}\n${err.stdout ?? ''}\n${err.stderr ?? ''}`);
+    },
+  );
 
   const core = node.kubeConfig().makeApiClient(CoreV1Api);
   const secret = await core.readNamespacedSecret({ namespace: NAMESPACE, name: 'pagewright-internal' });
@@ -49,5 +56,11 @@ export async function deployPagewright(node: RealNode, opts: { llmKey?: string; 
   // the README's upload, through kubectl port-forward
   const upload = await run(join(REPO_ROOT, 'deploy/dev/upload-example.sh'), [], { env, cwd: REPO_ROOT });
   const { version } = JSON.parse(upload.stdout.trim().split('\n').pop() ?? '{}') as { version: string };
-  return { namespace: NAMESPACE, storageUrl, storage: new StorageClient({ baseUrl: storageUrl, token: adminToken }), adminToken, baseVersion: version };
+  return {
+    namespace: NAMESPACE,
+    storageUrl,
+    storage: new StorageClient({ baseUrl: storageUrl, token: adminToken }),
+    adminToken,
+    baseVersion: version,
+  };
 }

@@ -33,7 +33,9 @@ export async function ensureDockerImages(binDir: string): Promise<void> {
 }
 
 async function scratchImage(tag: string, binary: string, entrypoint: string[]): Promise<void> {
-  const sha = createHash('sha256').update(await readFile(binary)).digest('hex');
+  const sha = createHash('sha256')
+    .update(await readFile(binary))
+    .digest('hex');
   const current = await run('docker', ['image', 'inspect', '-f', `{{index .Config.Labels "${BINARY_LABEL}"}}`, tag]).then(
     ({ stdout }) => stdout.trim(),
     () => '',
@@ -44,7 +46,10 @@ async function scratchImage(tag: string, binary: string, entrypoint: string[]): 
     const name = entrypoint[0]!.slice(1);
     await copyFile(binary, join(dir, name));
     // nobody: neither needs root (CoreDNS listens on an unprivileged port, see dns.ts)
-    await writeFile(join(dir, 'Dockerfile'), `FROM scratch\nCOPY ${name} /${name}\nUSER 65534:65534\nLABEL ${BINARY_LABEL}=${sha}\nENTRYPOINT ${JSON.stringify(entrypoint)}\n`);
+    await writeFile(
+      join(dir, 'Dockerfile'),
+      `FROM scratch\nCOPY ${name} /${name}\nUSER 65534:65534\nLABEL ${BINARY_LABEL}=${sha}\nENTRYPOINT ${JSON.stringify(entrypoint)}\n`,
+    );
     await run('docker', ['build', '-q', '-t', tag, dir]);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -55,6 +60,7 @@ async function scratchImage(tag: string, binary: string, entrypoint: string[]): 
 export async function importImages(containerd: Containerd, tags: string[]): Promise<void> {
   const missing: string[] = [];
   for (const tag of tags) if (!(await dockerImageId(tag))) missing.push(tag);
-  if (missing.length) throw new Error(`images missing from the local Docker engine: ${missing.join(', ')} (make images builds Pagewright's)`);
+  if (missing.length)
+    throw new Error(`images missing from the local Docker engine: ${missing.join(', ')} (make images builds Pagewright's)`);
   await containerd.importFrom('docker', ['save', ...tags]);
 }

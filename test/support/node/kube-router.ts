@@ -108,9 +108,13 @@ export async function waitForKubeRouter(proc: ChildProcess, logTail: () => Promi
   await waitFor(
     'kube-router to program its chains',
     async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`kube-router exited (${proc.exitCode ?? proc.signalCode}): ${await logTail()}`);
+      if (proc.exitCode !== null || proc.signalCode !== null)
+        throw new Error(`kube-router exited (${proc.exitCode ?? proc.signalCode}): ${await logTail()}`);
       const rules = await filterRules();
-      return /^-A FORWARD .*-j KUBE-ROUTER-FORWARD$/m.test(rules) && /^-A KUBE-ROUTER-FORWARD .*rule to explicitly ACCEPT traffic that comply to network policies/m.test(rules);
+      return (
+        /^-A FORWARD .*-j KUBE-ROUTER-FORWARD$/m.test(rules) &&
+        /^-A KUBE-ROUTER-FORWARD .*rule to explicitly ACCEPT traffic that comply to network policies/m.test(rules)
+      );
     },
     timeoutMs,
     100,
@@ -126,7 +130,10 @@ export async function waitForKubeRouter(proc: ChildProcess, logTail: () => Promi
  */
 export async function podFirewallPolicies(namespace: string, pod: string): Promise<string[] | null> {
   const rules = await filterRules();
-  const jump = new RegExp(`^-A KUBE-ROUTER-FORWARD .*"rule to jump traffic from POD name:${escapeRegExp(pod)} namespace: ${escapeRegExp(namespace)} to chain (KUBE-POD-FW-\\S+)"`, 'm').exec(rules);
+  const jump = new RegExp(
+    `^-A KUBE-ROUTER-FORWARD .*"rule to jump traffic from POD name:${escapeRegExp(pod)} namespace: ${escapeRegExp(namespace)} to chain (KUBE-POD-FW-\\S+)"`,
+    'm',
+  ).exec(rules);
   if (!jump) return null;
   const chain = jump[1]!;
   const policies = new Set<string>();

@@ -19,7 +19,15 @@ export const FAULT_IMAGE = 'pagewright-runner-faults:test';
 /** Builds the fault image on the current runner image (a second or so: one small layer). */
 async function ensureFaultImage(): Promise<void> {
   if (!(await dockerImageId(RUNNER_IMAGE))) throw new Error(`${RUNNER_IMAGE} is not built: run make images (make test does)`);
-  await run('docker', ['build', '-q', '--build-arg', `RUNNER_IMAGE=${RUNNER_IMAGE}`, '-t', FAULT_IMAGE, join(REPO_ROOT, 'test/support/node/runner-faults')]);
+  await run('docker', [
+    'build',
+    '-q',
+    '--build-arg',
+    `RUNNER_IMAGE=${RUNNER_IMAGE}`,
+    '-t',
+    FAULT_IMAGE,
+    join(REPO_ROOT, 'test/support/node/runner-faults'),
+  ]);
 }
 
 let shared: Promise<RealNode> | null = null;

@@ -30,13 +30,13 @@ import { HttpRunnerClient } from '../../manager/runner-client.js';
 import { packArchive, packDirectory } from '../../runner/archive.js';
 import { startModelServer } from '../../cli/model-server.js';
 import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
-import { killOwnedBy, selfOwner } from '../support/control-plane/owner.js';
+import { selfOwner } from '../support/control-plane/owner.js';
 import { ensureCrd, randomName } from '../support/manager-env.js';
 import { type ManagerProcess, startManagerProcess } from '../support/manager-process.js';
 import { defaultPodConfig } from '../support/pod-config.js';
 import { getFreePort } from '../support/ports.js';
 import { waitFor } from '../support/processes.js';
-import { startRunner } from '../support/runner-process.js';
+import { type RunnerUnderTest, startRunner } from '../support/runner-process.js';
 import { EXAMPLE_SITE } from '../support/sites.js';
 import { type TestStorage, startTestStorage } from '../support/storage.js';
 
@@ -65,8 +65,9 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
     siteArchive = join(scratch, 'site.tar.gz');
     await packDirectory(EXAMPLE_SITE, siteArchive);
   });
+  // the managers started here are stopped after each test; the owner (this process, which also
+  // owns the shared control plane) only makes them die with it if it is killed
   after(async () => {
-    killOwnedBy(owner);
     await storage?.close();
     await rm(scratch, { recursive: true, force: true });
   });
@@ -215,12 +216,13 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
 
     it("RunnerClient: POST /kill with the attempt's credential ends a real runner's job as Killed", async () => {
       const model = await startModelServer({ script: () => ({ kind: 'hang' }) });
+      let runner: RunnerUnderTest | undefined;
       try {
         await storage.admin.putSiteArtifact('kill-site', await readFile(siteArchive));
         const job = { job_id: 'u-kill', site_id: 'kill-site', prompt: 'wait', attempt: 1, timeout_seconds: 120 };
         const token = await new JobTokens(storage.tokenSecret).issue({ jobId: 'u-kill', siteId: 'kill-site', attempt: 1, ttlSeconds: 120 });
         // it keeps answering /status after the job ended, for the check below
-        const runner = await startRunner({
+        const started = await startRunner({
           job,
           token,
           storageUrl: storage.url,
@@ -228,22 +230,23 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
           llmKey: model.key,
           env: { PAGEWRIGHT_EXIT_DELAY_MS: '30000' },
         });
-        await waitFor('executing_codex', async () => (await runner.status()).phase === 'executing_codex', 60_000, 100);
-        const port = Number(new URL(runner.url).port);
+        runner = started;
+        await waitFor('executing_codex', async () => (await started.status()).phase === 'executing_codex', 60_000, 100);
+        const port = Number(new URL(started.url).port);
         const pod: V1Pod = { metadata: { name: 'r' }, status: { phase: 'Running', podIP: '127.0.0.1' } };
         await new HttpRunnerClient(port, silentLogger).kill(pod, token);
         const ended = await waitFor(
           'the job to end',
           async () => {
-            const s = await runner.status();
+            const s = await started.status();
             return s.status === 'failed' || s.status === 'completed' ? s : null;
           },
           20_000,
           100,
         );
         expect(ended).to.deep.include({ status: 'failed', reason: 'Killed' });
-        runner.proc.kill('SIGKILL');
       } finally {
+        runner?.proc.kill('SIGKILL');
         await model.close();
       }
     });

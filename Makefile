@@ -14,7 +14,7 @@ all: build
 
 help:
 	@echo "make demo          run one job end to end on this machine (offline unless PAGEWRIGHT_LLM_KEY is set)"
-	@echo "make test          typecheck, then every test (builds the control plane, the node and the images on first use)"
+	@echo "make test          typecheck and lint, then every test (builds the control plane, the node and the images on first use)"
 	@echo "make lint          Biome (lint and format check, floating promises included) and knip (dead exports, files, deps)"
 	@echo "make test-unit     unit tests only (no control plane, no codex)"
 	@echo "make test-node     only the suites on the real node (manager, deploy/k8s, the README end to end)"

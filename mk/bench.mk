@@ -1,12 +1,13 @@
 # Benchmarks (not part of make test): each prints a table and a HEADLINE line, and appends its
 # figures to bench/results/*.jsonl. BENCH_RUNS (default 5) sets the repetitions.
-.PHONY: bench bench-storage bench-runner bench-admission bench-admission-index bench-memory bench-e2e
+.PHONY: bench bench-storage bench-runner bench-admission bench-admission-index bench-gateway bench-memory bench-e2e
 
 bench: build control-plane
 	tsx bench/storage-throughput.ts
 	tsx bench/runner-artifacts.ts
 	tsx bench/manager-admission.ts
 	tsx bench/admission-index.ts
+	tsx bench/gateway.ts
 	tsx bench/manager-memory.ts
 	tsx bench/e2e.ts
 
@@ -22,6 +23,10 @@ bench-admission: build control-plane
 # in process, no apiserver: only the pinned Node (deps)
 bench-admission-index: deps
 	tsx bench/admission-index.ts
+
+# in process and two local processes (a fast upstream, the gateway): no apiserver
+bench-gateway: deps
+	tsx bench/gateway.ts
 
 bench-memory: build control-plane
 	tsx bench/manager-memory.ts

@@ -9,7 +9,13 @@
  *               difference (goal: at most 2 ms), with a realistic 200 KB conversation as well
  *               (codex re-sends the whole conversation each turn: the gateway parses it for the model);
  *   throughput: one long streamed answer (BENCH_GATEWAY_STREAM_MIB of SSE events), MiB/s each
- *               way, BENCH_RUNS runs alternated (goal: at least 0.95x of direct).
+ *               way, BENCH_RUNS runs alternated (goal: at least 0.95x of direct): unpaced (the
+ *               upstream writes as fast as the client reads), and paced at
+ *               BENCH_GATEWAY_PACE_MIBS (default 64 MiB/s, thousands of times what a model emits);
+ *   CPU:        the gateway's own CPU time (utime + stime from /proc) per MiB it forwards, beside
+ *               the upstream's per MiB it produces. On a 2-core machine the unpaced stream keeps
+ *               the client and the upstream busy, so a third process in the path competes with
+ *               them for the cores: the unpaced ratio measures the machine as much as the gateway.
  * Everything the gateway does runs: credential verification, the live-attempt check, the model
  * check, the budget, the usage tap, the report (to a no-op: the manager is not in the path).
  *
@@ -18,6 +24,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Agent, request } from 'undici';
 import { GatewayCredentials } from '../common/gateway-credential.js';
@@ -26,6 +33,7 @@ import { BENCH_DIR, RUNS, alternating, headline, percentile, printTable, record,
 
 const CALLS = Number(process.env.BENCH_GATEWAY_CALLS ?? 400);
 const STREAM_MIB = Number(process.env.BENCH_GATEWAY_STREAM_MIB ?? 256);
+const PACE_MIBS = Number(process.env.BENCH_GATEWAY_PACE_MIBS ?? 64);
 const KEY = 'sk-bench-upstream';
 const SECRET = randomBytes(32).toString('hex');
 
@@ -41,7 +49,11 @@ async function serve(script: string, env: Record<string, string>): Promise<{ url
   })) as [string];
   return { url, proc };
 }
-const upstream = await serve('fast-model.ts', { BENCH_UPSTREAM_KEY: KEY, BENCH_GATEWAY_STREAM_MIB: String(STREAM_MIB) });
+const upstream = await serve('fast-model.ts', {
+  BENCH_UPSTREAM_KEY: KEY,
+  BENCH_GATEWAY_STREAM_MIB: String(STREAM_MIB),
+  BENCH_GATEWAY_PACE_MIBS: String(PACE_MIBS),
+});
 const gateway = await serve('gateway-process.ts', {
   BENCH_UPSTREAM_URL: upstream.url,
   BENCH_UPSTREAM_KEY: KEY,
@@ -66,6 +78,14 @@ const small = JSON.stringify({
   input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] }],
 });
 const longAnswer = small.replace('"hi"', '"LONG-ANSWER"');
+const pacedAnswer = small.replace('"hi"', '"PACED-ANSWER"');
+
+/** CPU time (user + system) a process has used so far, in ms (from /proc: clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
 const conversation = JSON.stringify({
   model: DEFAULT_MODEL,
   stream: true,
@@ -91,14 +111,14 @@ async function firstByte(base: string, key: string, body: string): Promise<numbe
   return first;
 }
 
-/** MiB/s of one long streamed answer. */
-async function throughput(base: string, key: string): Promise<number> {
+/** MiB/s of one long streamed answer (unpaced, or paced by the upstream). */
+async function throughput(base: string, key: string, body = longAnswer): Promise<number> {
   const start = performance.now();
   const res = await request(`${base}/responses`, {
     method: 'POST',
     dispatcher: client,
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: longAnswer,
+    body,
   });
   let bytes = 0;
   for await (const chunk of res.body) bytes += (chunk as Buffer).length;
@@ -106,8 +126,17 @@ async function throughput(base: string, key: string): Promise<number> {
   return bytes / 1024 / 1024 / ((performance.now() - start) / 1000);
 }
 
-const direct = { small: [] as number[], conv: [] as number[], mibs: [] as number[] };
-const viaGateway = { small: [] as number[], conv: [] as number[], mibs: [] as number[] };
+const direct = { small: [] as number[], conv: [] as number[], mibs: [] as number[], paced: [] as number[] };
+const viaGateway = { small: [] as number[], conv: [] as number[], mibs: [] as number[], paced: [] as number[] };
+/** CPU ms per MiB: the gateway's per MiB forwarded, the upstream's per MiB produced (in the direct runs). */
+const cpu = { gateway: [] as number[], upstream: [] as number[] };
+/** Runs one throughput measurement and the CPU its server side used for it. */
+async function measured(proc: ChildProcess, run: () => Promise<number>, into: number[]): Promise<number> {
+  const before = cpuMs(proc.pid!);
+  const mibs = await run();
+  into.push((cpuMs(proc.pid!) - before) / STREAM_MIB);
+  return mibs;
+}
 // warm both paths (connections, JIT) before measuring
 for (let i = 0; i < 50; i++) await Promise.all([firstByte(upstreamUrl, KEY, small), firstByte(gatewayUrl, credential, small)]);
 for (let i = 0; i < CALLS; i++) {
@@ -131,17 +160,27 @@ for (let i = 0; i < Math.max(50, CALLS / 4); i++) {
 for (let i = 0; i < RUNS; i++) {
   const [d, g] = await alternating(
     i,
-    () => throughput(upstreamUrl, KEY),
-    () => throughput(gatewayUrl, credential),
+    () => measured(upstream.proc, () => throughput(upstreamUrl, KEY), cpu.upstream),
+    () => measured(gateway.proc, () => throughput(gatewayUrl, credential), cpu.gateway),
   );
   direct.mibs.push(d);
   viaGateway.mibs.push(g);
+}
+for (let i = 0; i < RUNS; i++) {
+  const [d, g] = await alternating(
+    i,
+    () => throughput(upstreamUrl, KEY, pacedAnswer),
+    () => throughput(gatewayUrl, credential, pacedAnswer),
+  );
+  direct.paced.push(d);
+  viaGateway.paced.push(g);
 }
 
 const p50 = (v: number[]) => percentile(v, 50);
 const overhead = p50(viaGateway.small) - p50(direct.small);
 const overheadConv = p50(viaGateway.conv) - p50(direct.conv);
 const ratios = viaGateway.mibs.map((g, i) => g / direct.mibs[i]!);
+const pacedRatios = viaGateway.paced.map((g, i) => g / direct.paced[i]!);
 printTable(`model gateway vs a direct connection (first byte: n = ${CALLS} calls each; throughput: ${RUNS} runs of ${STREAM_MIB} MiB)`, [
   ['first byte, direct (small request)', direct.small, 'ms'],
   ['first byte, via the gateway (small request)', viaGateway.small, 'ms'],
@@ -150,6 +189,11 @@ printTable(`model gateway vs a direct connection (first byte: n = ${CALLS} calls
   ['long stream, direct', direct.mibs, 'MiB/s'],
   ['long stream, via the gateway', viaGateway.mibs, 'MiB/s'],
   ['throughput ratio (gateway / direct)', ratios, 'x'],
+  [`paced stream (${PACE_MIBS} MiB/s), direct`, direct.paced, 'MiB/s'],
+  [`paced stream (${PACE_MIBS} MiB/s), via the gateway`, viaGateway.paced, 'MiB/s'],
+  ['paced throughput ratio (gateway / direct)', pacedRatios, 'x'],
+  ['CPU per MiB, the upstream producing it', cpu.upstream, 'ms'],
+  ['CPU per MiB, the gateway forwarding it', cpu.gateway, 'ms'],
 ]);
 console.log(
   `  first byte p50: direct ${p50(direct.small).toFixed(2)} ms, gateway ${p50(viaGateway.small).toFixed(2)} ms (+${overhead.toFixed(2)} ms); p99 ${percentile(direct.small, 99).toFixed(2)} / ${percentile(viaGateway.small, 99).toFixed(2)} ms`,
@@ -165,9 +209,11 @@ await record('gateway', {
     overhead_p50_conversation: overheadConv,
   },
   throughput_mibs: { direct: summarize(direct.mibs), gateway: summarize(viaGateway.mibs), ratio: summarize(ratios) },
+  paced_mibs: { pace: PACE_MIBS, direct: summarize(direct.paced), gateway: summarize(viaGateway.paced), ratio: summarize(pacedRatios) },
+  cpu_ms_per_mib: { upstream: summarize(cpu.upstream), gateway: summarize(cpu.gateway) },
 });
 headline(
-  `gateway adds ${overhead.toFixed(2)} ms p50 to the first streamed byte (goal <= 2 ms; ${overheadConv.toFixed(2)} ms with a ${Math.round(conversation.length / 1024)} KB conversation); long-stream throughput ${summarize(ratios).median.toFixed(3)}x direct (goal >= 0.95x)`,
+  `gateway adds ${overhead.toFixed(2)} ms p50 to the first streamed byte (goal <= 2 ms; ${overheadConv.toFixed(2)} ms with a ${Math.round(conversation.length / 1024)} KB conversation); long-stream throughput ${summarize(ratios).median.toFixed(3)}x direct unpaced, ${summarize(pacedRatios).median.toFixed(3)}x paced at ${PACE_MIBS} MiB/s (goal >= 0.95x); gateway CPU ${summarize(cpu.gateway).median.toFixed(2)} ms/MiB`,
 );
 upstream.proc.kill();
 gateway.proc.kill();

@@ -36,6 +36,7 @@ import { type ManagerProcess, startManagerProcess } from '../support/manager-pro
 import { defaultPodConfig } from '../support/pod-config.js';
 import { getFreePort } from '../support/ports.js';
 import { waitFor } from '../support/processes.js';
+import { jobResult } from '../support/job-result.js';
 import { type RunnerUnderTest, startRunner } from '../support/runner-process.js';
 import { EXAMPLE_SITE } from '../support/sites.js';
 import { type TestStorage, startTestStorage } from '../support/storage.js';
@@ -161,21 +162,7 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
       const runner = new JobTokens(storage.tokenSecret);
       const jobClient = clientFor(await runner.issue({ jobId: 'u-publish', siteId: 'pub-site', attempt: 1, ttlSeconds: 60 }));
       const output = await jobClient.putJobObject('u-publish', 'output.tar.gz', await readFile(siteArchive));
-      const result = {
-        job_id: 'u-publish',
-        attempt: 1,
-        status: 'completed',
-        reason: null,
-        error: null,
-        files_changed: 0,
-        files: [],
-        summary: 's',
-        base_version: base,
-        output_version: output.version,
-        started_at: new Date().toISOString(),
-        finished_at: new Date().toISOString(),
-        phase_durations_ms: {},
-      };
+      const result = jobResult('u-publish', 1, { files_changed: 0, files: [], base_version: base, output_version: output.version });
       await jobClient.putJobObject(
         'u-publish',
         'manifest.json',
@@ -288,18 +275,22 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
         );
       });
 
+    /** The job's pod, once the manager created it. */
+    const podOf = (scheduled: PagewrightJob) =>
+      waitFor(
+        'its pod',
+        async () => core.readNamespacedPod({ namespace: ns, name: scheduled.status.podName! }).catch(() => null),
+        10_000,
+        100,
+      );
+
     it('a pod lost while Running: PodLost, and a new attempt', async () => {
       await startManager();
       const name = randomName('lost');
       await storage.admin.putSiteArtifact('site-lost', await readFile(siteArchive));
       const job = await createJob(name, { siteId: 'site-lost', prompt: 'x', retries: 1 });
       const scheduled = await until(name, 'Scheduled', (j) => j.status.phase === 'Scheduled');
-      await waitFor(
-        'its pod',
-        async () => core.readNamespacedPod({ namespace: ns, name: scheduled.status.podName! }).catch(() => null),
-        10_000,
-        100,
-      );
+      await podOf(scheduled);
       await kubeletSays(scheduled.status.podName!, {
         phase: 'Running',
         containerStatuses: [
@@ -354,12 +345,7 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
       const name = randomName('pull');
       const job = await createJob(name, { siteId: 'site-pull', prompt: 'x', retries: 2 });
       const scheduled = await until(name, 'Scheduled', (j) => j.status.phase === 'Scheduled');
-      await waitFor(
-        'its pod',
-        async () => core.readNamespacedPod({ namespace: ns, name: scheduled.status.podName! }).catch(() => null),
-        10_000,
-        100,
-      );
+      await podOf(scheduled);
       await new Promise((r) => setTimeout(r, 1100)); // past the 1 s pull timeout this manager has
       await kubeletSays(scheduled.status.podName!, {
         phase: 'Pending',

@@ -9,77 +9,58 @@ import type { LogFields, Logger } from '../../common/logger.js';
 import { HttpStatusError, readErrorAnswer } from '../../common/retry.js';
 import { openAiErrorEnvelope } from '../../gateway/errors.js';
 
-/**
- * Every code of the vocabulary and the HTTP status it is answered with. A wire contract:
- * clients and tests read these, so a change here is a change of every service's API.
- */
-const EXPECTED: Record<ErrorCode, number> = {
-  // job failure reasons (status.reason); only the refusals among them are ever answered
-  LLMAuthFailed: 500,
-  LLMUnavailable: 500,
-  ModelNotFound: 500,
-  ModelNotAllowed: 403,
-  BudgetNotAllowed: 403,
-  LLMBudgetExceeded: 403,
-  LLMRateLimited: 403,
-  CodexFailed: 500,
-  CodexTimeout: 500,
-  InvalidAgentOutput: 500,
-  ArtifactNotFound: 500,
-  ArtifactCorrupt: 500,
-  UnsafeArchive: 500,
-  UnsafeOutput: 422,
-  ArtifactTooLarge: 500,
-  StorageUnavailable: 500,
-  UploadFailed: 500,
-  Killed: 500,
-  Cancelled: 500,
-  DeadlineExceeded: 500,
-  OOMKilled: 500,
-  Evicted: 500,
-  ImagePullFailed: 500,
-  PodLost: 500,
-  PodTerminated: 500,
-  RunnerFailed: 500,
-  CallbackFailed: 500,
-  PublishConflict: 409,
-  InvalidConfig: 500,
-  Internal: 500,
-  // HTTP only
-  TokenMissing: 401,
-  TokenInvalid: 401,
-  TokenExpired: 401,
-  TokenForbidden: 403,
-  AttemptEnded: 403,
-  Unauthorized: 401,
-  Forbidden: 403,
-  BadRequest: 400,
-  InvalidSiteId: 400,
-  InvalidJobId: 400,
-  InvalidVersion: 400,
-  InvalidDigest: 400,
-  DigestMismatch: 400,
-  InvalidManifest: 400,
-  NotFound: 404,
-  SiteNotFound: 404,
-  VersionNotFound: 404,
-  ObjectNotFound: 404,
-  JobNotFound: 404,
-  PreconditionFailed: 412,
-  OutputMismatch: 409,
-  AlreadyFinished: 409,
-  Busy: 409,
-  PayloadTooLarge: 413,
-  JobQuotaExceeded: 413,
-  NotReady: 503,
-  UpstreamUnavailable: 502,
-  UnexpectedResponse: 502,
-};
-
 describe('the error vocabulary (common/errors.ts)', () => {
-  it('gives every code its HTTP status', () => {
-    expect(HTTP_STATUS).to.deep.equal(EXPECTED);
+  /**
+   * The statuses as rules, not a copy of the table: what clients read (the runner's storage
+   * client, codex through the gateway) depends on them, so a code that breaks its family's rule
+   * fails here.
+   */
+  it('gives every code its HTTP status, by the rules clients rely on', () => {
     expect(Object.keys(HTTP_STATUS).sort()).to.deep.equal([...ErrorCode.options].sort());
+    const statuses = (codes: readonly ErrorCode[]) => Object.fromEntries(codes.map((c) => [c, HTTP_STATUS[c]]));
+    const all = (codes: readonly ErrorCode[], status: number) => Object.fromEntries(codes.map((c) => [c, status]));
+    // a job's failure reasons: the refusals are 4xx (403, not 429, for the gateway's: codex retries
+    // 429 and 5xx by itself, and a spent budget must not look like a rate limit); the rest are 500
+    const refusals = {
+      ModelNotAllowed: 403,
+      BudgetNotAllowed: 403,
+      LLMBudgetExceeded: 403,
+      LLMRateLimited: 403,
+      UnsafeOutput: 422,
+      PublishConflict: 409,
+    } as const;
+    const otherReasons = FailureReason.options.filter((r) => !(r in refusals));
+    expect(statuses(FailureReason.options)).to.deep.equal({ ...all(otherReasons, 500), ...refusals });
+    // who-are-you is 401, you-may-not (any more) is 403
+    expect(statuses(['TokenMissing', 'TokenInvalid', 'TokenExpired', 'Unauthorized'])).to.deep.equal(
+      all(['TokenMissing', 'TokenInvalid', 'TokenExpired', 'Unauthorized'], 401),
+    );
+    expect(statuses(['TokenForbidden', 'AttemptEnded', 'Forbidden'])).to.deep.equal(
+      all(['TokenForbidden', 'AttemptEnded', 'Forbidden'], 403),
+    );
+    // by name: *NotFound is 404, Invalid* and *Mismatch of a request's own content are 400
+    for (const code of HttpErrorCode.options) {
+      if (code.endsWith('NotFound')) expect(HTTP_STATUS[code], code).to.equal(404);
+      if (code.startsWith('Invalid') || code === 'DigestMismatch' || code === 'BadRequest') expect(HTTP_STATUS[code], code).to.equal(400);
+    }
+    // a state conflict is 409, a size limit 413, a dependency 502, not ready 503
+    expect(
+      statuses(['OutputMismatch', 'AlreadyFinished', 'Busy', 'PayloadTooLarge', 'JobQuotaExceeded', 'PreconditionFailed']),
+    ).to.deep.equal({
+      OutputMismatch: 409,
+      AlreadyFinished: 409,
+      Busy: 409,
+      PayloadTooLarge: 413,
+      JobQuotaExceeded: 413,
+      PreconditionFailed: 412,
+    });
+    expect(statuses(['UpstreamUnavailable', 'UnexpectedResponse', 'NotReady'])).to.deep.equal({
+      UpstreamUnavailable: 502,
+      UnexpectedResponse: 502,
+      NotReady: 503,
+    });
+    // every HTTP-only code is an error status
+    for (const code of HttpErrorCode.options) expect(HTTP_STATUS[code], code).to.be.within(400, 599);
   });
 
   it('keeps the job failure reasons and the HTTP-only codes apart', () => {

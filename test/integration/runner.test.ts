@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { x as extract } from 'tar';
 import { findMarkedProcesses } from '../../common/process-marker.js';
-import { JobManifest, JobResult, type RunnerJobInput, type RunnerPhase, type RunnerStatus } from '../../common/schemas.js';
+import { JobManifest, JobResult, type RunnerJobInput, type RunnerPhase, type RunnerStatus, WORK_PHASES } from '../../common/schemas.js';
 import { packDirectory } from '../../runner/archive.js';
 import { type CallbackRecorder, startCallbackRecorder } from '../support/callback-recorder.js';
 import { startGateProxy } from '../support/gate-proxy.js';
@@ -111,15 +111,7 @@ describe('runner (process, real storage and Codex CLI)', function () {
     });
     expect(result.files).to.deep.equal(['index.html']);
     expect(result.summary).to.match(/Added a note to index.html/);
-    for (const phase of [
-      'preflight',
-      'fetching_artifact',
-      'unpacking',
-      'patching_instructions',
-      'executing_codex',
-      'packing_result',
-      'uploading',
-    ]) {
+    for (const phase of WORK_PHASES) {
       expect(result.phase_durations_ms, phase).to.have.property(phase).that.is.a('number');
     }
     // the callback carried the job token
@@ -172,15 +164,7 @@ describe('runner (process, real storage and Codex CLI)', function () {
     expect(result.job_id).to.equal(job.job_id);
     // progress went out too, in order, before the result
     const phases = manager!.progress().map((p) => p.body.phase);
-    expect(phases.slice(0, 7)).to.deep.equal([
-      'preflight',
-      'fetching_artifact',
-      'unpacking',
-      'patching_instructions',
-      'executing_codex',
-      'packing_result',
-      'uploading',
-    ]);
+    expect(phases.slice(0, 7)).to.deep.equal([...WORK_PHASES]);
     expect(phases.at(-1)).to.equal('completed');
   });
 
@@ -257,16 +241,7 @@ describe('runner (process, real storage and Codex CLI)', function () {
       proxy.release();
       await reach('completed');
       expect(await poller).to.include({ status: 'completed', phase: 'completed', files_changed: 1 });
-      expect([...seen]).to.deep.equal([
-        'preflight',
-        'fetching_artifact',
-        'unpacking',
-        'patching_instructions',
-        'executing_codex',
-        'packing_result',
-        'uploading',
-        'completed',
-      ]);
+      expect([...seen]).to.deep.equal([...WORK_PHASES, 'completed']);
       const result = await finalResult();
       expect(result.status).to.equal('completed');
     } finally {

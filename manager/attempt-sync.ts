@@ -75,9 +75,14 @@ export class AttemptSync {
     // created by us a moment ago: its watch event is on its way (and will bring us back)
     if (this.d.pods.expecting(job, attempt)) return requeueAfter(EXPECTATION_TIMEOUT_MS);
     if (await this.d.pods.readPod(job, attempt)) return DONE; // the cache is behind; the pod's event will bring us back
-    // stored as Scheduled, then the manager crashed before it created the pod
+    // stored as Scheduled, then the manager crashed before it created the pod. Or the cache is
+    // behind our own write: this attempt already ended (its pod deleted, say, on ImagePullFailed)
+    // and the job is Failed or retrying. Only the stored job can tell; a pod created from a stale
+    // copy would run for a job that is over.
     if (job.status.phase === 'Scheduled') {
-      await this.d.pods.createAttempt(job, attempt, await this.d.credentials.issue(job, attempt));
+      const stored = await this.d.outcomes.stored(job);
+      if (stored.status.phase !== 'Scheduled' || stored.status.attempt !== attempt) return DONE; // its watch event brings us back
+      await this.d.pods.createAttempt(stored, attempt, await this.d.credentials.issue(stored, attempt));
       return DONE;
     }
     return (

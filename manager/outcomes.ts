@@ -37,6 +37,11 @@ export class Outcomes {
     return this.d.status.update(job, change);
   }
 
+  /** The job as stored now (a GET), for a side effect the cache's copy must not decide alone. */
+  stored(job: PagewrightJob): Promise<PagewrightJob> {
+    return this.d.status.get(job.metadata.namespace, job.metadata.name);
+  }
+
   /** The attempt is over: its writes are sealed and its credentials deleted. */
   async endAttempt(job: PagewrightJob, attempt: number): Promise<void> {
     await this.d.publisher.seal(job, attempt);

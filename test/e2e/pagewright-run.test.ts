@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { demoScript } from '../../cli/demo-script.js';
 import { type ModelServer, startModelServer } from '../../cli/model-server.js';
+import { runnerEnvironment } from '../../common/runner-launch.js';
 import { EXAMPLE_SITE, REPO_ROOT } from '../support/sites.js';
 
 /** Lists the environment of every process of the run but the CLI, then does the demo edit. */
@@ -88,5 +89,28 @@ describe('e2e: pagewright run (make demo)', function () {
     expect(seen, "the user's variables").to.not.contain(canary);
     expect(seen, 'the LLM key').to.not.contain(model.key);
     expect(seen).to.match(/PAGEWRIGHT_LLM_KEY=eyJ/); // the runner's: the gateway's per-run credential
+
+    // the runner was started by the launch contract (common/runner-launch.ts): its PAGEWRIGHT_*
+    // variables, in the order the process got them, are the builder's for the fields a local
+    // run sets (a hand-written environment would differ in a name or in the order)
+    const runnerBlock = seen.split(/^== /m).find((b) => /^\S*node\S* .*runner\/main\.js/.test(b));
+    expect(runnerBlock, seen).to.be.a('string');
+    const runnerVars = runnerBlock!
+      .split('\n')
+      .filter((l) => l.startsWith('PAGEWRIGHT_'))
+      .map((l) => l.slice(0, l.indexOf('=')));
+    const contract = runnerEnvironment({
+      job: {} as never,
+      port: 0,
+      host: '',
+      workDir: '',
+      llmUrl: '',
+      managerUrl: '',
+      storageUrl: '',
+      codexBinary: '',
+      instructionsPath: '',
+      extra: { PAGEWRIGHT_EXIT_DELAY_MS: '' },
+    });
+    expect(runnerVars).to.deep.equal(contract.map((e) => e.name));
   });
 });

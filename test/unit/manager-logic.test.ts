@@ -2,7 +2,8 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { decideAdmission } from '../../manager/admission.js';
 import { classifyPod } from '../../manager/classify.js';
-import { buildPod, podName } from '../../manager/pod-spec.js';
+import { RUNNER_COMMAND, runnerEnvironment } from '../../common/runner-launch.js';
+import { buildPod, podName, secretName } from '../../manager/pod-spec.js';
 import { PagewrightJob, type JobStatus } from '../../common/job-resource.js';
 import * as t from '../../manager/transitions.js';
 import type { JobResult } from '../../common/schemas.js';
@@ -212,5 +213,33 @@ describe('runner pod spec', () => {
     expect(env.PAGEWRIGHT_LLM_KEY?.valueFrom?.secretKeyRef).to.be.an('object');
     expect(JSON.parse(env.PAGEWRIGHT_JOB!.value!)).to.include({ job_id: j.metadata.uid, attempt: 3, model: 'gpt-5.5' });
     expect(env.PAGEWRIGHT_KILL_GRACE_MS?.value).to.equal('1000');
+  });
+
+  it("starts the runner by the launch contract (common/runner-launch.ts), its credentials from the attempt's Secret", () => {
+    const j = job({});
+    const runner = buildPod(j, 2, cfg).spec!.containers.find((c) => c.name === 'runner')!;
+    expect(runner.command).to.deep.equal([...RUNNER_COMMAND]);
+    // the builder's variables, in its order, for a launch with every field a pod sets: a
+    // hand-written environment would differ in a name or in the order
+    const contract = runnerEnvironment({
+      job: {} as never,
+      port: 0,
+      workDir: '',
+      privateDir: '',
+      agentUrl: '',
+      llmUrl: '',
+      managerUrl: '',
+      storageUrl: '',
+      model: '',
+      codexBinary: '',
+      instructionsPath: '',
+      extra: { HOME: '', ...cfg.runnerEnv },
+    });
+    expect((runner.env ?? []).map((e) => e.name)).to.deep.equal(contract.map((e) => e.name));
+    for (const e of contract) {
+      if (!('secret' in e)) continue;
+      const found = runner.env!.find((v) => v.name === e.name)!;
+      expect(found.valueFrom?.secretKeyRef, e.name).to.deep.equal({ name: secretName(j, 2), key: e.secret });
+    }
   });
 });

@@ -21,7 +21,7 @@ help:
 	@echo "make build         compile TypeScript to dist/"
 	@echo "make control-plane build or reuse Kubernetes (control plane and node) and CoreDNS from Go modules"
 	@echo "make bench         every benchmark (or bench-storage, bench-runner, bench-admission, bench-memory, bench-e2e)"
-	@echo "make images        the runner, manager and storage images (docker; builds a local Node base if no registry answers)"
+	@echo "make images        the runner, manager, storage and gateway images (docker; builds a local Node base if no registry answers)"
 	@echo "make images-check  one real job in the runner image under its pod's security context"
 	@echo "make kind-up       images + a local kind cluster with Pagewright deployed (needs docker, kind, kubectl)"
 	@echo "make dev-cluster   a real single-node cluster here with Pagewright deployed (root; make dev-cluster-down)"

@@ -141,6 +141,30 @@ describe('red team: the agent as the attacker, in a real runner pod', function (
     const runnerToken = Buffer.from(creds?.data?.['runner-token'] ?? '', 'base64').toString();
     const gatewayCredential = Buffer.from(creds?.data?.['gateway-credential'] ?? '', 'base64').toString();
     expect(runnerToken, 'the runner credential, read while the job ran').to.match(/^eyJ/);
+    // no LLM key in the runner pod: not in its spec, its environment or its mounts; the only
+    // Secret it references is the attempt's, which holds the two credentials and nothing else
+    const pod = await env.core.readNamespacedPod({ namespace: env.namespace, name: running.status.podName! });
+    expectNoSecret('the runner pod', JSON.stringify(pod));
+    const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+    const secretRefs = containers.flatMap((c) =>
+      (c.env ?? []).flatMap((e) =>
+        e.valueFrom?.secretKeyRef ? [`${c.name}: ${e.name} <- ${e.valueFrom.secretKeyRef.name}/${e.valueFrom.secretKeyRef.key}`] : [],
+      ),
+    );
+    const credsName = `${running.status.podName}-creds`;
+    expect(secretRefs.sort()).to.deep.equal([
+      `runner: PAGEWRIGHT_JOB_TOKEN <- ${credsName}/runner-token`,
+      `runner: PAGEWRIGHT_LLM_KEY <- ${credsName}/gateway-credential`,
+    ]);
+    expect(
+      containers.flatMap((c) => c.envFrom ?? []),
+      'envFrom',
+    ).to.deep.equal([]);
+    expect(
+      (pod.spec?.volumes ?? []).filter((v) => v.secret || v.projected).map((v) => v.name),
+      'Secret or token volumes',
+    ).to.deep.equal([]);
+    expect(Object.keys(creds?.data ?? {}).sort()).to.deep.equal(['gateway-credential', 'runner-token']);
     const done = await env.waitForJob(name, 'finished', finished, 240_000);
     expect(done.status, await env.diagnostics()).to.include({ phase: 'Succeeded' });
 

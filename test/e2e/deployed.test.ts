@@ -18,6 +18,7 @@ import type { RealNode } from '../support/node/cluster.js';
 import { type Deployment, deployPagewright } from '../support/node/deploy.js';
 import { sharedRealNode } from '../support/node/shared.js';
 import { readOutputFile } from '../support/outputs.js';
+import { eventsAbout } from '../support/control-plane.js';
 import { waitFor } from '../support/processes.js';
 import { REPO_ROOT } from '../support/sites.js';
 
@@ -194,18 +195,11 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
         await core.listNamespacedPod({ namespace: deployed.namespace, labelSelector: `pagewright.dev/job=${running.metadata.uid}` })
       ).items;
       expect(pods.map((p: V1Pod) => p.metadata?.name)).to.deep.equal([running.status.podName]);
-      const events = await kubectl([
-        'get',
-        'events',
-        '--field-selector',
-        `involvedObject.name=${name}`,
-        '-o',
-        'jsonpath={.items[*].reason}',
-      ]);
-      const reasons = events.stdout.split(' ');
+      const events = await eventsAbout((args) => node.kubectl(args), deployed.namespace, name, 'reason');
+      const reasons = events.split(' ');
       expect(
         reasons.filter((r) => r === 'Succeeded'),
-        events.stdout,
+        events,
       ).to.have.length(1);
       expect(reasons).to.not.include('Retrying');
     });

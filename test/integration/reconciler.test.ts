@@ -29,7 +29,7 @@ import { StoragePublisher } from '../../manager/publisher.js';
 import { HttpRunnerClient } from '../../manager/runner-client.js';
 import { packArchive, packDirectory } from '../../runner/archive.js';
 import { startModelServer } from '../../cli/model-server.js';
-import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
+import { type ControlPlane, createNamespace, eventsAbout, sharedControlPlane } from '../support/control-plane.js';
 import { selfOwner } from '../support/control-plane/owner.js';
 import { ensureCrd, randomName } from '../support/manager-env.js';
 import { type ManagerProcess, startManagerProcess } from '../support/manager-process.js';
@@ -301,17 +301,8 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
       await core.deleteNamespacedPod({ namespace: ns, name: scheduled.status.podName!, gracePeriodSeconds: 0 });
       const retried = await until(name, 'attempt 2', (j) => (j.status.attempt ?? 0) === 2);
       expect(retried.status.podName).to.equal(podName(job, 2));
-      const events = await cp.kubectl([
-        '-n',
-        ns,
-        'get',
-        'events',
-        '--field-selector',
-        `involvedObject.name=${name}`,
-        '-o',
-        'jsonpath={.items[*].message}',
-      ]);
-      expect(events.stdout).to.match(/attempt 1 failed \(PodLost\): runner pod .* disappeared/);
+      const events = await eventsAbout((args) => cp.kubectl(args), ns, name, 'message');
+      expect(events).to.match(/attempt 1 failed \(PodLost\): runner pod .* disappeared/);
     });
 
     it('stored as Scheduled, its pod never created (a crash between the two): the pod is created for that attempt, not a new one', async () => {

@@ -18,26 +18,16 @@
 import { readFile } from 'node:fs/promises';
 import { type Server, createServer } from 'node:net';
 import { join } from 'node:path';
-import { CoreV1Api, type V1Container, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { createNamespace } from '../support/control-plane.js';
 import { DNS_SERVICE_IP, NODE_IP, type RealNode } from '../support/node/cluster.js';
 import { podFirewallPolicies } from '../support/node/kube-router.js';
 import { RUNNER_IMAGE, sharedRealNode } from '../support/node/shared.js';
-import { waitForPod } from '../support/pods.js';
+import { RESTRICTED_CONTAINER, waitForPod } from '../support/pods.js';
 import { waitFor } from '../support/processes.js';
 import { REPO_ROOT } from '../support/sites.js';
 
-const restricted = {
-  securityContext: {
-    allowPrivilegeEscalation: false,
-    readOnlyRootFilesystem: true,
-    runAsNonRoot: true,
-    runAsUser: 10001,
-    capabilities: { drop: ['ALL'] },
-    seccompProfile: { type: 'RuntimeDefault' },
-  },
-} satisfies Partial<V1Container>;
 const pagewright = (component: string) => ({ 'app.kubernetes.io/name': 'pagewright', 'app.kubernetes.io/component': component });
 const RUNNER_LABELS = { 'app.kubernetes.io/name': 'pagewright-runner' };
 /** A public address on 443, standing for the LLM endpoint. */
@@ -92,7 +82,7 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
             imagePullPolicy: 'Never',
             command: ['node', '-e', `require('http').createServer((q, s) => s.end('${name}')).listen(${port})`],
             ports: [{ name: 'http', containerPort: port }],
-            ...restricted,
+            ...RESTRICTED_CONTAINER,
           },
         ],
       },

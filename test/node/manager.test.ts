@@ -6,6 +6,7 @@
  */
 import { expect } from 'chai';
 import { type ManagerEnv, EXAMPLE_SITE_ID, randomName, startManagerEnv } from '../support/manager-env.js';
+import { eventsAbout } from '../support/control-plane.js';
 import { waitFor } from '../support/processes.js';
 import type { PagewrightJob } from '../../common/job-resource.js';
 
@@ -130,17 +131,8 @@ describe('manager on a real control plane', function () {
       };
       expect(started(2) - ended(1)).to.be.at.least(900);
       expect(started(3) - ended(2)).to.be.at.least(1900);
-      const events = await env.cp.kubectl([
-        '-n',
-        env.namespace,
-        'get',
-        'events',
-        '--field-selector',
-        `involvedObject.name=${name}`,
-        '-o',
-        'jsonpath={.items[*].reason}',
-      ]);
-      expect(events.stdout.split(' ').filter((r) => r === 'Retrying')).to.have.length(2);
+      const events = await eventsAbout((args) => env.cp.kubectl(args), env.namespace, name, 'reason');
+      expect(events.split(' ').filter((r) => r === 'Retrying')).to.have.length(2);
     });
   }
 
@@ -190,17 +182,8 @@ describe('manager on a real control plane', function () {
     try {
       const done = await env.waitForJob(name, 'finished', finished, 90_000);
       expect(done.status, await env.diagnostics()).to.include({ phase: 'Succeeded', attempt: 2 });
-      const events = await env.cp.kubectl([
-        '-n',
-        env.namespace,
-        'get',
-        'events',
-        '--field-selector',
-        `involvedObject.name=${name}`,
-        '-o',
-        'jsonpath={.items[*].message}',
-      ]);
-      expect(events.stdout).to.match(/attempt 1 failed \(PodLost\)/);
+      const events = await eventsAbout((args) => env.cp.kubectl(args), env.namespace, name, 'message');
+      expect(events).to.match(/attempt 1 failed \(PodLost\)/);
       expect(retried.status.attempt).to.equal(2);
     } finally {
       env.modelGate.close();

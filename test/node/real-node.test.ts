@@ -18,21 +18,11 @@ import { request } from 'undici';
 import { createNamespace } from '../support/control-plane.js';
 import { BRIDGE, CGROUP_ROOT, type RealNode, nodeDown, nodeStateDir } from '../support/node/cluster.js';
 import { RUNNER_IMAGE, sharedRealNode, stopSharedRealNode } from '../support/node/shared.js';
-import { waitForPod, waitForPodGone } from '../support/pods.js';
+import { RESTRICTED_CONTAINER, waitForPod, waitForPodGone } from '../support/pods.js';
 import { waitFor } from '../support/processes.js';
 import { REPO_ROOT } from '../support/sites.js';
 
 const run = promisify(execFile);
-const restricted = {
-  securityContext: {
-    allowPrivilegeEscalation: false,
-    readOnlyRootFilesystem: true,
-    runAsNonRoot: true,
-    runAsUser: 10001,
-    capabilities: { drop: ['ALL'] },
-    seccompProfile: { type: 'RuntimeDefault' },
-  },
-} satisfies Partial<V1Container>;
 
 describe('the real node: containerd + kubelet from the pinned modules', function () {
   this.timeout(120_000);
@@ -48,7 +38,14 @@ describe('the real node: containerd + kubelet from the pinned modules', function
         restartPolicy: 'Never',
         terminationGracePeriodSeconds: 5,
         containers: [
-          { name: 'main', image: RUNNER_IMAGE, imagePullPolicy: 'Never', command: ['bash', '-c', script], ...restricted, ...container },
+          {
+            name: 'main',
+            image: RUNNER_IMAGE,
+            imagePullPolicy: 'Never',
+            command: ['bash', '-c', script],
+            ...RESTRICTED_CONTAINER,
+            ...container,
+          },
         ],
         ...spec,
       },

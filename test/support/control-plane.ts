@@ -346,6 +346,21 @@ export async function stopSharedControlPlane(): Promise<void> {
   await cp?.stop();
 }
 
+/**
+ * kubectl's view of the Events about one object, by its name: the given field of each, space
+ * separated, as `-o jsonpath` prints them. `kubectl` is any client that runs kubectl against the
+ * right cluster (a ControlPlane's, a RealNode's).
+ */
+export async function eventsAbout(
+  kubectl: (args: string[]) => Promise<{ stdout: string }>,
+  namespace: string,
+  name: string,
+  field: 'reason' | 'message',
+): Promise<string> {
+  const args = ['-n', namespace, 'get', 'events', '--field-selector', `involvedObject.name=${name}`, '-o', `jsonpath={.items[*].${field}}`];
+  return (await kubectl(args)).stdout;
+}
+
 /** A fresh namespace per suite: there is no GC here, so suites isolate by namespace. */
 export async function createNamespace(cp: ControlPlane, prefix: string): Promise<string> {
   const name = `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e4)}`;

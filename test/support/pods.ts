@@ -1,5 +1,5 @@
 /** Helpers for tests that watch pods on the test control plane. */
-import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
 import { waitFor } from './processes.js';
 
 export async function waitForPod(
@@ -33,3 +33,15 @@ export async function waitForPodGone(core: CoreV1Api, namespace: string, name: s
     100,
   );
 }
+
+/** The container securityContext Pod Security `restricted` requires, as the runner image runs (uid 10001). */
+export const RESTRICTED_CONTAINER = {
+  securityContext: {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    runAsUser: 10001,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  },
+} satisfies Partial<V1Container>;

@@ -1,4 +1,4 @@
-import type { V1Pod } from '@kubernetes/client-node';
+import type { V1ContainerState, V1Pod } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { decideAdmission } from '../../manager/admission.js';
 import { classifyPod } from '../../manager/classify.js';
@@ -83,69 +83,31 @@ describe('pod classification', () => {
     spec: { containers: [{ name: 'runner', image: 'x' }] },
     status,
   });
+  /** A pod whose one container is in `state`. */
+  const withContainer = (phase: string, state: V1ContainerState): V1Pod['status'] => ({
+    phase,
+    containerStatuses: [{ name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state }],
+  });
 
   it('reads OOMKilled, DeadlineExceeded, Evicted and exit codes', () => {
-    expect(
-      classifyPod(
-        pod({
-          phase: 'Failed',
-          containerStatuses: [
-            {
-              name: 'r',
-              image: 'x',
-              imageID: '',
-              ready: false,
-              restartCount: 0,
-              state: { terminated: { exitCode: 137, reason: 'OOMKilled' } },
-            },
-          ],
-        }),
-        opts,
-      ),
-    ).to.include({ reason: 'OOMKilled' });
+    expect(classifyPod(pod(withContainer('Failed', { terminated: { exitCode: 137, reason: 'OOMKilled' } })), opts)).to.include({
+      reason: 'OOMKilled',
+    });
     expect(classifyPod(pod({ phase: 'Failed', reason: 'DeadlineExceeded' }), opts)).to.include({ reason: 'DeadlineExceeded' });
     expect(classifyPod(pod({ phase: 'Failed', reason: 'Evicted' }), opts)).to.include({ reason: 'Evicted' });
-    const crashed = classifyPod(
-      pod({
-        phase: 'Failed',
-        containerStatuses: [
-          { name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { terminated: { exitCode: 3, reason: 'Error' } } },
-        ],
-      }),
-      opts,
-    );
+    const crashed = classifyPod(pod(withContainer('Failed', { terminated: { exitCode: 3, reason: 'Error' } })), opts);
     expect(crashed).to.deep.include({ state: 'failed', reason: 'RunnerFailed' });
     expect((crashed as { message: string }).message).to.contain('code 3');
     expect(classifyPod(pod({ phase: 'Succeeded' }), opts)).to.deep.equal({ state: 'succeeded' });
     // an OOM kill of another process in the container: the runner itself exited 0
-    expect(
-      classifyPod(
-        pod({
-          phase: 'Succeeded',
-          containerStatuses: [
-            {
-              name: 'r',
-              image: 'x',
-              imageID: '',
-              ready: false,
-              restartCount: 0,
-              state: { terminated: { exitCode: 0, reason: 'OOMKilled' } },
-            },
-          ],
-        }),
-        opts,
-      ),
-    ).to.deep.equal({ state: 'succeeded' });
+    expect(classifyPod(pod(withContainer('Succeeded', { terminated: { exitCode: 0, reason: 'OOMKilled' } })), opts)).to.deep.equal({
+      state: 'succeeded',
+    });
     expect(classifyPod(pod({ phase: 'Running' }), opts)).to.deep.equal({ state: 'running' });
   });
 
   it('fails an image pull only after the timeout', () => {
-    const waiting = {
-      phase: 'Pending',
-      containerStatuses: [
-        { name: 'r', image: 'x', imageID: '', ready: false, restartCount: 0, state: { waiting: { reason: 'ImagePullBackOff' } } },
-      ],
-    };
+    const waiting = withContainer('Pending', { waiting: { reason: 'ImagePullBackOff' } });
     expect(classifyPod(pod(waiting), opts)).to.deep.equal({ state: 'pending' });
     expect(classifyPod(pod(waiting, new Date(Date.now() - 120_000)), opts)).to.include({ reason: 'ImagePullFailed' });
   });

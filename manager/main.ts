@@ -3,13 +3,12 @@
  * service account (or KUBECONFIG), the controller, and the HTTP API. SIGTERM stops taking work,
  * lets in-flight reconciles finish, releases the Lease and closes the server.
  */
-import { once } from 'node:events';
 import { hostname } from 'node:os';
 import winston from 'winston';
 import { loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { runMain } from '../common/main.js';
-import { SMALL_API_TIMEOUTS, applyServerTimeouts } from '../common/server-timeouts.js';
+import { SMALL_API_TIMEOUTS, listen } from '../common/server-timeouts.js';
 import { StorageClient } from '../common/storage-client.js';
 import { JobTokens } from '../common/tokens.js';
 import { createManagerApp } from './api.js';
@@ -54,8 +53,7 @@ await runMain('manager', async () => {
     live: () => live,
   });
   // serve first: /healthz answers and callbacks get 503 (retried) until the caches are synced
-  const server = applyServerTimeouts(app.listen(config.port, config.host), SMALL_API_TIMEOUTS);
-  await once(server, 'listening');
+  const server = await listen(app, config.port, config.host, SMALL_API_TIMEOUTS);
   const address = server.address();
   logger.info('manager listening', {
     port: typeof address === 'object' && address ? address.port : config.port,

@@ -13,13 +13,12 @@
  * Everything it says is as trustworthy as the agent (same uid, same container): the runner
  * judges a run by what it can check itself (the files, the gateway's account of the model calls).
  */
-import { once } from 'node:events';
 import express from 'express';
 import { z } from 'zod';
 import { installErrorHandling } from '../common/error-middleware.js';
 import { PagewrightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { SMALL_API_TIMEOUTS, applyServerTimeouts } from '../common/server-timeouts.js';
+import { SMALL_API_TIMEOUTS, listen } from '../common/server-timeouts.js';
 import { type AgentRun, type AgentServerLine, LocalLauncher } from './agent-launcher.js';
 
 const AgentSpecBody = z.object({
@@ -83,8 +82,7 @@ function createAgentApp(logger: Logger, launcher = new LocalLauncher()): express
 /** Serves on the pod's loopback until SIGTERM (the kubelet stops the sidecar once the runner exited). */
 export async function serveAgent(port: number, logger: Logger): Promise<() => Promise<void>> {
   // a run's answer streams for as long as codex runs: only the request itself is bounded
-  const server = applyServerTimeouts(createAgentApp(logger).listen(port, '127.0.0.1'), SMALL_API_TIMEOUTS);
-  await once(server, 'listening');
+  const server = await listen(createAgentApp(logger), port, '127.0.0.1', SMALL_API_TIMEOUTS);
   logger.info('agent server listening', { port });
   return async () => {
     server.closeAllConnections();

@@ -6,7 +6,6 @@
  * `bundle.mjs agent` is the agent container's process instead (runner/agent-server.ts): the
  * same image, another uid, no job and no credentials.
  */
-import { once } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import winston from 'winston';
@@ -14,7 +13,7 @@ import { loadConfig } from '../common/config.js';
 import { PagewrightError } from '../common/errors.js';
 import { SyncFileTransport, createLogger } from '../common/logger.js';
 import { runMain } from '../common/main.js';
-import { SMALL_API_TIMEOUTS, applyServerTimeouts } from '../common/server-timeouts.js';
+import { SMALL_API_TIMEOUTS, listen } from '../common/server-timeouts.js';
 import { StorageClient } from '../common/storage-client.js';
 import { RemoteLauncher } from './agent-launcher.js';
 import { serveAgent } from './agent-server.js';
@@ -77,11 +76,7 @@ async function runRunner(): Promise<void> {
       logPath,
       callbackTimeoutMs: config.callbackTimeoutMs,
     });
-    const server = applyServerTimeouts(
-      createRunnerApp(runner, config.jobToken, logger).listen(config.port, config.host),
-      SMALL_API_TIMEOUTS,
-    );
-    await once(server, 'listening');
+    const server = await listen(createRunnerApp(runner, config.jobToken, logger), config.port, config.host, SMALL_API_TIMEOUTS);
     const address = server.address();
     logger.info('runner listening', {
       host: config.host,

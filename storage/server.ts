@@ -13,7 +13,8 @@
  * 30 s (Node's default interval) late.
  */
 import { once } from 'node:events';
-import { type Server, createServer } from 'node:http';
+import type { Server } from 'node:http';
+import { createTimedServer } from '../common/server-timeouts.js';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import { JobTokens } from '../common/tokens.js';
@@ -60,18 +61,11 @@ export async function startStorageServer(partial: StorageServerConfig, logger: L
     logger,
   });
   const ms = (seconds: number) => Math.max(1, Math.round(seconds * 1000));
-  const requestTimeout = ms(config.requestTimeoutSeconds);
-  // Node refuses a headers timeout longer than the request timeout
-  const headersTimeout = Math.min(ms(config.headersTimeoutSeconds), requestTimeout);
-  const server = createServer(
-    {
-      requestTimeout,
-      headersTimeout,
-      keepAliveTimeout: ms(config.keepAliveTimeoutSeconds),
-      connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(headersTimeout / 4))),
-    },
-    app,
-  );
+  const server = createTimedServer(app, {
+    headersMs: ms(config.headersTimeoutSeconds),
+    requestMs: ms(config.requestTimeoutSeconds),
+    keepAliveMs: ms(config.keepAliveTimeoutSeconds),
+  });
   server.timeout = ms(config.idleTimeoutSeconds);
   server.listen(config.port, config.host);
   await once(server, 'listening');

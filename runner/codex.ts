@@ -6,6 +6,12 @@
  *   the LLM key and the job token included;
  * - the container's instructions go in as `developer_instructions` (0.169.0 ignores
  *   .codex/instructions.md), so no file is added to the site;
+ * - codex's own hosted tools are off, so every request declares only function and custom tools
+ *   (the gateway refuses the others, gateway/request-policy.ts): `web_search="disabled"`;
+ *   `tool_search` goes with a model catalog whose models say `supports_search_tool: false`
+ *   (0.169.0 has no flag for it: the catalog is the bundled one, `codex debug models
+ *   --bundled`, with that one field changed); and `multi_agent` off (its namespace tool would
+ *   appear in tool_search's place);
  * - unbounded connection retries are off, request/stream retries are bounded, and a deadline
  *   or an abort ends the run: SIGINT first (codex stops its command), then after a grace period
  *   SIGKILL of codex's process group and of every process carrying the run's marker, which
@@ -59,7 +65,7 @@ export interface CodexRunResult {
   usage: Record<string, unknown> | null;
 }
 
-function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; schema: string }): string[] {
+function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; schema: string; catalog: string }): string[] {
   const provider = [
     'name="pagewright"',
     `base_url=${JSON.stringify(opts.llmUrl)}`,
@@ -91,6 +97,13 @@ function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; schema: 
     'analytics.enabled=false',
     '--disable',
     'unbounded_connection_retries',
+    // no hosted tools: only function and custom tools reach the model (see the header)
+    '-c',
+    'web_search="disabled"',
+    '--disable',
+    'multi_agent',
+    '-c',
+    `model_catalog_json=${JSON.stringify(files.catalog)}`,
     '--cd',
     opts.siteDir,
     '--output-last-message',
@@ -134,10 +147,15 @@ function agentHome(opts: CodexRunOptions): string {
 export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
   opts.signal?.throwIfAborted();
   const started = Date.now();
-  const files = { lastMessage: join(opts.codexHome, 'last-message.txt'), schema: join(opts.codexHome, 'output-schema.json') };
+  const files = {
+    lastMessage: join(opts.codexHome, 'last-message.txt'),
+    schema: join(opts.codexHome, 'output-schema.json'),
+    catalog: join(opts.codexHome, 'model-catalog.json'),
+  };
   await writeFile(files.schema, JSON.stringify(FINAL_MESSAGE_SCHEMA));
   await writeFile(files.lastMessage, '');
   await mkdir(agentHome(opts), { recursive: true });
+  await writeFile(files.catalog, await modelCatalogWithoutSearch(opts));
   // the agent may run as another uid of the same group (agent container): its files must be its to write
   await Promise.all([files.lastMessage, agentHome(opts), opts.codexHome].map((f) => chmod(f, f === files.lastMessage ? 0o660 : 0o2770)));
   const version = codexVersion(opts.binary).catch(() => null);
@@ -232,6 +250,33 @@ function abortFailure(value: unknown): JobFailure {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * codex's bundled model catalog with `supports_search_tool` off for every model: the only way
+ * 0.169.0 offers to keep its client-side `tool_search` tool out of the request. Read from the
+ * binary itself, so it is always the catalog of the codex that runs.
+ */
+async function modelCatalogWithoutSearch(opts: CodexRunOptions): Promise<string> {
+  let stdout: string;
+  try {
+    ({ stdout } = await promisify(execFile)(opts.binary, ['debug', 'models', '--bundled'], {
+      timeout: 15_000,
+      maxBuffer: 16 * 1024 * 1024,
+      env: codexEnv(opts),
+    }));
+  } catch (err) {
+    throw new PagewrightError('CodexFailed', `codex could not list its bundled models: ${(err as Error).message}`);
+  }
+  let models: unknown;
+  try {
+    models = (JSON.parse(stdout) as { models?: unknown }).models;
+  } catch {
+    // judged below
+  }
+  if (!Array.isArray(models))
+    throw new PagewrightError('CodexFailed', 'codex listed its bundled models in a shape this runner does not know');
+  return JSON.stringify({ models: models.map((model: Record<string, unknown>) => ({ ...model, supports_search_tool: false })) });
 }
 
 /** `codex --version` -> "0.169.0" */

@@ -73,6 +73,8 @@ export interface ModelServerOptions {
 
 interface RecordedRequest {
   method: string;
+  /** The request target as it arrived (path and query, undecoded). */
+  url: string;
   path: string;
   headers: Record<string, string | string[] | undefined>;
   body: unknown;
@@ -119,7 +121,7 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
       body = text;
     }
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const recorded: RecordedRequest = { method: req.method ?? 'GET', path, headers: req.headers, body };
+    const recorded: RecordedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', path, headers: req.headers, body };
     requests.push(recorded);
 
     if (req.headers.authorization !== `Bearer ${key}`) {

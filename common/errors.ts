@@ -28,6 +28,12 @@ export const FailureReason = z.enum([
   'LLMBudgetExceeded',
   /** The model endpoint's rate limit (429) outlasted the job's deadline. */
   'LLMRateLimited',
+  /** The model gateway refused a call that asked for a hosted tool the cluster does not allow (web_search, mcp, ...). */
+  'HostedToolNotAllowed',
+  /** The model gateway refused a call whose input makes the provider fetch a URL or read a stored file or item. */
+  'InputNotAllowed',
+  /** The model gateway refused a call with a field or value outside what it forwards (background, previous_response_id, ...). */
+  'RequestNotAllowed',
   'CodexFailed',
   'CodexTimeout',
   'InvalidAgentOutput',
@@ -99,11 +105,17 @@ export const HttpErrorCode = z.enum([
   /** The agent server: a run is already in progress. */
   'Busy',
   'PayloadTooLarge',
+  /** The gateway: a request body without a Content-Length (its size must be known before it is read). */
+  'LengthRequired',
+  /** The gateway: a compressed request body (it is refused rather than inflated: a small body can expand without bound). */
+  'UnsupportedMediaType',
   /** The job's live objects would exceed PAGEWRIGHT_STORAGE_MAX_JOB_BYTES. */
   'JobQuotaExceeded',
   // the service
   /** Starting: informers not synced yet; retry. */
   'NotReady',
+  /** The gateway holds as many request bytes as its memory allows; retry after Retry-After. */
+  'Overloaded',
   /** The gateway could not reach the model endpoint. */
   'UpstreamUnavailable',
   /** Client side: a non-2xx answer whose body names no code of this vocabulary (a proxy, a crash page). */
@@ -131,6 +143,9 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   // 403, not 429: codex retries 429 and 5xx by itself, and a spent budget must not look like a rate limit
   LLMBudgetExceeded: 403,
   LLMRateLimited: 403,
+  HostedToolNotAllowed: 403,
+  InputNotAllowed: 403,
+  RequestNotAllowed: 403,
   CodexFailed: 500,
   CodexTimeout: 500,
   InvalidAgentOutput: 500,
@@ -179,8 +194,11 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   AlreadyFinished: 409,
   Busy: 409,
   PayloadTooLarge: 413,
+  LengthRequired: 411,
+  UnsupportedMediaType: 415,
   JobQuotaExceeded: 413,
   NotReady: 503,
+  Overloaded: 503,
   UpstreamUnavailable: 502,
   UnexpectedResponse: 502,
 };

@@ -161,7 +161,14 @@ export type Usage = z.infer<typeof Usage>;
 export const NO_USAGE: Usage = { requests: 0, inputTokens: 0, outputTokens: 0 };
 
 /** Reasons the gateway refuses a model call for the job itself (not for a bad credential). */
-export const GatewayRefusalReason = FailureReason.extract(['LLMBudgetExceeded', 'LLMRateLimited', 'ModelNotAllowed']);
+export const GatewayRefusalReason = FailureReason.extract([
+  'LLMBudgetExceeded',
+  'LLMRateLimited',
+  'ModelNotAllowed',
+  'HostedToolNotAllowed',
+  'InputNotAllowed',
+  'RequestNotAllowed',
+]);
 export type GatewayRefusalReason = z.infer<typeof GatewayRefusalReason>;
 
 /** Gateway -> manager, POST /jobs/{job_id}/usage: the job's usage so far, and a refusal if one happened. */

@@ -37,7 +37,8 @@ export class LiveAttempts {
   readonly #informer: ResilientInformer<RawJob>;
   #synced = false;
 
-  constructor(kubeConfig: KubeConfig, namespace: string | undefined, logger: Logger) {
+  /** `onJobEnded`: a job finished or is gone, so nothing of it is live any more (the ledger forgets it). */
+  constructor(kubeConfig: KubeConfig, namespace: string | undefined, logger: Logger, onJobEnded: (jobId: string) => void = () => {}) {
     const api = kubeConfig.makeApiClient(CustomObjectsApi);
     const path = namespace ? `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}` : `/apis/${GROUP}/${VERSION}/${PLURAL}`;
     const list = async () =>
@@ -47,11 +48,17 @@ export class LiveAttempts {
     this.#informer = new ResilientInformer<RawJob>({ name: 'jobs', kubeConfig, path, list, logger, cacheIdentityOnly: true });
     const keep = (obj: RawJob) => {
       const parsed = PagewrightJob.safeParse(obj);
-      if (parsed.success) this.#jobs.set(parsed.data.metadata.uid, parsed.data);
+      if (!parsed.success) return;
+      this.#jobs.set(parsed.data.metadata.uid, parsed.data);
+      if (isTerminal(parsed.data) || parsed.data.metadata.deletionTimestamp) onJobEnded(parsed.data.metadata.uid);
     };
     this.#informer.on('add', keep);
     this.#informer.on('update', keep);
-    this.#informer.on('delete', (obj) => this.#jobs.delete(obj.metadata?.uid ?? ''));
+    this.#informer.on('delete', (obj) => {
+      const uid = obj.metadata?.uid ?? '';
+      this.#jobs.delete(uid);
+      onJobEnded(uid);
+    });
   }
 
   async start(): Promise<void> {

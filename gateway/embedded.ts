@@ -4,14 +4,13 @@
  * manager. So on a laptop too the key stays with the gateway: the runner and the agent get a
  * per-run credential, refused once the run has ended.
  */
-import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
 import { type Budget, GatewayCredentials } from '../common/gateway-credential.js';
 import type { Logger } from '../common/logger.js';
 import { NO_USAGE, type Usage, type UsageReport } from '../common/schemas.js';
-import { SMALL_API_TIMEOUTS, applyServerTimeouts } from '../common/server-timeouts.js';
-import { createGatewayApp } from './app.js';
+import { SMALL_API_TIMEOUTS, listen } from '../common/server-timeouts.js';
+import { GATEWAY_DEFAULTS, createGatewayApp } from './app.js';
 import { SharedBackoff } from './backoff.js';
 import { UsageLedger } from './ledger.js';
 import { GatewayMetrics } from './metrics.js';
@@ -55,9 +54,7 @@ export async function startEmbeddedGateway(o: {
   const app = createGatewayApp({
     upstreamUrl: o.upstreamUrl,
     llmKey: o.llmKey,
-    maxRequestBytes: 32 * 1024 * 1024,
-    upstreamHeadersTimeoutMs: 120_000,
-    upstreamBodyTimeoutMs: 300_000,
+    ...GATEWAY_DEFAULTS,
     credentials,
     attempts: {
       synced: true,
@@ -76,8 +73,7 @@ export async function startEmbeddedGateway(o: {
     logger: o.logger,
     upstream,
   });
-  const server = applyServerTimeouts(app.listen(0, '127.0.0.1'), { ...SMALL_API_TIMEOUTS, requestMs: 120_000 });
-  await once(server, 'listening');
+  const server = await listen(app, 0, '127.0.0.1', { ...SMALL_API_TIMEOUTS, requestMs: 120_000 });
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/v1`,

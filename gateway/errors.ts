@@ -15,10 +15,16 @@ export type GatewayErrorCode = CodeSubset<
   | 'LLMBudgetExceeded'
   | 'LLMRateLimited'
   | 'ModelNotAllowed'
+  | 'HostedToolNotAllowed'
+  | 'InputNotAllowed'
+  | 'RequestNotAllowed'
   | 'BadRequest'
   | 'PayloadTooLarge'
+  | 'LengthRequired'
+  | 'UnsupportedMediaType'
   | 'NotFound'
   | 'NotReady'
+  | 'Overloaded'
   | 'UpstreamUnavailable'
 >;
 

@@ -3,7 +3,6 @@
  * connection pool, the HTTP server with its timeouts, and a graceful stop on SIGTERM (stop taking
  * calls, let streams finish, deliver pending usage).
  */
-import { once } from 'node:events';
 import { Agent } from 'undici';
 import winston from 'winston';
 import { loadConfig } from '../common/config.js';
@@ -11,7 +10,7 @@ import { GatewayCredentials } from '../common/gateway-credential.js';
 import { PooledKubeConfig } from '../common/kube-client.js';
 import { createLogger } from '../common/logger.js';
 import { runMain } from '../common/main.js';
-import { applyServerTimeouts } from '../common/server-timeouts.js';
+import { listen } from '../common/server-timeouts.js';
 import { createGatewayApp } from './app.js';
 import { LiveAttempts } from './attempts.js';
 import { SharedBackoff } from './backoff.js';
@@ -29,14 +28,15 @@ await runMain('gateway', async () => {
   });
   const kubeConfig = new PooledKubeConfig();
   kubeConfig.loadFromDefault();
-  const attempts = new LiveAttempts(kubeConfig, config.watchNamespace, logger);
+  const ledger = new UsageLedger();
+  const attempts = new LiveAttempts(kubeConfig, config.watchNamespace, logger, (jobId) => ledger.forget(jobId));
   const upstream = new Agent({ keepAliveTimeout: 60_000, connections: 128 });
   const reporter = new UsageReporter({ managerUrl: config.managerUrl, token: config.reportToken, logger });
   const app = createGatewayApp({
     ...config,
     credentials: new GatewayCredentials(config.credentialSecret),
     attempts,
-    ledger: new UsageLedger(),
+    ledger,
     backoff: new SharedBackoff(config.rateLimitBaseMs, config.rateLimitMaxMs),
     reporter,
     metrics: new GatewayMetrics(),
@@ -44,12 +44,11 @@ await runMain('gateway', async () => {
     upstream,
   });
   // a streamed answer may last minutes: requestTimeout bounds only the request (its body)
-  const server = applyServerTimeouts(app.listen(config.port, config.host), {
+  const server = await listen(app, config.port, config.host, {
     headersMs: config.headersTimeoutMs,
     requestMs: config.requestTimeoutMs,
     keepAliveMs: config.keepAliveTimeoutMs,
   });
-  await once(server, 'listening');
   logger.info('gateway listening', { port: config.port, upstream: config.upstreamUrl });
   await attempts.start();
   logger.info('gateway ready: watching jobs', { namespace: config.watchNamespace ?? '(all)' });

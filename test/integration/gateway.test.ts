@@ -24,7 +24,7 @@ import { type Budget, type GatewayClaims, GatewayCredentials } from '../../commo
 import { silentLogger } from '../../common/logger.js';
 import { DEFAULT_MODEL } from '../../common/models.js';
 import type { UsageReport } from '../../common/schemas.js';
-import { createGatewayApp } from '../../gateway/app.js';
+import { GATEWAY_DEFAULTS, createGatewayApp } from '../../gateway/app.js';
 import { SharedBackoff } from '../../gateway/backoff.js';
 import { UsageLedger } from '../../gateway/ledger.js';
 import { GatewayMetrics } from '../../gateway/metrics.js';
@@ -59,6 +59,7 @@ describe('model gateway (HTTP, in front of the scripted model)', function () {
     ended = new Set();
     backoff = new SharedBackoff(200, 2000);
     const app = createGatewayApp({
+      ...GATEWAY_DEFAULTS,
       upstreamUrl: model.url,
       llmKey: model.key,
       maxRequestBytes: 1024 * 1024,
@@ -187,11 +188,23 @@ describe('model gateway (HTTP, in front of the scripted model)', function () {
     expect(reports.at(-1)).to.deep.include({
       refusal: { reason: 'LLMBudgetExceeded', message: 'budget exceeded: the job made 2 of its 2 model requests' },
     });
-    // 20 output tokens a call: the second call runs over 30, the third is refused
-    const tokens = await credential({ jobId: 'job-2', budget: { ...BIG_BUDGET, maxOutputTokens: 30 } });
+    // 20 output tokens a call: two calls spend 40, the third is refused
+    const tokens = await credential({ jobId: 'job-2', budget: { ...BIG_BUDGET, maxOutputTokens: 40 } });
     expect((await respond(tokens)).status).to.equal(200);
     expect((await respond(tokens)).status).to.equal(200);
-    expect((await respond(tokens)).code?.message).to.match(/40 of its 30 output tokens/);
+    expect((await respond(tokens)).code?.message).to.match(/40 of its 40 output tokens/);
+    // each call may produce only what is left: the second asked for at most 20 (40 less the first's 20)
+    expect(
+      upstreamCalls()
+        .slice(-2)
+        .map((r) => (r.body as { max_output_tokens?: number }).max_output_tokens),
+    ).to.deep.equal([40, 20]);
+    // 20 of 30 spent after one call: the 10 left are below the 16 a call needs, refused before it goes upstream
+    const few = await credential({ jobId: 'job-3', budget: { ...BIG_BUDGET, maxOutputTokens: 30 } });
+    expect((await respond(few)).status).to.equal(200);
+    const second = await respond(few);
+    expect(second.code).to.deep.include({ code: 'LLMBudgetExceeded' });
+    expect(second.code?.message).to.match(/10 output tokens are left/);
   });
 
   it('an upstream 429: every job waits out Retry-After together, then goes through', async () => {
@@ -239,8 +252,21 @@ describe('model gateway (HTTP, in front of the scripted model)', function () {
           streamMaxRetries: 0,
         });
       await mkdir(join(dir, 'ok'));
+      const before = upstreamCalls().length;
       const ok = await run(await credential({ jobId: 'codex-ok' }), 'ok');
       expect(ok.exitCode).to.equal(0);
+      // what the model endpoint received: codex's own hosted tools (web_search, tool_search) are
+      // off in the runner, so only function and custom tools are declared, and the gateway let
+      // every field codex sends through (its allowlist is derived from these bodies)
+      const bodies = upstreamCalls()
+        .slice(before)
+        .map((r) => r.body as { tools: Array<{ type: string; name?: string }>; store?: boolean });
+      expect(bodies).to.have.length(3);
+      for (const body of bodies) {
+        expect([...new Set(body.tools.map((t) => t.type))].sort()).to.deep.equal(['custom', 'function']);
+        expect(body.tools.map((t) => t.name)).to.include.members(['exec_command', 'apply_patch']);
+        expect(body.store).to.equal(false);
+      }
       expect(reports.filter((r) => r.job_id === 'codex-ok').at(-1)?.usage).to.deep.equal({
         requests: 3,
         inputTokens: 300,

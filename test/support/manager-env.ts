@@ -12,23 +12,22 @@
  * preloaded module that makes it crash, eat memory or hang when the prompt asks (FAULT:...);
  * any other prompt runs the real runner untouched.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
-import { request } from 'undici';
 import { packDirectory } from '../../runner/archive.js';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../common/job-resource.js';
 import { type ControlPlane, createNamespace } from './control-plane.js';
-import { OWNER_ENV, killOwnedBy, onTermination, selfOwner } from './control-plane/owner.js';
+import { killOwnedBy, onTermination, selfOwner } from './control-plane/owner.js';
 import { demoScript } from '../../cli/demo-script.js';
 import { type ModelServer, type ModelTurn, type TurnContext, startModelServer } from '../../cli/model-server.js';
 import type { RealNode } from './node/cluster.js';
 import type { NodeContainer } from './node/containerd.js';
 import { FAULT_IMAGE, sharedRealNode } from './node/shared.js';
+import { startGatewayProcess } from './gateway-process.js';
 import { type ManagerProcess, startManagerProcess } from './manager-process.js';
 import { getFreePort } from './ports.js';
 import { waitFor } from './processes.js';
@@ -153,45 +152,24 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
   const gatewaySecret = randomBytes(32).toString('hex');
   const gatewayReportToken = randomBytes(24).toString('hex');
   const gatewayPort = await getFreePort(cp.nodeIp);
-  const gatewayUrl = `http://${cp.nodeIp}:${gatewayPort}/v1`;
-  const gatewayLogPath = join(scratch, 'gateway.log');
-  const gatewayLog = createWriteStream(gatewayLogPath, { flags: 'a' });
-  const gateway = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'gateway/main.ts')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      KUBECONFIG: cp.kubeconfigPath,
-      [OWNER_ENV]: owner,
-      PAGEWRIGHT_GATEWAY_HOST: cp.nodeIp,
-      PAGEWRIGHT_GATEWAY_PORT: String(gatewayPort),
-      PAGEWRIGHT_LLM_URL: model.url,
-      PAGEWRIGHT_LLM_KEY: model.key,
-      PAGEWRIGHT_GATEWAY_SECRET: gatewaySecret,
-      PAGEWRIGHT_GATEWAY_REPORT_TOKEN: gatewayReportToken,
-      PAGEWRIGHT_MANAGER_URL: `http://${cp.nodeIp}:${managerPort}`,
-      PAGEWRIGHT_WATCH_NAMESPACE: namespace,
-      PAGEWRIGHT_LOG_LEVEL: 'debug',
-    },
+  const gateway = await startGatewayProcess({
+    kubeconfigPath: cp.kubeconfigPath,
+    namespace,
+    host: cp.nodeIp,
+    port: gatewayPort,
+    owner,
+    upstream: { url: model.url, key: model.key },
+    secret: gatewaySecret,
+    reportToken: gatewayReportToken,
+    managerUrl: `http://${cp.nodeIp}:${managerPort}`,
+    logPath: join(scratch, 'gateway.log'),
   });
-  gateway.stdout?.pipe(gatewayLog, { end: false });
-  gateway.stderr?.pipe(gatewayLog, { end: false });
-  await waitFor(
-    'gateway /readyz',
-    async () => {
-      if (gateway.exitCode !== null) throw new Error(`gateway exited with ${gateway.exitCode}:\n${await readFile(gatewayLogPath, 'utf8')}`);
-      const res = await request(`http://${cp.nodeIp}:${gatewayPort}/readyz`).catch(() => null);
-      await res?.body.dump();
-      return res?.statusCode === 200;
-    },
-    30_000,
-    100,
-  );
+  const gatewayUrl = gateway.url;
 
   const env: ManagerEnv = {
     cp,
     gatewayUrl,
-    gatewayLogs: () => readFile(gatewayLogPath, 'utf8').catch(() => ''),
+    gatewayLogs: () => gateway.logs(),
     gatewaySecret,
     gatewayReportToken,
     namespace,
@@ -277,7 +255,7 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
     },
     async stop() {
       await Promise.all(managers.map((m) => m.kill('SIGKILL')));
-      gateway.kill('SIGKILL');
+      await gateway.kill('SIGKILL');
       // the namespace's pods and Secrets go with it (the node's garbage collector and kubelet)
       await cp.kubectl(['delete', 'namespace', namespace, '--wait=false']);
       unregister();

@@ -26,6 +26,9 @@ describe('the error vocabulary (common/errors.ts)', () => {
       BudgetNotAllowed: 403,
       LLMBudgetExceeded: 403,
       LLMRateLimited: 403,
+      HostedToolNotAllowed: 403,
+      InputNotAllowed: 403,
+      RequestNotAllowed: 403,
       UnsafeOutput: 422,
       PublishConflict: 409,
     } as const;
@@ -54,11 +57,15 @@ describe('the error vocabulary (common/errors.ts)', () => {
       JobQuotaExceeded: 413,
       PreconditionFailed: 412,
     });
-    expect(statuses(['UpstreamUnavailable', 'UnexpectedResponse', 'NotReady'])).to.deep.equal({
+    expect(statuses(['UpstreamUnavailable', 'UnexpectedResponse', 'NotReady', 'Overloaded'])).to.deep.equal({
       UpstreamUnavailable: 502,
       UnexpectedResponse: 502,
       NotReady: 503,
+      // codex retries a 503 by itself: an overloaded gateway is a wait, not a failure
+      Overloaded: 503,
     });
+    // what a request must be before it is read: its length known, its body not compressed
+    expect(statuses(['LengthRequired', 'UnsupportedMediaType'])).to.deep.equal({ LengthRequired: 411, UnsupportedMediaType: 415 });
     // every HTTP-only code is an error status
     for (const code of HttpErrorCode.options) expect(HTTP_STATUS[code], code).to.be.within(400, 599);
   });

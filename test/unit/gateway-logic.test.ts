@@ -55,22 +55,56 @@ describe('gateway: budget and ledger', () => {
   it('counts a request when it is let through, so a burst cannot all pass one check', () => {
     const ledger = new UsageLedger();
     const none = { requests: 0, inputTokens: 0, outputTokens: 0 };
-    expect(ledger.admit('a', budget, none).admitted).to.equal(true);
-    expect(ledger.admit('a', budget, none).admitted).to.equal(true);
-    const third = ledger.admit('a', budget, none);
+    expect(ledger.admit('a', budget, none, 16).admitted).to.equal(true);
+    expect(ledger.admit('a', budget, none, 16).admitted).to.equal(true);
+    const third = ledger.admit('a', budget, none, 16);
     expect(third.admitted).to.equal(false);
     expect(third.usage.requests).to.equal(2);
-    expect(ledger.admit('b', budget, none).admitted, 'budgets are per job').to.equal(true);
+    expect(ledger.admit('b', budget, none, 16).admitted, 'budgets are per job').to.equal(true);
   });
   it('starts from what the job status recorded (a restarted gateway) and never goes back', () => {
     const ledger = new UsageLedger();
-    expect(ledger.admit('a', budget, { requests: 1, inputTokens: 0, outputTokens: 0 }).usage.requests).to.equal(2);
-    ledger.addTokens('a', { inputTokens: 600, outputTokens: 5 });
-    expect(ledger.admit('a', { ...budget, maxRequests: 10 }, { requests: 0, inputTokens: 0, outputTokens: 0 }).usage).to.deep.equal({
+    const first = ledger.admit('a', budget, { requests: 1, inputTokens: 0, outputTokens: 0 }, 50);
+    expect(first.usage.requests).to.equal(2);
+    if (!first.admitted) throw new Error('not admitted');
+    ledger.settle(first.reservation, { inputTokens: 600, outputTokens: 5 }, 0);
+    expect(ledger.admit('a', { ...budget, maxRequests: 10 }, { requests: 0, inputTokens: 0, outputTokens: 0 }, 16).usage).to.deep.equal({
       requests: 3,
       inputTokens: 600,
       outputTokens: 5,
     });
+  });
+  it('reserves each call its output tokens, so parallel calls cannot each spend the whole remainder', () => {
+    const ledger = new UsageLedger();
+    const none = { requests: 0, inputTokens: 0, outputTokens: 0 };
+    const big = { maxRequests: 10, maxInputTokens: 10_000, maxOutputTokens: 100 };
+    expect(ledger.outputTokensLeft('a', big, none)).to.equal(100);
+    const first = ledger.admit('a', big, none, 70);
+    expect(ledger.outputTokensLeft('a', big, none), 'the first call holds 70').to.equal(30);
+    if (!first.admitted) throw new Error('not admitted');
+    ledger.settle(first.reservation, { inputTokens: 10, outputTokens: 20 }, 0);
+    expect(ledger.outputTokensLeft('a', big, none), 'settled at what it spent').to.equal(80);
+    expect(ledger.outputTokensLeft('a', big, { ...none, outputTokens: 90 }), 'the status counts too').to.equal(10);
+  });
+  it('charges an answer that reported no usage its whole reservation and the input estimate', () => {
+    const ledger = new UsageLedger();
+    const none = { requests: 0, inputTokens: 0, outputTokens: 0 };
+    const admitted = ledger.admit('a', { maxRequests: 10, maxInputTokens: 10_000, maxOutputTokens: 1000 }, none, 400);
+    if (!admitted.admitted) throw new Error('not admitted');
+    expect(ledger.settle(admitted.reservation, null, 123)).to.deep.equal({ requests: 1, inputTokens: 123, outputTokens: 400 });
+  });
+  it('forgets a job that ended, and a late answer of it changes nothing', () => {
+    const ledger = new UsageLedger();
+    const none = { requests: 0, inputTokens: 0, outputTokens: 0 };
+    const admitted = ledger.admit('a', budget, none, 16);
+    ledger.admit('b', budget, none, 16);
+    expect(ledger.size).to.equal(2);
+    ledger.forget('a');
+    expect(ledger.size).to.equal(1);
+    expect(ledger.usage('a')).to.deep.equal(none);
+    if (!admitted.admitted) throw new Error('not admitted');
+    expect(ledger.settle(admitted.reservation, { inputTokens: 5, outputTokens: 5 }, 0), 'nothing to report').to.equal(null);
+    expect(ledger.size, 'a late answer does not bring it back').to.equal(1);
   });
 });
 

@@ -4,14 +4,16 @@
  * duplicate `"model"` key, or any field not listed here, never reaches it). Pure.
  *
  * Where the allowlist comes from: the requests the pinned Codex CLI (0.169.0, package.json)
- * sends, recorded from the real binary against the scripted model (tool calls, apply_patch, the
- * final message, --output-schema, auto-compaction) — test/integration/gateway-codex.test.ts runs
- * codex through the gateway and fails, naming the field, if codex sends anything this module
- * refuses. The output-item fields codex echoes back from the real API (assistant messages'
- * `phase`, output_text `annotations`/`logprobs`, reasoning items) are taken from the Responses
- * API reference. When codex is upgraded: run that test; a new field it names is added here only
- * if it neither makes the provider fetch or call anything, nor reads stored data, nor escapes
- * the budget.
+ * sends, recorded from the real binary against the scripted model (shell and apply_patch tool
+ * calls, their outputs, the final message, --output-schema; auto-compaction, checked by hand
+ * with `-c model_auto_compact_token_limit=50`, sends the same fields). The real Codex CLI runs
+ * through the gateway in test/integration/gateway.test.ts ("the real Codex CLI works through
+ * it") and in every job of the real-node suites, and fails there, the gateway's message naming
+ * the field, if codex sends anything this module refuses. The output-item fields codex echoes
+ * back from the real API (assistant messages' `phase`, output_text `annotations`/`logprobs`,
+ * reasoning items) are taken from the Responses API reference. When codex is upgraded: run
+ * those tests; a new field they name is added here only if it neither makes the provider fetch
+ * or call anything, nor reads stored data, nor escapes the budget.
  *
  * What is refused, and why (each with its own code, which also ends the job: see errors.ts):
  *   - hosted tools (web_search, file_search, code_interpreter, mcp, image_generation,

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { runMain } from '../common/main.js';
 import { TIMEOUT_SECONDS } from '../common/schemas.js';
 import { runLocalJob } from './local-run.js';
+import type { RecordedRequest } from './model-server.js';
 import { type OfflineModel, startOfflineModel } from './offline-model.js';
 
 const DEMO_MODEL_PORT = 8090;
@@ -26,7 +27,8 @@ written under --out (default ./pagewright-output).
 demo-model serves the scripted model that run uses offline (an OpenAI Responses API
 stand-in whose edits are scripted), on --host (default 0.0.0.0) and --port (default
 ${DEMO_MODEL_PORT}), until SIGTERM or SIGINT. It prints its URL and its key (a key set in
-PAGEWRIGHT_DEMO_MODEL_KEY, e.g. from a Secret, is used but not echoed).
+PAGEWRIGHT_DEMO_MODEL_KEY, e.g. from a Secret, is used but not echoed), then a line per
+request: its method, target and the tool types it declared.
 
 environment:
   PAGEWRIGHT_LLM_KEY   OpenAI API key; without it the job runs offline against a scripted model
@@ -141,7 +143,13 @@ async function demoModel(argv: string[]): Promise<void> {
   // announced only once runMain has its SIGTERM/SIGINT handlers in place, so that a supervisor
   // signalling as soon as it reads the URL gets a clean stop
   await runMain('pagewright demo-model', async () => {
-    const started = await startOfflineModel({ host: values.host, port, delayMs: Number(delay), ...(fixedKey ? { apiKey: fixedKey } : {}) });
+    const started = await startOfflineModel({
+      host: values.host,
+      port,
+      delayMs: Number(delay),
+      onRequest: (r) => say(accessLine(r)),
+      ...(fixedKey ? { apiKey: fixedKey } : {}),
+    });
     model = started;
     return () => started.close();
   });
@@ -152,6 +160,13 @@ async function demoModel(argv: string[]): Promise<void> {
   say(`key: ${fixedKey ? `from ${DEMO_MODEL_KEY_ENV}` : model.key}`);
   say(`model: ${model.model}`);
   if (Number(delay) > 0) say(`each answer waits ${delay} ms (${DEMO_MODEL_DELAY_ENV})`);
+}
+
+/** The demo model's access log: what reached the model endpoint (its method, target and the tool types a call declared). */
+function accessLine(r: RecordedRequest): string {
+  const tools = (r.body as { tools?: unknown } | null)?.tools;
+  const types = Array.isArray(tools) ? [...new Set(tools.map((t) => String((t as { type?: unknown })?.type)))].sort().join(',') : '';
+  return `request: ${r.method} ${r.url}${types ? ` tools=${types}` : ''}`;
 }
 
 function say(line: string): void {

@@ -65,13 +65,15 @@ export interface ModelServerOptions {
   models?: string[];
   /** Awaited before answering either models route (lets a test hold a runner in its preflight). */
   beforeModels?: () => Promise<void>;
+  /** Called with every request as it is recorded (the demo model's access log). */
+  onRequest?: (request: RecordedRequest) => void;
   /** Bind address; default 127.0.0.1. */
   host?: string;
   /** Default 0: any free port (see .url). */
   port?: number;
 }
 
-interface RecordedRequest {
+export interface RecordedRequest {
   method: string;
   /** The request target as it arrived (path and query, undecoded). */
   url: string;
@@ -123,6 +125,7 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const recorded: RecordedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', path, headers: req.headers, body };
     requests.push(recorded);
+    opts.onRequest?.(recorded);
 
     if (req.headers.authorization !== `Bearer ${key}`) {
       sendError(res, 401, 'Incorrect API key provided.', 'invalid_api_key');

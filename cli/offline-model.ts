@@ -4,7 +4,7 @@
  */
 import { DEFAULT_MODEL } from '../common/models.js';
 import { demoScript } from './demo-script.js';
-import { type ModelTurn, type TurnContext, startModelServer } from './model-server.js';
+import { type ModelServerOptions, type ModelTurn, type TurnContext, startModelServer } from './model-server.js';
 
 export interface OfflineModel {
   url: string;
@@ -22,6 +22,7 @@ export interface OfflineModelOptions {
   apiKey?: string;
   /** Each answer waits this long first, as a real model thinks: long enough to watch a job run. */
   delayMs?: number;
+  onRequest?: ModelServerOptions['onRequest'];
 }
 
 export async function startOfflineModel(opts: OfflineModelOptions = {}): Promise<OfflineModel> {

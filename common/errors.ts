@@ -151,7 +151,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   InvalidAgentOutput: 500,
   ArtifactNotFound: 500,
   ArtifactCorrupt: 500,
-  UnsafeArchive: 500,
+  // a pushed site the review API refuses to keep (the runner's unpack gives a job this reason)
+  UnsafeArchive: 422,
   UnsafeOutput: 422,
   ArtifactTooLarge: 500,
   StorageUnavailable: 500,

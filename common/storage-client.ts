@@ -16,12 +16,25 @@ export class StorageRequestError extends HttpStatusError {
   }
 }
 
+/** A site's current version and its history, newest first (storage/ref-store.ts SiteRecord). */
 export const SiteInfo = z.object({
   site_id: z.string(),
   version: z.string(),
   size: z.number(),
   updated_at: z.string(),
-  history: z.array(z.object({ version: z.string(), size: z.number(), at: z.string(), job_id: z.string().nullable() })),
+  /** The seq of its latest change. */
+  revision: z.number(),
+  history: z.array(
+    z.object({
+      version: z.string(),
+      size: z.number(),
+      at: z.string(),
+      job_id: z.string().nullable(),
+      action: z.enum(['pushed', 'published', 'rolled_back']),
+      by: z.string().nullable(),
+      seq: z.number(),
+    }),
+  ),
 });
 export type SiteInfo = z.infer<typeof SiteInfo>;
 
@@ -42,7 +55,7 @@ export type DeleteJobResult = z.infer<typeof DeleteJobResult>;
 export const GcReport = z.object({ deleted: z.number(), kept: z.number(), bytes_freed: z.number() });
 export type GcReport = z.infer<typeof GcReport>;
 
-export type JobObjectName = 'output.tar.gz' | 'manifest.json' | 'log';
+export type JobObjectName = 'output.tar.gz' | 'manifest.json' | 'log' | 'diff.patch';
 
 export interface Download {
   body: Dispatcher.ResponseData['body'];
@@ -58,6 +71,8 @@ export interface UploadOptions {
   ifNoneMatch?: '*';
   signal?: AbortSignal;
   contentType?: string;
+  /** Who pushes (a site artifact: recorded in its history). */
+  by?: string;
 }
 
 type Body = Readable | Buffer | string;
@@ -82,8 +97,18 @@ export class StorageClient {
     return this.#download(`/sites/${enc(siteId)}/artifact${query}`, opts.signal);
   }
 
+  /** A new version of the site (admin only): refused with 422 UnsafeArchive if a runner could not unpack it. */
   async putSiteArtifact(siteId: string, body: Body, opts: UploadOptions = {}): Promise<StoredObject> {
     return this.#upload(`/sites/${enc(siteId)}/artifact`, body, { contentType: 'application/gzip', ...opts });
+  }
+
+  /**
+   * Makes `to`, a version in the site's history, current again, only if the site is still at
+   * `ifMatch` (else 412 PreconditionFailed); recorded as rolled back by `by`. Admin only.
+   */
+  async rollBack(siteId: string, to: string, ifMatch: string, by: string | null, signal?: AbortSignal): Promise<StoredObject> {
+    const body = JSON.stringify({ to, if_match: ifMatch, by });
+    return StoredObject.parse(await this.#json('POST', `/sites/${enc(siteId)}/rollback`, signal, body));
   }
 
   async putJobObject(jobId: string, name: JobObjectName, body: Body, opts: UploadOptions = {}): Promise<StoredObject> {
@@ -150,6 +175,7 @@ export class StorageClient {
     if (opts.size !== undefined) headers['content-length'] = String(opts.size);
     if (opts.ifMatch) headers['if-match'] = `"${opts.ifMatch}"`;
     if (opts.ifNoneMatch) headers['if-none-match'] = opts.ifNoneMatch;
+    if (opts.by) headers['x-pagewright-by'] = opts.by;
     const res = await request(this.#base + path, {
       method: 'PUT',
       headers,

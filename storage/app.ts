@@ -41,6 +41,10 @@ export interface StorageAppDeps {
 
 /** `version`: the sha256 of the output the runner reported; only that output is published. */
 const PublishBody = z.strictObject({ job_id: z.string().regex(JOB_ID_PATTERN), if_match: Sha256, version: Sha256 });
+/** `to`: a version in the site's history; `if_match`: the version the caller saw current; `by`: who asked (recorded). */
+const RollbackBody = z.strictObject({ to: Sha256, if_match: Sha256, by: z.string().min(1).max(512).nullable().default(null) });
+/** Who pushed a site version (the admin caller says so; recorded in the history). */
+const BY_HEADER = 'x-pagewright-by';
 
 export function createStorageApp(deps: StorageAppDeps): express.Express {
   const { blobs, refs, auth, collector, limits, logger } = deps;
@@ -55,10 +59,11 @@ export function createStorageApp(deps: StorageAppDeps): express.Express {
     const siteId = siteParam(req);
     await auth.authorize(req.headers.authorization, { kind: 'admin' }, null);
     const pre = preconditionOf(req);
+    const by = byHeader(req.headers[BY_HEADER]);
     await refs.checkSitePrecondition(siteId, pre);
     const { blob, site } = await blobs.put(req, putOptions(req, limits.maxArtifactBytes), async (blob) => ({
       blob,
-      site: await refs.setSiteVersion(siteId, blob, pre),
+      site: await refs.setSiteVersion(siteId, blob, pre, { action: 'pushed', by }),
     }));
     logger.info('site artifact stored', { site_id: siteId, version: blob.version, size: blob.size });
     res.status(201).setHeader('ETag', `"${site.version}"`).json({ version: blob.version, size: blob.size });
@@ -104,6 +109,18 @@ export function createStorageApp(deps: StorageAppDeps): express.Express {
     res.setHeader('ETag', `"${site.version}"`).json({ version: site.version, size: site.size });
   });
 
+  app.post('/sites/:siteId/rollback', express.json({ limit: '16kb' }), async (req, res) => {
+    const siteId = siteParam(req);
+    await auth.authorize(req.headers.authorization, { kind: 'admin' }, null);
+    const body = RollbackBody.safeParse(req.body);
+    if (!body.success) {
+      throw new StorageError('BadRequest', `rollback body must be {to, if_match, by?}: ${body.error.issues[0]?.message}`);
+    }
+    const site = await refs.rollBackSite(siteId, body.data.to, { ifMatch: body.data.if_match }, body.data.by);
+    logger.info('site rolled back', { site_id: siteId, version: site.version, by: body.data.by });
+    res.setHeader('ETag', `"${site.version}"`).json({ version: site.version, size: site.size });
+  });
+
   app.post('/admin/gc', async (req, res) => {
     await auth.authorize(req.headers.authorization, { kind: 'admin' }, null);
     res.json(await collector.sweep());
@@ -138,8 +155,15 @@ async function publish(deps: StorageAppDeps, siteId: string, jobId: string, ifMa
     await checkStoredOutput(blobs.createReadStream(version), limits.archive);
     // the scan takes a while: the job's output must still be the one checked
     const output = await currentOutput();
-    return asPublishConflict(refs.setSiteVersion(siteId, output, { ifMatch, jobId }));
+    return asPublishConflict(refs.setSiteVersion(siteId, output, { ifMatch }, { action: 'published', jobId }));
   });
+}
+
+function byHeader(value: string | string[] | undefined): string | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'string' || value.length === 0 || value.length > 512 || /[\x00-\x1f]/.test(value))
+    throw new StorageError('BadRequest', `${BY_HEADER} must be one name of at most 512 characters`);
+  return value;
 }
 
 async function asPublishConflict<T>(p: Promise<T>): Promise<T> {

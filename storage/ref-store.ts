@@ -18,27 +18,62 @@ import { StorageError } from './errors.js';
 import { writeFileDurably } from './fs-durable.js';
 import { KeyedMutex } from './keyed-mutex.js';
 
-const JOB_OBJECT_NAMES = ['output.tar.gz', 'manifest.json', 'log'] as const;
+const JOB_OBJECT_NAMES = ['output.tar.gz', 'manifest.json', 'log', 'diff.patch'] as const;
 export const JobObjectName = z.enum(JOB_OBJECT_NAMES);
 export type JobObjectName = z.infer<typeof JobObjectName>;
 
 /** Versions older than this many updates can no longer be fetched by version. */
 const SITE_HISTORY_LIMIT = 1000;
 
+/** How a version became the site's current one. */
+export const SiteAction = z.enum(['pushed', 'published', 'rolled_back']);
+export type SiteAction = z.infer<typeof SiteAction>;
+
+/**
+ * One change of the site's current version, newest first. `seq` numbers the site's changes
+ * from 1 and never repeats (what a webhook subscriber has seen is "everything through seq N");
+ * `by` is who made the change (a job's name for a publish, the user for a push or rollback).
+ * Records written before these fields existed read as: pushed or published (by whether a job
+ * did it), by nobody known, numbered from the oldest entry.
+ */
 const SiteVersionEntry = z.object({
   version: Sha256,
   size: z.number().int().nonnegative(),
   at: z.iso.datetime(),
   job_id: JobId.nullable(),
+  action: SiteAction.optional(),
+  by: z.string().max(512).nullable().optional(),
+  seq: z.number().int().positive().optional(),
 });
-export const SiteRecord = z.object({
-  site_id: SiteId,
-  version: Sha256,
-  size: z.number().int().nonnegative(),
-  updated_at: z.iso.datetime(),
-  history: z.array(SiteVersionEntry),
-});
-export type SiteRecord = z.infer<typeof SiteRecord>;
+type SiteVersionEntry = z.infer<typeof SiteVersionEntry>;
+export const SiteRecord = z
+  .object({
+    site_id: SiteId,
+    version: Sha256,
+    size: z.number().int().nonnegative(),
+    updated_at: z.iso.datetime(),
+    history: z.array(SiteVersionEntry),
+    /** The seq of the latest change (the history keeps only the last SITE_HISTORY_LIMIT). */
+    revision: z.number().int().nonnegative().optional(),
+  })
+  .transform((site) => {
+    const revision = site.revision ?? site.history.length;
+    const history = site.history.map((h, i) => ({
+      ...h,
+      action: h.action ?? (h.job_id ? ('published' as const) : ('pushed' as const)),
+      by: h.by ?? null,
+      seq: h.seq ?? revision - i,
+    }));
+    return { ...site, revision, history };
+  });
+export type SiteRecord = z.output<typeof SiteRecord>;
+
+/** Who changes a site's version, and how (written into its history entry). */
+export interface SiteChange {
+  action: SiteAction;
+  by?: string | null;
+  jobId?: string;
+}
 
 const JobObjectRecord = z.object({
   version: Sha256,
@@ -89,22 +124,45 @@ export class RefStore {
     checkPrecondition(await this.getSite(siteId), pre);
   }
 
-  async setSiteVersion(siteId: string, blob: BlobInfo, pre: Precondition & { jobId?: string }): Promise<SiteRecord> {
+  async setSiteVersion(siteId: string, blob: BlobInfo, pre: Precondition, change: SiteChange): Promise<SiteRecord> {
     return this.#locks.run(`site/${siteId}`, async () => {
       const current = await this.getSite(siteId);
       checkPrecondition(current, pre);
       const at = new Date().toISOString();
-      const entry = { version: blob.version, size: blob.size, at, job_id: pre.jobId ?? null };
+      const seq = (current?.revision ?? 0) + 1;
+      const entry: SiteVersionEntry = {
+        version: blob.version,
+        size: blob.size,
+        at,
+        job_id: change.jobId ?? null,
+        action: change.action,
+        by: change.by ?? null,
+        seq,
+      };
       const next: SiteRecord = {
         site_id: siteId,
         version: blob.version,
         size: blob.size,
         updated_at: at,
-        history: [entry, ...(current?.history ?? [])].slice(0, SITE_HISTORY_LIMIT),
+        revision: seq,
+        history: [entry, ...(current?.history ?? [])].slice(0, SITE_HISTORY_LIMIT) as SiteRecord['history'],
       };
       await writeFileDurably(this.#sitePath(siteId), JSON.stringify(next), this.#tmp);
       return next;
     });
+  }
+
+  /**
+   * Makes an earlier version of the site current again (a rollback), compare-and-swap on the
+   * current one. Only a version in the site's history qualifies: its blob is still referenced.
+   */
+  async rollBackSite(siteId: string, to: string, pre: Precondition, by: string | null): Promise<SiteRecord> {
+    const site = await this.getSite(siteId);
+    if (!site) throw new StorageError('SiteNotFound', `site ${siteId} has no artifact`);
+    const earlier = site.history.find((h) => h.version === to);
+    if (!earlier) throw new StorageError('VersionNotFound', `site ${siteId} has no version ${to} in its history`);
+    if (site.version === to) throw new StorageError('BadRequest', `site ${siteId} is at version ${to} already`);
+    return this.setSiteVersion(siteId, { version: earlier.version, size: earlier.size }, pre, { action: 'rolled_back', by });
   }
 
   async getJob(jobId: string): Promise<JobRecord | null> {

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -334,6 +334,80 @@ describe('storage service', () => {
       const base = await storage.admin.putSiteArtifact('blog', Buffer.from('base'));
       const err = await storage.admin.publish('blog', 'job-z', base.version, base.version).catch((e: unknown) => e);
       expect((err as StorageRequestError).code).to.equal('ObjectNotFound');
+    });
+  });
+
+  describe('history and rollback', () => {
+    const reject = async (p: Promise<unknown>) =>
+      (await p.then(
+        () => null,
+        (e: unknown) => e,
+      )) as StorageRequestError;
+
+    it('records how each version became current, by whom, numbered without repeats', async () => {
+      const v1 = await storage.admin.putSiteArtifact('blog', Buffer.from('one'), { by: 'alice@example.com' });
+      const out = await storage.admin.putJobObject('job-a', 'output.tar.gz', await forgeTarGzBuffer([{ path: 'i.html', content: 'a' }]));
+      await storage.admin.publish('blog', 'job-a', v1.version, out.version);
+      await storage.admin.rollBack('blog', v1.version, out.version, 'bob');
+      const site = await storage.admin.getSite('blog');
+      expect(site.revision).to.equal(3);
+      expect(site.history.map((h) => [h.seq, h.action, h.by, h.job_id, h.version])).to.deep.equal([
+        [3, 'rolled_back', 'bob', null, v1.version],
+        [2, 'published', null, 'job-a', out.version],
+        [1, 'pushed', 'alice@example.com', null, v1.version],
+      ]);
+      expect(site.version).to.equal(v1.version);
+    });
+
+    it('reads records written before actions and numbers existed', async () => {
+      const v1 = await storage.admin.putSiteArtifact('old', Buffer.from('one'));
+      const v2 = await storage.admin.putSiteArtifact('old', Buffer.from('two'));
+      // as an earlier storage wrote it: no revision, no action, by or seq
+      const at = new Date().toISOString();
+      const legacy = {
+        site_id: 'old',
+        version: v2.version,
+        size: v2.size,
+        updated_at: at,
+        history: [
+          { version: v2.version, size: v2.size, at, job_id: 'job-x' },
+          { version: v1.version, size: v1.size, at, job_id: null },
+        ],
+      };
+      await writeFile(join(storage.dataDir, 'sites', 'old.json'), JSON.stringify(legacy));
+      const read = await storage.admin.getSite('old');
+      expect(read.history.map((h) => [h.seq, h.action, h.by])).to.deep.equal([
+        [2, 'published', null],
+        [1, 'pushed', null],
+      ]);
+      // and the next change goes on from there
+      await storage.admin.rollBack('old', v1.version, v2.version, null);
+      expect((await storage.admin.getSite('old')).history[0]).to.deep.include({ seq: 3, action: 'rolled_back' });
+    });
+
+    it('refuses a rollback to a version the site never had, to its current one, or from a version it moved on from: nothing changes', async () => {
+      const v1 = await storage.admin.putSiteArtifact('blog', Buffer.from('one'));
+      const v2 = await storage.admin.putSiteArtifact('blog', Buffer.from('two'));
+      await storage.admin.putSiteArtifact('shop', Buffer.from('shop'));
+      const before = await storage.admin.getSite('blog');
+      const unknown = await reject(storage.admin.rollBack('blog', sha(Buffer.from('shop')), v2.version, 'x'));
+      expect([unknown.status, unknown.code]).to.deep.equal([404, 'VersionNotFound']);
+      const current = await reject(storage.admin.rollBack('blog', v2.version, v2.version, 'x'));
+      expect([current.status, current.code]).to.deep.equal([400, 'BadRequest']);
+      const stale = await reject(storage.admin.rollBack('blog', v1.version, v1.version, 'x'));
+      expect([stale.status, stale.code]).to.deep.equal([412, 'PreconditionFailed']);
+      const missing = await reject(storage.admin.rollBack('nowhere', v1.version, v1.version, 'x'));
+      expect(missing.code).to.equal('SiteNotFound');
+      expect(await storage.admin.getSite('blog')).to.deep.equal(before);
+      // and only the admin may
+      const token = await storage.tokens.issue({ jobId: 'job-1', siteId: 'blog', attempt: 1, ttlSeconds: 60 });
+      const job = new StorageClient({ baseUrl: storage.url, token });
+      expect((await reject(job.rollBack('blog', v1.version, v2.version, 'x'))).status).to.equal(403);
+      const bad = await raw(storage, 'POST', '/sites/blog/rollback', {
+        body: Buffer.from(JSON.stringify({ to: v1.version, if_match: v2.version, by: 'x', extra: 1 })),
+        headers: { 'content-type': 'application/json' },
+      });
+      expect([bad.status, bad.json.error]).to.deep.equal([400, 'BadRequest']);
     });
   });
 

@@ -161,7 +161,8 @@ async function publish(deps: StorageAppDeps, siteId: string, jobId: string, ifMa
 
 function byHeader(value: string | string[] | undefined): string | null {
   if (value === undefined) return null;
-  if (typeof value !== 'string' || value.length === 0 || value.length > 512 || /[\x00-\x1f]/.test(value))
+  // one printable name: no control characters, which a log or a status would carry further
+  if (typeof value !== 'string' || value.length === 0 || value.length > 512 || [...value].some((c) => c < ' '))
     throw new StorageError('BadRequest', `${BY_HEADER} must be one name of at most 512 characters`);
   return value;
 }

@@ -26,8 +26,7 @@ export type JobObjectName = z.infer<typeof JobObjectName>;
 const SITE_HISTORY_LIMIT = 1000;
 
 /** How a version became the site's current one. */
-export const SiteAction = z.enum(['pushed', 'published', 'rolled_back']);
-export type SiteAction = z.infer<typeof SiteAction>;
+const SiteAction = z.enum(['pushed', 'published', 'rolled_back']);
 
 /**
  * One change of the site's current version, newest first. `seq` numbers the site's changes
@@ -70,7 +69,7 @@ export type SiteRecord = z.output<typeof SiteRecord>;
 
 /** Who changes a site's version, and how (written into its history entry). */
 export interface SiteChange {
-  action: SiteAction;
+  action: z.infer<typeof SiteAction>;
   by?: string | null;
   jobId?: string;
 }

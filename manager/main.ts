@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import { hostname } from 'node:os';
 import winston from 'winston';
-import { loadConfig } from '../common/config.js';
+import { ConfigError, loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { runMain } from '../common/main.js';
 import { SMALL_API_TIMEOUTS, applyServerTimeouts } from '../common/server-timeouts.js';
@@ -14,11 +14,16 @@ import { StorageClient } from '../common/storage-client.js';
 import { JobTokens } from '../common/tokens.js';
 import { createManagerApp } from './api.js';
 import { managerConfigSpec } from './config.js';
-import { Controller } from './controller.js';
+import { Controller, renewDeadlineSeconds } from './controller.js';
 import { PooledKubeConfig } from '../common/kube-client.js';
 
 await runMain('manager', async () => {
   const config = loadConfig(managerConfigSpec);
+  const renewDeadline = renewDeadlineSeconds(config);
+  if (config.leaderElection && !(config.leaseRenewSeconds < renewDeadline && renewDeadline < config.leaseDurationSeconds))
+    throw new ConfigError([
+      `PAGEWRIGHT_LEASE_RENEW_SECONDS (${config.leaseRenewSeconds}) < PAGEWRIGHT_LEASE_RENEW_DEADLINE_SECONDS (${renewDeadline}) < PAGEWRIGHT_LEASE_DURATION_SECONDS (${config.leaseDurationSeconds}) must hold`,
+    ]);
   const identity = config.identity ?? `${hostname()}-${process.pid}`;
   const logger = createLogger({
     service: 'manager',

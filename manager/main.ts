@@ -1,14 +1,17 @@
 /**
  * Manager entry point: config from PAGEWRIGHT_* env, the Kubernetes client from the in-cluster
- * service account (or KUBECONFIG), the controller, and the HTTP API. SIGTERM stops taking work,
+ * service account (or KUBECONFIG), a check of the cluster's Kubernetes version (>= 1.29,
+ * server-version.ts: exit 1 naming both below it), the controller, and the HTTP API. SIGTERM stops taking work,
  * lets in-flight reconciles finish, releases the Lease and closes the server.
  */
 import { once } from 'node:events';
 import { hostname } from 'node:os';
+import { VersionApi } from '@kubernetes/client-node';
 import winston from 'winston';
 import { ConfigError, loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { runMain } from '../common/main.js';
+import { withRetry } from '../common/retry.js';
 import { SMALL_API_TIMEOUTS, applyServerTimeouts } from '../common/server-timeouts.js';
 import { StorageClient } from '../common/storage-client.js';
 import { JobTokens } from '../common/tokens.js';
@@ -16,6 +19,7 @@ import { createManagerApp } from './api.js';
 import { managerConfigSpec } from './config.js';
 import { Controller, renewDeadlineSeconds } from './controller.js';
 import { PooledKubeConfig } from '../common/kube-client.js';
+import { kubernetesVersionVerdict } from './server-version.js';
 
 await runMain('manager', async () => {
   const config = loadConfig(managerConfigSpec);
@@ -33,6 +37,18 @@ await runMain('manager', async () => {
   });
   const kubeConfig = new PooledKubeConfig();
   kubeConfig.loadFromDefault();
+  // runner pods need native sidecars: below Kubernetes 1.29 they would hang in Init, so refuse
+  const version = await withRetry(() => kubeConfig.makeApiClient(VersionApi).getCode(), {
+    retries: 5,
+    isRetryable: () => true,
+    onRetry: ({ error, delayMs }) => logger.warn('cannot read the apiserver version yet', { error: String(error), retry_in_ms: delayMs }),
+  });
+  const verdict = kubernetesVersionVerdict(version);
+  if (!verdict.ok) {
+    process.stderr.write(`manager: ${verdict.message}\n`);
+    process.exit(1);
+  }
+  logger.info('kubernetes version', { version: verdict.version });
   const tokens = new JobTokens(config.tokenSecret);
   let live = true;
   const controller = new Controller({

@@ -2,6 +2,13 @@
  * The PagewrightJob custom resource as the manager sees it: zod schemas mirroring
  * deploy/k8s/crd.yaml (the apiserver already validated the spec; parsing here turns `any` from
  * client-node into typed objects and applies the same defaults when an older object lacks them).
+ *
+ * JobSpec and the CRD's spec schema must accept exactly the same objects: a job the apiserver
+ * takes but this schema refuses is ignored by the manager for good (job-cache.ts logs it and
+ * skips it), and one this takes but the apiserver would not is a bound nobody enforces.
+ * test/unit/job-spec-schema.test.ts compares the two field by field (type, bounds, lengths,
+ * pattern, enum, default, required), so the integer bounds are written out on both sides,
+ * including 2^53 - 1, the largest integer this side holds exactly.
  */
 import { z } from 'zod';
 import { FailureReason } from './errors.js';
@@ -26,23 +33,31 @@ export type JobPhase = z.infer<typeof JobPhase>;
 const TERMINAL_PHASES: ReadonlySet<JobPhase> = new Set(['Succeeded', 'Failed', 'Cancelled']);
 const ACTIVE_PHASES: ReadonlySet<JobPhase> = new Set(['Scheduled', 'Running']);
 
-const JobSpec = z.object({
-  siteId: SiteId,
+/** spec.priority's range: orders admission (admission.ts compares by subtraction), far inside what a number holds exactly. */
+const PRIORITY = { min: -1_000_000, max: 1_000_000 } as const;
+/** A year: a finished job's deletion is a timer (work-queue.ts) and a year is plenty. */
+const TTL_SECONDS_MAX = 31_536_000;
+/** A budget limit: any positive integer held exactly; the cluster's caps bound it (BudgetNotAllowed). */
+const budgetLimit = () => z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional();
+
+export const JobSpec = z.object({
+  // the pattern alone limits it to 1..63; the lengths are stated for the CRD's clearer message
+  siteId: SiteId.min(1).max(63),
   prompt: Prompt,
   baseVersion: Sha256.optional(),
   model: z.string().min(1).max(200).optional(),
   timeoutSeconds: z.number().int().min(TIMEOUT_SECONDS.min).max(TIMEOUT_SECONDS.max).default(TIMEOUT_SECONDS.default),
   retries: z.number().int().min(0).max(10).default(2),
-  priority: z.number().int().default(0),
+  priority: z.number().int().min(PRIORITY.min).max(PRIORITY.max).default(0),
   publish: z.boolean().default(false),
   cancel: z.boolean().default(false),
-  ttlSecondsAfterFinished: z.number().int().min(0).optional(),
+  ttlSecondsAfterFinished: z.number().int().min(0).max(TTL_SECONDS_MAX).optional(),
   /** The model budget; unset limits take the cluster's defaults, all within its caps. */
   budget: z
     .object({
-      maxRequests: z.number().int().positive().optional(),
-      maxInputTokens: z.number().int().positive().optional(),
-      maxOutputTokens: z.number().int().positive().optional(),
+      maxRequests: budgetLimit(),
+      maxInputTokens: budgetLimit(),
+      maxOutputTokens: budgetLimit(),
     })
     .optional(),
 });

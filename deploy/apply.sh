@@ -3,8 +3,12 @@
 #   deploy/apply.sh [KUSTOMIZATION]     default deploy/k8s; deploy/dev for a laptop cluster
 # The internal Secret (storage admin token, runner-credential key, gateway-credential key, the
 # gateway's report token) is created once with random values; a key an older install lacks is
-# added. With PAGEWRIGHT_LLM_KEY set, the LLM Secret gets that key and PAGEWRIGHT_LLM_URL (default
-# the OpenAI API), and the gateway, its only reader, restarts. Then it waits for the rollouts.
+# added. The LLM Secret is not part of any kustomization (re-applying one would put its
+# placeholder back over a real key): it is created once, from KUSTOMIZATION/llm-secret.yaml
+# (deploy/k8s: a placeholder; deploy/dev: the demo model), and only PAGEWRIGHT_LLM_KEY replaces
+# its key, with PAGEWRIGHT_LLM_URL (default the OpenAI API); the gateway, its only reader, then
+# restarts. Without PAGEWRIGHT_LLM_KEY an existing key is never touched. Then it waits for the
+# rollouts (WAIT=false skips that).
 # KUBECTL overrides the kubectl binary; NAMESPACE must match the kustomization's (pagewright).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,16 +34,27 @@ else
     fi
   done
 fi
-"$kubectl" apply -k "$kustomization"
+# before the kustomization, so the gateway finds its Secret when it first starts
+llm_template=$kustomization/llm-secret.yaml
+[[ -f $llm_template ]] || llm_template=deploy/k8s/llm-secret.yaml
 if [[ -n ${PAGEWRIGHT_LLM_KEY:-} ]]; then
-  # re-applying the kustomization put the placeholder (or the demo model) back: set the real key
+  echo "setting the LLM key of the pagewright-llm Secret from PAGEWRIGHT_LLM_KEY"
   "$kubectl" -n "$ns" create secret generic pagewright-llm --from-literal=api-key="$PAGEWRIGHT_LLM_KEY" \
     --from-literal=base-url="${PAGEWRIGHT_LLM_URL:-https://api.openai.com/v1}" --dry-run=client -o yaml | "$kubectl" apply -f -
+elif ! "$kubectl" -n "$ns" get secret pagewright-llm >/dev/null 2>&1; then
+  "$kubectl" -n "$ns" create -f "$llm_template"
+else
+  echo "keeping the pagewright-llm Secret as it is (PAGEWRIGHT_LLM_KEY is not set)"
+fi
+"$kubectl" apply -k "$kustomization"
+if [[ -n ${PAGEWRIGHT_LLM_KEY:-} ]]; then
   # the key reaches the gateway as env, read at start
   "$kubectl" -n "$ns" rollout restart deployment/pagewright-gateway
-elif [[ $kustomization == deploy/k8s ]]; then
-  echo "note: PAGEWRIGHT_LLM_KEY is not set; jobs will fail with LLMAuthFailed until you set the pagewright-llm Secret (README)"
+elif [[ $("$kubectl" -n "$ns" get secret pagewright-llm -o 'jsonpath={.data.api-key}' | base64 -d) == replace-me ]]; then
+  echo "note: the LLM key is the placeholder; jobs will fail with LLMAuthFailed until you set it (PAGEWRIGHT_LLM_KEY=... make deploy, README)"
 fi
-for deployment in $("$kubectl" -n "$ns" get deployments -o name); do
-  "$kubectl" -n "$ns" rollout status "$deployment" --timeout=180s
-done
+if [[ ${WAIT:-true} != false ]]; then
+  for deployment in $("$kubectl" -n "$ns" get deployments -o name); do
+    "$kubectl" -n "$ns" rollout status "$deployment" --timeout=180s
+  done
+fi

@@ -3,17 +3,31 @@
  * model gateway), both expiring with the attempt's pod deadline. The runner's is derived from the
  * job's status alone (issued when the attempt was scheduled), so the manager re-creates the very
  * same token for /kill without reading the Secret back: it needs no read access to Secrets.
+ *
+ * The gateway credential carries the job's model and budget, so it is issued only when the model
+ * policy allows them now: every attempt is decided again (the allowlist or the caps may have
+ * changed since the job was admitted, with a manager restarted on new config). A refusal is an
+ * answer, not an exception: the caller fails the job with its reason (ModelNotAllowed,
+ * BudgetNotAllowed), where a throw would fail the reconcile, retried for ever with the job
+ * Scheduled and no pod, holding a slot and its site.
  */
 import type { GatewayCredentials } from '../common/gateway-credential.js';
-import { type PagewrightJob, jobKey, timestamp } from '../common/job-resource.js';
+import { type PagewrightJob, timestamp } from '../common/job-resource.js';
 import type { JobTokens } from '../common/tokens.js';
 import type { ManagerConfig } from './config.js';
-import { modelPolicy } from './model-policy.js';
+import { type ModelPolicy, modelPolicy } from './model-policy.js';
+
+interface AttemptSecrets {
+  runnerToken: string;
+  gatewayCredential: string;
+}
+
+/** Both credentials, for the attempt's Secret; or why the model policy refuses the attempt. */
+export type IssuedCredentials = { ok: true; secrets: AttemptSecrets } | ({ ok: false } & Extract<ModelPolicy, { allowed: false }>);
 
 export interface AttemptCredentials {
   runnerToken(job: PagewrightJob, attempt: number): Promise<string>;
-  /** Both, for the attempt's Secret. */
-  issue(job: PagewrightJob, attempt: number): Promise<{ runnerToken: string; gatewayCredential: string }>;
+  issue(job: PagewrightJob, attempt: number): Promise<IssuedCredentials>;
 }
 
 export class SignedAttemptCredentials implements AttemptCredentials {
@@ -28,12 +42,12 @@ export class SignedAttemptCredentials implements AttemptCredentials {
     return this.tokens.issue({ jobId: job.metadata.uid, siteId: job.spec.siteId, attempt, ttlSeconds, now: issuedAt });
   }
 
-  async issue(job: PagewrightJob, attempt: number): Promise<{ runnerToken: string; gatewayCredential: string }> {
+  async issue(job: PagewrightJob, attempt: number): Promise<IssuedCredentials> {
     const policy = modelPolicy(job, this.config);
-    if (!policy.allowed) throw new Error(`job ${jobKey(job)} passed admission but its model policy now refuses it: ${policy.message}`);
+    if (!policy.allowed) return { ok: false, ...policy };
     const { ttlSeconds } = this.#window(job);
     const { uid: jobId, namespace, name } = job.metadata;
-    return {
+    const secrets = {
       runnerToken: await this.runnerToken(job, attempt),
       gatewayCredential: await this.gateway.issue({
         jobId,
@@ -45,6 +59,7 @@ export class SignedAttemptCredentials implements AttemptCredentials {
         ttlSeconds,
       }),
     };
+    return { ok: true, secrets };
   }
 
   /** From the attempt's scheduling until its pod's deadline, and a minute for the callback. */

@@ -71,6 +71,18 @@ export class AttemptSync {
     }
   }
 
+  /**
+   * Creates the pod of a Scheduled attempt, with its credentials. An attempt the model policy
+   * refuses now (the allowlist or the caps changed since the job was admitted) never starts: the
+   * job fails with that reason. Null when the pod was created.
+   */
+  async start(job: PagewrightJob, attempt: number): Promise<ReconcileResult | null> {
+    const issued = await this.d.credentials.issue(job, attempt);
+    if (!issued.ok) return this.d.outcomes.attemptFailed(job, attempt, issued.reason, `attempt ${attempt} refused: ${issued.message}`);
+    await this.d.pods.createAttempt(job, attempt, issued.secrets);
+    return null;
+  }
+
   async #withoutPod(job: PagewrightJob, attempt: number): Promise<ReconcileResult> {
     // created by us a moment ago: its watch event is on its way (and will bring us back)
     if (this.d.pods.expecting(job, attempt)) return requeueAfter(EXPECTATION_TIMEOUT_MS);
@@ -82,8 +94,7 @@ export class AttemptSync {
     if (job.status.phase === 'Scheduled') {
       const stored = await this.d.outcomes.stored(job);
       if (stored.status.phase !== 'Scheduled' || stored.status.attempt !== attempt) return DONE; // its watch event brings us back
-      await this.d.pods.createAttempt(stored, attempt, await this.d.credentials.issue(stored, attempt));
-      return DONE;
+      return (await this.start(stored, attempt)) ?? DONE;
     }
     return (
       (await this.#recover(job, attempt)) ??

@@ -66,6 +66,8 @@ export const managerConfigSpec = {
   leaseNamespace: env('LEASE_NAMESPACE', z.string().optional()),
   leaseDurationSeconds: env('LEASE_DURATION_SECONDS', seconds(15)),
   leaseRenewSeconds: env('LEASE_RENEW_SECONDS', seconds(5)),
+  /** A leader that could not renew for this long stops leading; default two thirds of the lease duration (client-go's 10 of 15). */
+  leaseRenewDeadlineSeconds: env('LEASE_RENEW_DEADLINE_SECONDS', z.coerce.number().positive().optional()),
   /** This replica's identity in the Lease (the pod name in a Deployment). */
   identity: env('POD_NAME', z.string().optional()),
   podNamespace: env('POD_NAMESPACE', z.string().optional()),

@@ -137,8 +137,10 @@ export class Controller {
           namespace: config.leaseNamespace ?? config.watchNamespace ?? config.podNamespace ?? 'default',
           name: config.leaseName,
           identity: d.identity,
-          leaseDurationMs: config.leaseDurationSeconds * 1000,
-          renewMs: config.leaseRenewSeconds * 1000,
+          // whole milliseconds: AbortSignal.timeout takes no fraction (the default deadline is 2/3 of the duration)
+          leaseDurationMs: Math.round(config.leaseDurationSeconds * 1000),
+          renewDeadlineMs: Math.round(renewDeadlineSeconds(config) * 1000),
+          renewMs: Math.round(config.leaseRenewSeconds * 1000),
           logger,
           onStartedLeading: () => this.#startLeading(),
           onStoppedLeading: () => this.#stopLeading(),
@@ -243,6 +245,11 @@ export class Controller {
       }
     }
   }
+}
+
+/** The renew deadline: as set, else two thirds of the lease duration (client-go's defaults are 10 s of 15). */
+export function renewDeadlineSeconds(config: Pick<ManagerConfig, 'leaseDurationSeconds' | 'leaseRenewDeadlineSeconds'>): number {
+  return config.leaseRenewDeadlineSeconds ?? (config.leaseDurationSeconds * 2) / 3;
 }
 
 function describe(err: unknown): string {

@@ -1,23 +1,32 @@
 /**
  * Manager entry point: config from PAGEWRIGHT_* env, the Kubernetes client from the in-cluster
- * service account (or KUBECONFIG), the controller, and the HTTP API. SIGTERM stops taking work,
+ * service account (or KUBECONFIG), a check of the cluster's Kubernetes version (>= 1.29,
+ * server-version.ts: exit 1 naming both below it), the controller, and the HTTP API. SIGTERM stops taking work,
  * lets in-flight reconciles finish, releases the Lease and closes the server.
  */
 import { hostname } from 'node:os';
+import { VersionApi } from '@kubernetes/client-node';
 import winston from 'winston';
-import { loadConfig } from '../common/config.js';
+import { ConfigError, loadConfig } from '../common/config.js';
 import { createLogger } from '../common/logger.js';
 import { runMain } from '../common/main.js';
+import { withRetry } from '../common/retry.js';
 import { SMALL_API_TIMEOUTS, listen } from '../common/server-timeouts.js';
 import { StorageClient } from '../common/storage-client.js';
 import { JobTokens } from '../common/tokens.js';
 import { createManagerApp } from './api.js';
 import { managerConfigSpec } from './config.js';
-import { Controller } from './controller.js';
+import { Controller, renewDeadlineSeconds } from './controller.js';
 import { PooledKubeConfig } from '../common/kube-client.js';
+import { kubernetesVersionVerdict } from './server-version.js';
 
 await runMain('manager', async () => {
   const config = loadConfig(managerConfigSpec);
+  const renewDeadline = renewDeadlineSeconds(config);
+  if (config.leaderElection && !(config.leaseRenewSeconds < renewDeadline && renewDeadline < config.leaseDurationSeconds))
+    throw new ConfigError([
+      `PAGEWRIGHT_LEASE_RENEW_SECONDS (${config.leaseRenewSeconds}) < PAGEWRIGHT_LEASE_RENEW_DEADLINE_SECONDS (${renewDeadline}) < PAGEWRIGHT_LEASE_DURATION_SECONDS (${config.leaseDurationSeconds}) must hold`,
+    ]);
   const identity = config.identity ?? `${hostname()}-${process.pid}`;
   const logger = createLogger({
     service: 'manager',
@@ -27,6 +36,18 @@ await runMain('manager', async () => {
   });
   const kubeConfig = new PooledKubeConfig();
   kubeConfig.loadFromDefault();
+  // runner pods need native sidecars: below Kubernetes 1.29 they would hang in Init, so refuse
+  const version = await withRetry(() => kubeConfig.makeApiClient(VersionApi).getCode(), {
+    retries: 5,
+    isRetryable: () => true,
+    onRetry: ({ error, delayMs }) => logger.warn('cannot read the apiserver version yet', { error: String(error), retry_in_ms: delayMs }),
+  });
+  const verdict = kubernetesVersionVerdict(version);
+  if (!verdict.ok) {
+    process.stderr.write(`manager: ${verdict.message}\n`);
+    process.exit(1);
+  }
+  logger.info('kubernetes version', { version: verdict.version });
   const tokens = new JobTokens(config.tokenSecret);
   let live = true;
   const controller = new Controller({

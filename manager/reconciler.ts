@@ -79,11 +79,18 @@ export class Reconciler {
     }
   }
 
-  /** A waiting job: refused by the model policy, waiting out a retry's backoff, or admitted when a slot and its site are free. */
+  /**
+   * A waiting job: refused by the model policy, waiting out a retry's backoff, or admitted when a
+   * slot and its site are free. The policy is asked before every attempt, a retry's too: the
+   * allowlist or the caps may have changed since the job was first admitted (a manager restarted
+   * on new config), and a retry the gateway would refuse must fail now, not wait for a slot.
+   */
   async #admit(job: PagewrightJob): Promise<ReconcileResult> {
-    if ((job.status.attempt ?? 0) === 0) {
-      const policy = modelPolicy(job, this.#d.config);
-      if (!policy.allowed) return this.#outcomes.end(job, t.refused(policy.reason, policy.message), 'Failed');
+    const policy = modelPolicy(job, this.#d.config);
+    if (!policy.allowed) {
+      const ended = job.status.attempt ?? 0;
+      if (ended === 0) return this.#outcomes.end(job, t.refused(policy.reason, policy.message), 'Failed');
+      return this.#outcomes.end(job, t.failed(ended, policy.reason, `attempt ${ended + 1} refused: ${policy.message}`), 'Failed');
     }
     const backoff = job.status.nextAttemptTime ? timestamp(job.status.nextAttemptTime) - Date.now() : 0;
     if (backoff > 0) return requeueAfter(backoff);
@@ -97,7 +104,9 @@ export class Reconciler {
       return update.job.status.phase === 'Scheduled' && update.job.status.attempt === attempt ? update.job : null;
     });
     if (admitted) {
-      await this.#d.pods.createAttempt(admitted, attempt, await this.#d.credentials.issue(admitted, attempt));
+      // refused after all (the stored copy is fresher than the one the policy was asked about)
+      const refused = await this.#attempts.start(admitted, attempt);
+      if (refused) return refused;
       // after the pod: the Event is not on the path from admission to a running pod
       if (written) this.#d.events.normal(admitted, 'Scheduled', `attempt ${attempt}: created runner pod ${podName(admitted, attempt)}`);
     } else if (job.status.phase === undefined) {

@@ -16,6 +16,9 @@ export interface WorkQueueOptions {
   now?: () => number;
 }
 
+/** The longest delay a Node timer keeps (2^31 - 1 ms, 24.8 days): a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class WorkQueue {
   readonly #queue: string[] = [];
   readonly #dirty = new Set<string>();
@@ -69,7 +72,11 @@ export class WorkQueue {
     }
   }
 
-  /** Adds the key after `delayMs`; an earlier pending add for the same key wins. */
+  /**
+   * Adds the key after `delayMs`; an earlier pending add for the same key wins. A delay past
+   * MAX_TIMER_MS adds it at that limit instead (its reconcile asks for the rest again): a finished
+   * job's TTL may be a year.
+   */
   addAfter(key: string, delayMs: number): void {
     if (this.#shuttingDown) return;
     if (delayMs <= 0) {
@@ -80,10 +87,13 @@ export class WorkQueue {
     const pending = this.#timers.get(key);
     if (pending && pending.at <= at) return;
     if (pending) clearTimeout(pending.timer);
-    const timer = setTimeout(() => {
-      this.#timers.delete(key);
-      this.add(key);
-    }, delayMs);
+    const timer = setTimeout(
+      () => {
+        this.#timers.delete(key);
+        this.add(key);
+      },
+      Math.min(delayMs, MAX_TIMER_MS),
+    );
     timer.unref();
     this.#timers.set(key, { at, timer });
   }

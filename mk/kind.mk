@@ -30,7 +30,8 @@ kind-down:
 	kind delete cluster --name $(KIND_CLUSTER)
 
 # Applies the base to the current kubectl context (deploy/apply.sh: the internal Secret once,
-# the LLM key from PAGEWRIGHT_LLM_KEY when given, then the rollouts).
+# the LLM Secret once, its key replaced only from PAGEWRIGHT_LLM_KEY (never reset without it),
+# then the rollouts).
 deploy:
 	deploy/apply.sh deploy/k8s
 

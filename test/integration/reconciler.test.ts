@@ -113,7 +113,9 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
         status: { attempt: 2, attemptStartTime: new Date().toISOString() },
       });
       const creds = new SignedAttemptCredentials(config(), new JobTokens(storage.tokenSecret), new GatewayCredentials(gatewaySecret));
-      const one = await creds.issue(job, 2);
+      const issued = await creds.issue(job, 2);
+      if (!issued.ok) throw new Error(`refused: ${issued.message}`);
+      const one = issued.secrets;
       expect(await creds.runnerToken(job, 2)).to.equal(one.runnerToken);
       expect(await new JobTokens(storage.tokenSecret).verify(one.runnerToken)).to.include({ jobId: 'u-cred', attempt: 2 });
       expect(await new GatewayCredentials(gatewaySecret).verify(one.gatewayCredential)).to.include({
@@ -123,6 +125,18 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
       });
       const refused = await new JobTokens(storage.tokenSecret).verify(one.gatewayCredential).catch((e: { code: string }) => e.code);
       expect(refused, 'a gateway credential is no runner credential').to.equal('TokenInvalid');
+    });
+
+    it('AttemptCredentials: an attempt the model policy refuses now gets no credential but its reason', async () => {
+      const creds = new SignedAttemptCredentials(config(), new JobTokens(storage.tokenSecret), new GatewayCredentials(gatewaySecret));
+      const job = (spec: Record<string, unknown>) =>
+        PagewrightJob.parse({
+          metadata: { name: 'c', namespace: ns, uid: 'u-cred', resourceVersion: '1' },
+          spec: { siteId: 's', prompt: 'p', ...spec },
+          status: { attempt: 2, attemptStartTime: new Date().toISOString() },
+        });
+      expect(await creds.issue(job({ model: 'not-on-the-list' }), 2)).to.deep.include({ ok: false, reason: 'ModelNotAllowed' });
+      expect(await creds.issue(job({ budget: { maxRequests: 1_000_000 } }), 2)).to.deep.include({ ok: false, reason: 'BudgetNotAllowed' });
     });
 
     it("PodControl: creates an attempt's Secret and pod (owned, idempotent), finds, deletes them, and tracks expectations", async () => {
@@ -242,7 +256,7 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
   describe('the rare paths, with the real manager', () => {
     let manager: ManagerProcess | null = null;
     const logPath = () => join(scratch, 'manager.log');
-    async function startManager(): Promise<ManagerProcess> {
+    async function startManager(env: Record<string, string> = {}): Promise<ManagerProcess> {
       manager = await startManagerProcess({
         kubeconfigPath: cp.kubeconfigPath,
         namespace: ns,
@@ -255,7 +269,7 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
         runnerImage: 'pagewright-runner:0.1.0',
         log: createWriteStream(logPath(), { flags: 'a' }),
         logPath: logPath(),
-        env: { PAGEWRIGHT_IMAGE_PULL_TIMEOUT_SECONDS: '1' },
+        env: { PAGEWRIGHT_IMAGE_PULL_TIMEOUT_SECONDS: '1', ...env },
       });
       return manager;
     }
@@ -329,6 +343,61 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
       expect(
         (await core.listNamespacedPod({ namespace: ns, labelSelector: `pagewright.dev/job=${job.metadata.uid}` })).items,
       ).to.have.length(1);
+    });
+
+    it('a retry whose model the allowlist no longer allows fails ModelNotAllowed at once, with its Event, and starts no pod', async () => {
+      // attempt 1 ran under a manager that allowed gpt-5.5 and was lost (PodLost); its retry is due.
+      // The manager was then restarted with another allowlist.
+      const name = randomName('allow');
+      const job = await createJob(name, { siteId: 'site-allow', prompt: 'x', model: 'gpt-5.5', retries: 2 });
+      await writeStatus(name, {
+        phase: 'Queued',
+        jobId: job.metadata.uid,
+        attempt: 1,
+        podName: podName(job, 1),
+        startTime: new Date().toISOString(),
+        reason: 'PodLost',
+        message: 'attempt 1 failed (PodLost: runner pod disappeared); retrying',
+        nextAttemptTime: new Date().toISOString(),
+      });
+      await startManager({ PAGEWRIGHT_CODEX_MODEL: 'gpt-5.4', PAGEWRIGHT_MODEL_ALLOWLIST: 'gpt-5.4' });
+      const failed = await until(name, 'Failed', (j) => j.status.phase === 'Failed');
+      expect(failed.status).to.include({ reason: 'ModelNotAllowed', attempt: 1 });
+      expect(failed.status.message).to.match(/^attempt 2 refused: spec.model "gpt-5.5" is not allowed here; allowed: gpt-5.4/);
+      const events = await eventsAbout((args) => cp.kubectl(args), ns, name, 'message');
+      expect(events).to.contain('ModelNotAllowed: attempt 2 refused');
+      expect(
+        (await core.listNamespacedPod({ namespace: ns, labelSelector: `pagewright.dev/job=${job.metadata.uid}` })).items,
+      ).to.have.length(0);
+    });
+
+    it('stored Scheduled for a retry the budget caps now refuse, without a pod: fails BudgetNotAllowed and frees its site for the next job', async () => {
+      // the state a manager without this fix left behind: attempt 2 Scheduled, its pod never
+      // created because issuing its credentials threw, retried for ever
+      const name = randomName('caps');
+      const job = await createJob(name, { siteId: 'site-caps', prompt: 'x', budget: { maxRequests: 500 } });
+      await writeStatus(name, {
+        phase: 'Scheduled',
+        jobId: job.metadata.uid,
+        attempt: 2,
+        podName: podName(job, 2),
+        startTime: new Date().toISOString(),
+        attemptStartTime: new Date().toISOString(),
+      });
+      const next = randomName('caps-next');
+      await createJob(next, { siteId: 'site-caps', prompt: 'x', budget: { maxRequests: 50 } });
+      await startManager({ PAGEWRIGHT_BUDGET_MAX_REQUESTS: '100' });
+      const failed = await until(name, 'Failed', (j) => j.status.phase === 'Failed');
+      expect(failed.status).to.include({ reason: 'BudgetNotAllowed', attempt: 2 });
+      expect(failed.status.message).to.contain('attempt 2 refused: spec.budget is above this cluster');
+      expect(failed.status.message).to.contain('maxRequests 500 > 100');
+      expect(await eventsAbout((args) => cp.kubectl(args), ns, name, 'reason')).to.contain('Failed');
+      expect(
+        (await core.listNamespacedPod({ namespace: ns, labelSelector: `pagewright.dev/job=${job.metadata.uid}` })).items,
+      ).to.have.length(0);
+      // the site is free again: the job waiting for it starts
+      const started = await until(next, 'Scheduled', (j) => j.status.phase === 'Scheduled');
+      expect(started.status.attempt).to.equal(1);
     });
 
     it('an image that never arrives: the pod is deleted and the job fails ImagePullFailed', async () => {

@@ -35,7 +35,6 @@ describe('deploy/k8s on a real apiserver', function () {
       'serviceaccount/pagewright-manager',
       'role.rbac.authorization.k8s.io/pagewright-manager',
       'rolebinding.rbac.authorization.k8s.io/pagewright-manager',
-      'secret/pagewright-llm',
       'persistentvolumeclaim/pagewright-storage',
       'deployment.apps/pagewright-storage',
       'deployment.apps/pagewright-manager',

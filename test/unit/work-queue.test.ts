@@ -66,6 +66,16 @@ describe('WorkQueue', () => {
     await q.shutDown();
   });
 
+  it('addAfter a delay longer than a Node timer holds (a TTL of a year) does not add the key at once', async () => {
+    const q = new WorkQueue();
+    q.addAfter('a-year', 365 * 24 * 3600 * 1000); // Node runs a timer past 2^31 - 1 ms after 1 ms
+    q.addAfter('soon', 50);
+    expect(await q.get()).to.equal('soon');
+    q.done('soon');
+    expect(q.length, 'the year-long key is not queued').to.equal(0);
+    await q.shutDown();
+  });
+
   it('shutDown wakes idle workers with undefined and waits for keys in flight', async () => {
     const q = new WorkQueue();
     q.add('busy');

@@ -171,6 +171,16 @@ export const GatewayRefusalReason = FailureReason.extract([
 ]);
 export type GatewayRefusalReason = z.infer<typeof GatewayRefusalReason>;
 
+/**
+ * Refusals of what no job needs (a hosted tool, a fetching input, a forbidden field): the agent
+ * tried to reach past its sandbox, so its attempt ends at once, whatever codex goes on to do,
+ * and nothing of it is published. The budget and rate-limit refusals end a job only when they
+ * end codex's run (the runner then fails, and the refusal is why).
+ */
+export function refusalEndsAttempt(reason: GatewayRefusalReason): boolean {
+  return reason === 'HostedToolNotAllowed' || reason === 'InputNotAllowed' || reason === 'RequestNotAllowed';
+}
+
 /** Gateway -> manager, POST /jobs/{job_id}/usage: the job's usage so far, and a refusal if one happened. */
 export const UsageReport = z.object({
   job_id: JobId,

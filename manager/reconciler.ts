@@ -10,7 +10,9 @@
  * between calls except what the cache has not caught up with, so a restarted manager simply
  * reconciles everything again.
  */
+import type { FailureReason } from '../common/errors.js';
 import { LABEL_ATTEMPT, type PagewrightJob, isTerminal, jobKey, timestamp } from '../common/job-resource.js';
+import { refusalEndsAttempt } from '../common/schemas.js';
 import type { Admitter } from './admitter.js';
 import type { AttemptCredentials } from './attempt-credentials.js';
 import { AttemptSync, POLL_MS } from './attempt-sync.js';
@@ -67,6 +69,8 @@ export class Reconciler {
     }
     if (isTerminal(job)) return this.#outcomes.finished(job);
     if (job.spec.cancel) return this.#cancel(job);
+    const refusal = job.status.gatewayRefusal;
+    if (refusal && refusal.attempt === job.status.attempt && refusalEndsAttempt(refusal.reason)) return this.#refused(job, refusal);
     switch (job.status.phase) {
       case undefined:
       case 'Queued':
@@ -119,6 +123,12 @@ export class Reconciler {
   async #cancel(job: PagewrightJob): Promise<ReconcileResult> {
     if (await this.#stopPods(job)) return requeueAfter(POLL_MS);
     return this.#outcomes.end(job, t.cancelled('cancelled by spec.cancel'), 'Cancelled');
+  }
+
+  /** The agent asked the gateway for what no job needs: its runner is killed, its pods deleted, and the job fails with that reason. */
+  async #refused(job: PagewrightJob, refusal: { attempt: number; reason: FailureReason; message: string }): Promise<ReconcileResult> {
+    if (await this.#stopPods(job)) return requeueAfter(POLL_MS);
+    return this.#outcomes.attemptFailed(job, refusal.attempt, refusal.reason, refusal.message);
   }
 
   /** A job being deleted: its pods, Secrets and outputs go, then its finalizer. */

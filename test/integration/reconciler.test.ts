@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, type V1Pod, setHeaderOptions } from '@kubernetes/client-node';
 import { expect } from 'chai';
+import { request } from 'undici';
 import { GatewayCredentials } from '../../common/gateway-credential.js';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../common/job-resource.js';
 import { silentLogger } from '../../common/logger.js';
@@ -244,7 +245,9 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
           },
           20_000,
           100,
-        );
+        ).catch((err: Error) => {
+          throw new Error(`${err.message}\n${started.stderr().slice(-3000)}`);
+        });
         expect(ended).to.deep.include({ status: 'failed', reason: 'Killed' });
       } finally {
         runner?.proc.kill('SIGKILL');
@@ -255,6 +258,7 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
 
   describe('the rare paths, with the real manager', () => {
     let manager: ManagerProcess | null = null;
+    const reportToken = randomBytes(16).toString('hex');
     const logPath = () => join(scratch, 'manager.log');
     async function startManager(env: Record<string, string> = {}): Promise<ManagerProcess> {
       manager = await startManagerProcess({
@@ -265,7 +269,7 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
         owner,
         storage: { url: storage.url, adminToken: storage.adminToken, tokenSecret: storage.tokenSecret },
         // no runner runs here: the gateway is never called
-        gateway: { url: 'http://127.0.0.1:9/v1', secret: gatewaySecret, reportToken: randomBytes(16).toString('hex') },
+        gateway: { url: 'http://127.0.0.1:9/v1', secret: gatewaySecret, reportToken },
         runnerImage: 'pagewright-runner:0.1.0',
         log: createWriteStream(logPath(), { flags: 'a' }),
         logPath: logPath(),
@@ -317,6 +321,46 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
       expect(retried.status.podName).to.equal(podName(job, 2));
       const events = await eventsAbout((args) => cp.kubectl(args), ns, name, 'message');
       expect(events).to.match(/attempt 1 failed \(PodLost\): runner pod .* disappeared/);
+    });
+
+    it('a refusal of what no job needs (a hosted tool): the attempt ends at once, its pod deleted, the job Failed with that reason, not retried', async () => {
+      const m = await startManager();
+      const name = randomName('refused');
+      await storage.admin.putSiteArtifact('site-refused', await readFile(siteArchive));
+      const job = await createJob(name, { siteId: 'site-refused', prompt: 'x', retries: 2, publish: true });
+      const scheduled = await until(name, 'Scheduled', (j) => j.status.phase === 'Scheduled');
+      await podOf(scheduled);
+      await kubeletSays(scheduled.status.podName!, {
+        phase: 'Running',
+        containerStatuses: [
+          { name: 'runner', image: 'x', imageID: '', ready: true, restartCount: 0, state: { running: { startedAt: new Date() } } },
+        ],
+      });
+      await until(name, 'Running', (j) => j.status.phase === 'Running');
+      // what the gateway reports when the agent declares an mcp tool (gateway/app.ts refuse())
+      const report = await request(`${m.url}/jobs/${job.metadata.uid}/usage`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${reportToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          job_id: job.metadata.uid,
+          attempt: 1,
+          usage: { requests: 1, inputTokens: 0, outputTokens: 0 },
+          refusal: { reason: 'HostedToolNotAllowed', message: 'tools[3]: the hosted tool mcp is not allowed on this cluster' },
+        }),
+      });
+      expect(report.statusCode).to.equal(200);
+      await report.body.dump();
+      // the runner is still running (no kubelet here ends it): the manager deletes its pod itself
+      const failed = await until(name, 'Failed', (j) => j.status.phase === 'Failed');
+      expect(failed.status).to.include({ reason: 'HostedToolNotAllowed', attempt: 1 });
+      expect(failed.status.message).to.match(/hosted tool mcp/);
+      await waitFor(
+        'its pod gone',
+        async () => !(await core.readNamespacedPod({ namespace: ns, name: scheduled.status.podName! }).catch(() => null)),
+        10_000,
+        100,
+      );
+      expect((await storage.admin.getSite('site-refused')).history, 'nothing published').to.have.length(1);
     });
 
     it('stored as Scheduled, its pod never created (a crash between the two): the pod is created for that attempt, not a new one', async () => {

@@ -188,6 +188,8 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
   const stop = stopper(run, opts);
   const onAbort = () => void stop(abortFailure(opts.signal?.reason));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
+  // a /kill that came while the run was being prepared (the catalog, the launch) was not heard yet
+  if (opts.signal?.aborted) onAbort();
   const timer = setTimeout(
     () =>
       void stop(

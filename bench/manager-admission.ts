@@ -15,10 +15,11 @@ import { GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js
 import { createNamespace } from '../test/support/control-plane.js';
 import { waitFor } from '../test/support/processes.js';
 import { defaultPodConfig } from '../test/support/pod-config.js';
-import { RUNS, alternating, headline, percentile, printTable, record, summarize, summarizeAll } from './lib.js';
+import { RUNS, alternating, headline, percentile, printTable, record, sized, summarize, summarizeAll } from './lib.js';
 import { startCluster, startManagerChild } from './support/cluster.js';
 
-const JOBS = Number(process.env.BENCH_JOBS ?? 500);
+const JOBS = sized('BENCH_JOBS', 500, 20);
+const ALONE = sized('BENCH_ALONE_JOBS', 20, 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const WORKERS = process.env.BENCH_WORKERS ?? '8';
 
@@ -141,7 +142,7 @@ async function viaManager(): Promise<{ rate: number; latencies: number[]; isolat
 /** CR create -> pod with nothing else going on: jobs one at a time (the manager's own latency). */
 async function isolatedLatencies(ns: string): Promise<number[]> {
   const out: number[] = [];
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < ALONE; i++) {
     // keyed by the pod name's job-name prefix: the pod may show up before the create call returns
     const name = `single-${i}`;
     const watch = await watchPods(ns, 1, (p) => (p.metadata!.name!.startsWith(`${name}-`) ? 'x' : 'other'));

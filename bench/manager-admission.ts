@@ -9,7 +9,7 @@
  *
  *   make bench-admission        (BENCH_RUNS=5, BENCH_JOBS=500, BENCH_CONCURRENCY=32, BENCH_WORKERS=8)
  */
-import { CoreV1Api, CustomObjectsApi, type V1Pod, Watch } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, type V1Pod, type V1Secret, Watch } from '@kubernetes/client-node';
 import pLimit from 'p-limit';
 import { buildPod } from '../manager/pod-spec.js';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';
@@ -119,7 +119,7 @@ async function direct(): Promise<number> {
   return JOBS / (ms / 1000);
 }
 
-async function viaManager(): Promise<{ rate: number; latencies: number[]; isolated: number[] }> {
+async function viaManager(): Promise<{ rate: number; latencies: number[]; isolated: number[]; steps: Record<AloneStep, number[]> }> {
   const ns = await createNamespace(cp, 'bench-manager');
   const manager = await startManagerChild(cp, ns, { PAGEWRIGHT_MAX_CONCURRENT_JOBS: String(JOBS * 2), PAGEWRIGHT_WORKERS: WORKERS });
   const created = new Map<string, number>();
@@ -151,34 +151,65 @@ async function viaManager(): Promise<{ rate: number; latencies: number[]; isolat
   watch.stop();
   await new Promise((r) => setTimeout(r, 500)); // the Scheduled events and status writes still in flight
   requestMix.manager = perJob(before, await apiserverRequests());
-  const isolated = await isolatedLatencies(ns);
+  const alone = await isolatedLatencies(ns);
   await manager.stop();
   const latencies = [...created].map(([uid, at]) => watch.seen.get(uid)! - at);
-  return { rate: JOBS / (ms / 1000), latencies, isolated };
+  return { rate: JOBS / (ms / 1000), latencies, isolated: alone.latencies, steps: alone.steps };
 }
+
+/** The steps of one job alone as watches see them, in order: where its CR -> pod time goes. */
+const ALONE_STEPS = ['finalizer added', 'status Scheduled', 'Secret created', 'pod created'] as const;
+type AloneStep = (typeof ALONE_STEPS)[number];
 
 /**
  * CR create -> pod with nothing else going on: jobs one at a time (the manager's own latency),
  * timed from the start of the create call (the pod can appear before the call returns) to the
- * pod's ADDED event. One watch for all of them, from the namespace's current resourceVersion:
- * a watch started without one first replays every pod already there (500 after the burst, 4 MB
- * of JSON) before it gets to the new one, and that replay, not the manager, was most of what
- * this measured before (BENCHMARKS.md section 3).
+ * pod's ADDED event, with each of the manager's writes on the way (ALONE_STEPS). One watch per
+ * kind for all of them, from the current resourceVersion: a watch started without one first
+ * replays every object already there (500 pods after the burst, 4 MB of JSON) before it gets
+ * to the new one, and that replay, not the manager, was most of what this measured before
+ * (BENCHMARKS.md section 3).
  */
-async function isolatedLatencies(ns: string): Promise<number[]> {
-  const seen = new Map<string, number>();
-  const resourceVersion = (await core.listNamespacedPod({ namespace: ns, limit: 1 })).metadata?.resourceVersion;
-  const req = await new Watch(kc).watch(
-    `/api/v1/namespaces/${ns}/pods`,
-    { resourceVersion },
-    (type, pod: V1Pod) => {
-      // pods are named <job>-<uid prefix>-a<attempt>
-      const job = /^(single-\d+)-/.exec(pod.metadata?.name ?? '')?.[1];
-      if (type === 'ADDED' && job && !seen.has(job)) seen.set(job, performance.now());
-    },
-    () => undefined,
-  );
-  const out: number[] = [];
+async function isolatedLatencies(ns: string): Promise<{ latencies: number[]; steps: Record<AloneStep, number[]> }> {
+  const seen = new Map<string, Partial<Record<AloneStep, number>>>();
+  const mark = (name: string | undefined, step: AloneStep) => {
+    // jobs are single-<i>; their pods and Secrets <job>-<uid prefix>-a<attempt>[-creds]
+    const job = /^(single-\d+)(-|$)/.exec(name ?? '')?.[1];
+    if (!job) return;
+    const steps = seen.get(job) ?? {};
+    steps[step] ??= performance.now();
+    seen.set(job, steps);
+  };
+  const from = async <T>(
+    path: string,
+    list: () => Promise<{ metadata?: { resourceVersion?: string } }>,
+    onEvent: (type: string, o: T) => void,
+  ) => new Watch(kc).watch(path, { resourceVersion: (await list()).metadata?.resourceVersion }, onEvent, () => undefined);
+  const watches = [
+    await from(
+      `/api/v1/namespaces/${ns}/pods`,
+      () => core.listNamespacedPod({ namespace: ns, limit: 1 }),
+      (type, pod: V1Pod) => type === 'ADDED' && mark(pod.metadata?.name, 'pod created'),
+    ),
+    await from(
+      `/api/v1/namespaces/${ns}/secrets`,
+      () => core.listNamespacedSecret({ namespace: ns, limit: 1 }),
+      (type, secret: V1Secret) => type === 'ADDED' && mark(secret.metadata?.name, 'Secret created'),
+    ),
+    await from(
+      `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${PLURAL}`,
+      () =>
+        custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace: ns, limit: 1 }) as Promise<{
+          metadata?: { resourceVersion?: string };
+        }>,
+      (_type, job: { metadata: { name: string; finalizers?: string[] }; status?: { phase?: string } }) => {
+        if (job.metadata.finalizers?.length) mark(job.metadata.name, 'finalizer added');
+        if (job.status?.phase === 'Scheduled') mark(job.metadata.name, 'status Scheduled');
+      },
+    ),
+  ];
+  const latencies: number[] = [];
+  const steps = Object.fromEntries(ALONE_STEPS.map((k) => [k, [] as number[]])) as Record<AloneStep, number[]>;
   try {
     for (let i = 0; i < ALONE; i++) {
       const name = `single-${i}`;
@@ -195,13 +226,14 @@ async function isolatedLatencies(ns: string): Promise<number[]> {
           spec: { siteId: name, prompt: 'Edit the page' },
         },
       });
-      await waitFor(`pod of ${name}`, async () => seen.has(name), 30_000, 2);
-      out.push(seen.get(name)! - start);
+      const done = await waitFor(`pod of ${name}`, async () => (seen.get(name)?.['pod created'] ? seen.get(name) : undefined), 30_000, 2);
+      latencies.push(done['pod created']! - start);
+      for (const step of ALONE_STEPS) if (done[step] !== undefined) steps[step].push(done[step] - start);
     }
   } finally {
-    req.abort();
+    for (const w of watches) w.abort();
   }
-  return out;
+  return { latencies, steps };
 }
 
 const podConfig = defaultPodConfig();
@@ -214,6 +246,7 @@ const rows = {
   p99: [] as number[],
   isolatedP50: [] as number[],
 };
+const aloneSteps = Object.fromEntries(ALONE_STEPS.map((k) => [k, [] as number[]])) as Record<AloneStep, number[]>;
 try {
   for (let run = 0; run < RUNS; run++) {
     const [d, m] = await alternating(run, direct, viaManager);
@@ -223,6 +256,7 @@ try {
     rows.p50.push(percentile(m.latencies, 50));
     rows.p99.push(percentile(m.latencies, 99));
     rows.isolatedP50.push(percentile(m.isolated, 50));
+    for (const step of ALONE_STEPS) aloneSteps[step].push(percentile(m.steps[step], 50));
   }
 } finally {
   await cp.stop();
@@ -234,6 +268,7 @@ printTable(`admission of ${JOBS} jobs (client concurrency ${CONCURRENCY}, manage
   ['CR create -> pod, p50', rows.p50, 'ms'],
   ['CR create -> pod, p99', rows.p99, 'ms'],
   ['CR create -> pod, one job alone, p50', rows.isolatedP50, 'ms'],
+  ...ALONE_STEPS.map((step) => [`  alone: create -> ${step}, p50`, aloneSteps[step], 'ms'] as [string, number[], string]),
 ]);
 console.log(`  apiserver requests per job (pods, jobs, secrets, events; no watches): direct: ${requestMix.direct}`);
 console.log(`                                                             manager: ${requestMix.manager}`);
@@ -244,6 +279,7 @@ await record('manager-admission', {
   workers: WORKERS,
   runs: RUNS,
   ...summarizeAll(rows),
+  alone_steps: summarizeAll(aloneSteps),
 });
 headline(
   `manager ${summarize(rows.ratio).median.toFixed(2)}x the direct pod creation rate (goal >= 0.9); CR->pod p50 ${summarize(rows.p50).median.toFixed(0)} ms under the burst, ${summarize(rows.isolatedP50).median.toFixed(0)} ms for a job alone (goal < 50 ms)`,

@@ -21,6 +21,7 @@ help:
 	@echo "make build         compile TypeScript to dist/"
 	@echo "make control-plane build or reuse Kubernetes (control plane and node) and CoreDNS from Go modules"
 	@echo "make bench         every benchmark (or bench-storage, bench-runner, bench-admission, bench-memory, bench-e2e)"
+	@echo "make bench-smoke   every benchmark once at its smallest size, recording nothing (make test runs it too)"
 	@echo "make images        the runner, manager, storage and gateway images (docker; builds a local Node base if no registry answers)"
 	@echo "make images-check  one real job in the runner image under its pod's security context"
 	@echo "make kind-up       images + a local kind cluster with Pagewright deployed (needs docker, kind, kubectl)"
@@ -56,7 +57,8 @@ lint: deps
 control-plane:
 	@$(CONTROL_PLANE_BUILD) >/dev/null
 
-# runner pods run the runner image on the real node (mk/node.mk)
+# runner pods run the runner image on the real node (mk/node.mk); every benchmark runs once in
+# smoke mode too (test/integration/bench-smoke.test.ts, test/node/bench-e2e-smoke.test.ts)
 test: typecheck lint build control-plane images
 	mocha $(TEST_SPECS)
 

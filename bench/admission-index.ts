@@ -22,12 +22,12 @@
 import { decideAdmission } from '../manager/admission.js';
 import { AdmissionIndex } from '../manager/admission-index.js';
 import { type PagewrightJob, PagewrightJob as JobSchema, jobKey } from '../common/job-resource.js';
-import { RUNS, alternating, headline, printTable, record, summarize, summarizeAll } from './lib.js';
+import { RUNS, alternating, headline, printTable, record, sized, summarize, summarizeAll } from './lib.js';
 
-const JOBS = Number(process.env.BENCH_QUEUE_JOBS ?? 5000);
-const SITES = Number(process.env.BENCH_QUEUE_SITES ?? 500);
+const JOBS = sized('BENCH_QUEUE_JOBS', 5000, 200);
+const SITES = sized('BENCH_QUEUE_SITES', 500, 20);
 const MAX_CONCURRENT = Number(process.env.BENCH_QUEUE_CONCURRENCY ?? 10);
-const WINDOW = Number(process.env.BENCH_QUEUE_WINDOW ?? 250);
+const WINDOW = sized('BENCH_QUEUE_WINDOW', 250, 20);
 /** One freed slot per simulated second; backoffs end within the first 80% of the drain. */
 const STEP_MS = 1000;
 const T0 = Date.parse('2026-12-01T00:00:00Z');

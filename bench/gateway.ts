@@ -29,10 +29,10 @@ import { createInterface } from 'node:readline';
 import { Agent, request } from 'undici';
 import { GatewayCredentials } from '../common/gateway-credential.js';
 import { DEFAULT_MODEL } from '../common/models.js';
-import { BENCH_DIR, RUNS, alternating, headline, percentile, printTable, record, summarize } from './lib.js';
+import { BENCH_DIR, RUNS, alternating, headline, percentile, printTable, record, sized, summarize } from './lib.js';
 
-const CALLS = Number(process.env.BENCH_GATEWAY_CALLS ?? 400);
-const STREAM_MIB = Number(process.env.BENCH_GATEWAY_STREAM_MIB ?? 256);
+const CALLS = sized('BENCH_GATEWAY_CALLS', 400, 20);
+const STREAM_MIB = sized('BENCH_GATEWAY_STREAM_MIB', 256, 4);
 const PACE_MIBS = Number(process.env.BENCH_GATEWAY_PACE_MIBS ?? 64);
 const KEY = 'sk-bench-upstream';
 const SECRET = randomBytes(32).toString('hex');

@@ -1,6 +1,11 @@
 /**
  * Shared bench helpers: repeated runs, medians with min/max, a printed table, RSS sampling of a
  * process from /proc, and results appended to bench/results/ for BENCHMARKS.md.
+ *
+ * Smoke mode (BENCH_SMOKE=1, `make bench-smoke`, part of `make test`): every bench runs once at
+ * its smallest meaningful size (sized()), with all its own checks, and records nothing, so a
+ * bench that no longer starts or whose checks fail breaks the suite instead of rotting unseen
+ * (test/bench/smoke.test.ts).
  */
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
@@ -8,7 +13,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
-export const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+export const SMOKE = process.env.BENCH_SMOKE === '1';
+export const RUNS = SMOKE ? 1 : Number(process.env.BENCH_RUNS ?? 5);
+
+/** A size knob: the variable `name` when set, else `smoke` in smoke mode, else `full`. */
+export function sized(name: string, full: number, smoke: number): number {
+  const set = process.env[name];
+  return set !== undefined && set !== '' ? Number(set) : SMOKE ? smoke : full;
+}
 
 export interface Summary {
   median: number;
@@ -53,6 +65,7 @@ export function headline(text: string): void {
 }
 
 export async function record(bench: string, data: Record<string, unknown>): Promise<void> {
+  if (SMOKE) return void console.log(`\n(smoke run: nothing recorded for ${bench})`);
   const dir = join(BENCH_DIR, 'results');
   await mkdir(dir, { recursive: true });
   await appendFile(join(dir, `${bench}.jsonl`), `${JSON.stringify({ at: new Date().toISOString(), machine: machine(), ...data })}\n`);

@@ -14,11 +14,11 @@ import pLimit from 'p-limit';
 import { FINALIZER, GROUP, PLURAL, VERSION } from '../common/job-resource.js';
 import { createNamespace } from '../test/support/control-plane.js';
 import { waitFor } from '../test/support/processes.js';
-import { RUNS, headline, printTable, record, rss, summarize } from './lib.js';
+import { RUNS, headline, printTable, record, rss, sized, summarize } from './lib.js';
 import { startCluster, startManagerChild } from './support/cluster.js';
 
-const JOBS = Number(process.env.BENCH_MEMORY_JOBS ?? 10_000);
-const RESYNC_SECONDS = 20;
+const JOBS = sized('BENCH_MEMORY_JOBS', 10_000, 50);
+const RESYNC_SECONDS = sized('BENCH_MEMORY_RESYNC_SECONDS', 20, 2);
 const cp = await startCluster();
 const custom = cp.kubeConfig().makeApiClient(CustomObjectsApi);
 

@@ -4,9 +4,13 @@
  * runner (dist/, as in its image), with a model that ends the Codex phase at once. Baseline in
  * the same run: `curl | tar xz` then `tar cz | curl -T` against the same storage.
  * Runner time = its fetching + unpacking + patching + packing + uploading phase durations.
+ * As in a pod (BENCH_RUNNER_POD=1, the default): codex runs in the agent server's process
+ * (`bundle.mjs agent`, the agent container's), so the runner opens the site to the agent's group
+ * as it does in a pod (here both are the same uid); BENCH_RUNNER_POD=0 runs codex as the
+ * runner's own child, as `pagewright run` does.
  * Headline: runner / baseline (goal <= 1.2), and the runner's peak RSS at 50 MB and 500 MB.
  *
- *   make bench-runner        (BENCH_RUNS=5; BENCH_SITE_MIB=50, BENCH_BIG_SITE_MIB=500)
+ *   make bench-runner        (BENCH_RUNS=5; BENCH_SITE_MIB=50, BENCH_BIG_SITE_MIB=500, BENCH_RUNNER_POD=1)
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -26,13 +30,14 @@ import { startModelServer } from '../cli/model-server.js';
 import { getFreePort } from '../test/support/ports.js';
 import { waitFor } from '../test/support/processes.js';
 import { REPO_ROOT } from '../test/support/sites.js';
-import { RUNS, headline, printTable, record, rss, summarize, summarizeAll, timed } from './lib.js';
+import { RUNS, headline, printTable, record, rss, sized, summarize, summarizeAll, timed } from './lib.js';
 import { startStorageChild } from './support/services.js';
 
 const run = promisify(execFile);
-const SITE_MIB = Number(process.env.BENCH_SITE_MIB ?? 50);
-const BIG_SITE_MIB = Number(process.env.BENCH_BIG_SITE_MIB ?? 500);
-const FILES = 2000;
+const SITE_MIB = sized('BENCH_SITE_MIB', 50, 2);
+const BIG_SITE_MIB = sized('BENCH_BIG_SITE_MIB', 500, 0);
+const FILES = sized('BENCH_SITE_FILES', 2000, 100);
+const AS_IN_A_POD = process.env.BENCH_RUNNER_POD !== '0';
 const ARTIFACT_PHASES = ['fetching_artifact', 'unpacking', 'patching_instructions', 'packing_result', 'uploading'] as const;
 
 /** 80% text files (~8 KiB of varied HTML), 20% images (random bytes) sized to reach `mib`. */
@@ -73,6 +78,7 @@ async function runRunner(opts: {
 }): Promise<RunnerRun> {
   const port = await getFreePort();
   const workDir = await mkdtemp(join(tmpdir(), 'pw-bench-runner-'));
+  const agent = AS_IN_A_POD ? await startAgent() : null;
   const token = await opts.tokens.issue({ jobId: opts.jobId, siteId: opts.siteId, attempt: 1, ttlSeconds: 3600 });
   const proc = spawn(process.execPath, [join(REPO_ROOT, 'dist/runner/bundle.mjs')], {
     stdio: ['ignore', 'ignore', 'ignore'],
@@ -86,6 +92,7 @@ async function runRunner(opts: {
         storageUrl: opts.storageUrl,
         codexBinary: bundledCodexBinary(),
         instructionsPath: join(REPO_ROOT, 'runner/instructions.md'),
+        ...(agent ? { agentUrl: agent.url } : {}),
         extra: {
           PATH: process.env.PATH ?? '',
           PAGEWRIGHT_MAX_ARCHIVE_ENTRIES: '10000',
@@ -117,8 +124,38 @@ async function runRunner(opts: {
   } finally {
     proc.kill('SIGTERM');
     await exited;
+    await agent?.stop();
     await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/** The agent container's process (runner/agent-server.ts), from the same bundle. */
+async function startAgent(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await getFreePort();
+  const proc = spawn(process.execPath, [join(REPO_ROOT, 'dist/runner/bundle.mjs'), 'agent'], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PAGEWRIGHT_AGENT_PORT: String(port), PAGEWRIGHT_LOG_LEVEL: 'warn' },
+  });
+  const exited = once(proc, 'exit');
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(
+    'the agent server',
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`the agent server exited ${proc.exitCode}`);
+      const res = await request(`${url}/health`).catch(() => null);
+      await res?.body.dump();
+      return res?.statusCode === 200;
+    },
+    20_000,
+    50,
+  );
+  return {
+    url,
+    async stop() {
+      proc.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 async function baseline(storageUrl: string, adminToken: string, siteId: string, jobId: string): Promise<number> {
@@ -162,7 +199,9 @@ try {
     return packed.size;
   }
   const size = await prepare('site-small', SITE_MIB);
-  console.log(`site: ${FILES} files, ${SITE_MIB} MiB unpacked, ${(size / 1024 / 1024).toFixed(1)} MiB as tar.gz`);
+  console.log(
+    `site: ${FILES} files, ${SITE_MIB} MiB unpacked, ${(size / 1024 / 1024).toFixed(1)} MiB as tar.gz; codex ${AS_IN_A_POD ? "in the agent server's process (as in a pod)" : "the runner's child"}`,
+  );
   const common = { storageUrl: storage.url, tokens, modelUrl: model.url, modelKey: model.key };
   for (let i = 0; i < RUNS; i++) {
     const jobId = `bench-${i}-${randomBytes(3).toString('hex')}`;
@@ -202,6 +241,7 @@ printTable(`runner artifact path, ${SITE_MIB} MiB site`, [
   ['runner peak RSS', results.rss!, 'MiB'],
 ]);
 await record('runner-artifacts', {
+  as_in_a_pod: AS_IN_A_POD,
   site_mib: SITE_MIB,
   big_site_mib: BIG_SITE_MIB,
   runs: RUNS,
@@ -214,7 +254,8 @@ await record('runner-artifacts', {
   phases: summarizeAll(phaseRows),
 });
 headline(
-  `runner/baseline ${summarize(results.ratio!).median.toFixed(2)}x at ${SITE_MIB} MiB (goal <= 1.2); runner peak RSS ${summarize(results.rss!).median.toFixed(0)} MiB at ${SITE_MIB} MiB, ${bigRss.toFixed(0)} MiB at ${BIG_SITE_MIB} MiB`,
+  `runner/baseline ${summarize(results.ratio!).median.toFixed(2)}x at ${SITE_MIB} MiB (goal <= 1.2); runner peak RSS ${summarize(results.rss!).median.toFixed(0)} MiB at ${SITE_MIB} MiB` +
+    (BIG_SITE_MIB > 0 ? `, ${bigRss.toFixed(0)} MiB at ${BIG_SITE_MIB} MiB` : ''),
 );
 
 // open handles (watches, agents) must not keep a finished benchmark alive

@@ -10,11 +10,11 @@ import { randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
-import { RUNS, alternating, headline, printTable, record, sampleRss, summarize, summarizeAll, timed } from './lib.js';
+import { RUNS, alternating, headline, printTable, record, sampleRss, sized, summarize, summarizeAll, timed } from './lib.js';
 import { type ChildService, startRawDiskServer, startStorageChild } from './support/services.js';
 
 const MIB = 1024 * 1024;
-const SIZE_MIB = Number(process.env.BENCH_STORAGE_MIB ?? 1024);
+const SIZE_MIB = sized('BENCH_STORAGE_MIB', 1024, 8);
 const chunk = randomBytes(MIB);
 
 function source(): Readable {

@@ -1,6 +1,12 @@
-# Benchmarks (not part of make test): each prints a table and a HEADLINE line, and appends its
-# figures to bench/results/*.jsonl. BENCH_RUNS (default 5) sets the repetitions.
-.PHONY: bench bench-storage bench-runner bench-admission bench-admission-index bench-gateway bench-memory bench-e2e
+# Benchmarks: each prints a table and a HEADLINE line, and appends its figures to
+# bench/results/*.jsonl. BENCH_RUNS (default 5) sets the repetitions. make test runs each once in
+# smoke mode (BENCH_SMOKE=1, smallest sizes, nothing recorded; bench/lib.ts), so a bench that no
+# longer starts or whose checks fail fails the suite; bench-smoke runs only those tests (e2e's on
+# the real node: root, images).
+.PHONY: bench bench-smoke bench-storage bench-runner bench-admission bench-admission-index bench-gateway bench-memory bench-e2e
+
+bench-smoke: build control-plane images
+	mocha test/integration/bench-smoke.test.ts test/node/bench-e2e-smoke.test.ts
 
 bench: build control-plane
 	tsx bench/storage-throughput.ts

@@ -5,24 +5,46 @@
  * files, directories and links that point down only, no devices or FIFOs, entry and byte
  * limits) to every entry before writing anything, and again while writing as a second line of
  * defence; setuid/setgid/sticky bits are stripped. The first violation aborts the whole
- * extraction and the caller discards the directory.
+ * extraction and the caller discards the directory. Each entry's permission bits are recorded,
+ * so the output can carry them whatever the modes on disk became (runner/file-modes.ts).
+ *
+ * Packing writes each entry with the mode the caller gives it (by default its own, exactly):
+ * node-tar's `portable` option, which we keep for the rest (no uid, gid, user names, atime or
+ * ctime, a stable gzip header), also clamps every mode to `(mode | 0o600) & ~0o022`, so a 0664
+ * or 0444 file would come out 0644. `onWriteEntry` sets the header's mode instead (pinMode; the
+ * behaviour it relies on is pinned in test/unit/archive.test.ts).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir } from 'node:fs/promises';
+import { type Stats, createReadStream, createWriteStream } from 'node:fs';
+import { chmod, lstat, mkdir, readdir } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type ReadEntry, Unpack, create } from 'tar';
-import { type ArchiveLimits, ArchiveRules, type RuleViolation } from '../common/archive-rules.js';
+import { type ReadEntry, Unpack, WriteEntry, WriteEntryTar, create } from 'tar';
+import { type ArchiveLimits, ArchiveRules, type RuleViolation, normalizeEntryPath } from '../common/archive-rules.js';
 import { ArchiveFormatError, feedTar, headerOf, scanArchive } from '../common/archive-scan.js';
 import { PagewrightError } from '../common/errors.js';
+import { SHARED_BITS } from './file-modes.js';
 import { snapshotTree } from './tree.js';
 
 export type UnpackLimits = ArchiveLimits;
 
-export interface UnpackStats {
+interface UnpackStats {
   entries: number;
   bytes: number;
+}
+
+export interface UnpackResult extends UnpackStats {
+  /** Each entry's permission bits (& 0o777) as the archive had them, by normalized path. */
+  modes: Map<string, number>;
+}
+
+export interface UnpackOptions {
+  /**
+   * Open the tree to the group (a pod: the agent is another uid of the runner's group): files
+   * g+rw, directories g+rwx and setgid (file-modes.ts SHARED_BITS), set as each entry is
+   * created rather than by a walk over the tree afterwards.
+   */
+  shareWithGroup?: boolean;
 }
 
 class UnsafeArchiveError extends PagewrightError {
@@ -64,11 +86,20 @@ async function inspectArchive(archivePath: string, limits: UnpackLimits): Promis
  * Extracts `archivePath` (tar or tar.gz) into the empty directory `dest`, after inspectArchive
  * accepted it. The same checks run again during extraction as a second line of defence.
  */
-export async function unpackArchive(archivePath: string, dest: string, limits: UnpackLimits): Promise<UnpackStats> {
+export async function unpackArchive(
+  archivePath: string,
+  dest: string,
+  limits: UnpackLimits,
+  opts: UnpackOptions = {},
+): Promise<UnpackResult> {
   await inspectArchive(archivePath, limits);
   await mkdir(dest, { recursive: true });
   if ((await readdir(dest)).length > 0) throw new Error(`unpack destination ${dest} is not empty`);
+  const share = opts.shareWithGroup === true;
+  // directories made inside a setgid directory are setgid too (Linux), so the root is enough
+  if (share) await chmod(dest, ((await lstat(dest)).mode & 0o777) | SHARED_BITS.dir);
   const rules = unpackRules(limits);
+  const modes = new Map<string, number>();
   let violation: PagewrightError | null = null;
   const unpack: Unpack = new Unpack({
     cwd: dest,
@@ -87,17 +118,26 @@ export async function unpackArchive(archivePath: string, dest: string, limits: U
         return false;
       }
       // no setuid/setgid/sticky bits from an untrusted archive
-      if (e.mode !== undefined) e.mode &= 0o777;
+      if (e.mode !== undefined) {
+        e.mode &= 0o777;
+        modes.set(normalizeEntryPath(e.path), e.mode);
+        if (share) e.mode |= e.type === 'Directory' ? SHARED_BITS.dir & 0o777 : SHARED_BITS.file;
+      }
       return true;
     },
   });
+  // the group bits must survive the umask (022 in most images); the process runs one job, and
+  // nothing else creates files while the site unpacks
+  const umask = share ? process.umask(0o002) : null;
   try {
     await feedTar(createReadStream(archivePath, { highWaterMark: 1 << 20 }), unpack);
   } catch (err) {
     if (violation) throw violation;
     throw new PagewrightError('ArtifactCorrupt', `site artifact could not be extracted: ${(err as Error).message}`, { cause: err });
+  } finally {
+    if (umask !== null) process.umask(umask);
   }
-  return { entries: rules.entries, bytes: rules.bytes };
+  return { entries: rules.entries, bytes: rules.bytes, modes };
 }
 
 export interface PackResult {
@@ -105,13 +145,52 @@ export interface PackResult {
   size: number;
 }
 
-/** Packs `entries` (paths relative to `cwd`, in this order) into a tar.gz file, hashing it as it goes. */
-export async function packArchive(cwd: string, entries: string[], outPath: string): Promise<PackResult> {
+/**
+ * The mode to write for an entry from the tree: `path` relative to the packed directory (no
+ * `./`, no trailing slash), `diskMode` its lstat mode; undefined keeps the disk's bits.
+ */
+export type ModeOf = (path: string, diskMode: number) => number | undefined;
+
+/**
+ * Packs `entries` (paths relative to `cwd`, in this order) into a tar.gz file, hashing it as it
+ * goes. Modes: `modeOf`'s, else each file's own permission bits; entries copied from another
+ * archive (`@archive`) keep theirs. Never special bits.
+ */
+export async function packArchive(cwd: string, entries: string[], outPath: string, modeOf?: ModeOf): Promise<PackResult> {
   const hasher = new Sha256Counter();
   // portable: no uid/gid/user names, so the archive does not depend on who ran the job
-  const tarStream = create({ cwd, gzip: { level: 6 }, portable: true, noDirRecurse: true, follow: false }, entries);
+  const tarStream = create(
+    {
+      cwd,
+      gzip: { level: 6 },
+      portable: true,
+      noDirRecurse: true,
+      follow: false,
+      onWriteEntry: (entry: WriteEntry | WriteEntryTar) => {
+        if (entry instanceof WriteEntryTar) entry.mode = (entry.readEntry.mode ?? entry.mode ?? 0o644) & 0o777;
+        else if (entry instanceof WriteEntry && entry.stat) {
+          const path = normalizeEntryPath(entry.path);
+          pinMode(entry, (modeOf?.(path, entry.stat.mode) ?? entry.stat.mode) & 0o777);
+        }
+      },
+    },
+    entries,
+  );
   await pipeline(tarStream, hasher, createWriteStream(outPath, { flush: true }));
   return { sha256: hasher.digest(), size: hasher.bytes };
+}
+
+/**
+ * Makes a file entry's header carry `mode` exactly. Called from onWriteEntry, just before
+ * node-tar builds the header from `entry.stat` and, because the entry is portable, clamps the
+ * mode. So the entry stops being portable and gets a stat that carries only what a portable
+ * header takes from it (mode, size, mtime): no uid, gid, atime, ctime, dev, ino or nlink, and
+ * so no user name either. Its content is still read by size, as before.
+ */
+function pinMode(entry: WriteEntry, mode: number): void {
+  const st = entry.stat!;
+  entry.portable = false;
+  entry.stat = { mode: (st.mode & ~0o7777) | mode, size: st.size, mtime: st.mtime } as Stats;
 }
 
 /** Packs a whole directory (sorted, links kept as links). */

@@ -4,7 +4,7 @@
  * it, so a publish never changes it.
  *
  * Exactly, and out of the agent's reach: the entries are copied, as tar entries (bytes, modes,
- * times, links unchanged), from the input archive into a stash in the runner's private
+ * times, links unchanged; only setuid, setgid and sticky bits dropped), from the input archive into a stash in the runner's private
  * directory, which the agent cannot write (in a pod it is a volume the agent container does not
  * even mount). Packing takes the site without its `.codex/` and appends the stash; whatever the
  * agent did to `.codex/` in the site is never read.
@@ -13,7 +13,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Pack, list } from 'tar';
+import { Pack, WriteEntryTar, list } from 'tar';
 
 const CODEX_DIR = '.codex';
 const INSTRUCTIONS_FILE = 'instructions.md';
@@ -24,7 +24,15 @@ export function isCodexPath(relPath: string): boolean {
 
 /** Copies the `.codex/` entries of the input archive into an (uncompressed) tar; false when it has none. */
 export async function stashCodexEntries(inputArchive: string, stashTar: string): Promise<boolean> {
-  const pack = new Pack({ portable: true });
+  // the entries' modes as they are (portable alone would clamp them to 0644/0755), special bits
+  // stripped as unpack strips them from the rest of the site
+  const pack = new Pack({
+    portable: true,
+    onWriteEntry: (entry) => {
+      const e = entry as unknown as WriteEntryTar;
+      if (e instanceof WriteEntryTar) e.mode = (e.readEntry.mode ?? e.mode ?? 0o644) & 0o777;
+    },
+  });
   const written = pipeline(pack, createWriteStream(stashTar));
   let found = 0;
   await list({

@@ -5,7 +5,7 @@
  * the callback. run() never throws.
  */
 import { createHash } from 'node:crypto';
-import { chmod, lstat, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type JobFailure, PagewrightError, toJobFailure } from '../common/errors.js';
 import { runMarker } from '../common/process-marker.js';
@@ -17,6 +17,7 @@ import { type UnpackLimits, packArchive, unpackArchive } from './archive.js';
 import { runCodex } from './codex.js';
 import { installInstructions, isCodexPath, stashCodexEntries } from './codex-dir.js';
 import { readOutputArchive } from './output-archive.js';
+import { outputModes } from './file-modes.js';
 import { checkOutputTree } from './output-check.js';
 import { parseFinalMessage } from './final-message.js';
 import type { ManagerClient } from './manager-client.js';
@@ -33,7 +34,7 @@ export interface JobRunnerOptions {
   privateDir?: string;
   /** Where codex runs; default: a child process here. */
   launcher?: AgentLauncher;
-  /** The agent runs as another uid of the runner's group (a pod): give the site to the group. */
+  /** The agent runs as another uid of the runner's group (a pod): give the site to the group (archive.ts, file-modes.ts). */
   shareSiteWithGroup?: boolean;
   /** The runner's own credential: never written into the job log. */
   runnerToken?: string;
@@ -124,11 +125,11 @@ export class JobRunner {
       baseVersion = fetched.version;
       logger.info('artifact fetched', { version: fetched.version, size: fetched.size });
 
-      const before = await this.#phase('unpacking', async () => {
-        const unpacked = await unpackArchive(this.#paths.input, this.#paths.site, this.#o.limits);
+      const shared = this.#o.shareSiteWithGroup === true;
+      const { before, inputModes } = await this.#phase('unpacking', async () => {
+        const unpacked = await unpackArchive(this.#paths.input, this.#paths.site, this.#o.limits, { shareWithGroup: shared });
         logger.info('artifact unpacked', { entries: unpacked.entries, bytes: unpacked.bytes });
-        if (this.#o.shareSiteWithGroup) await shareWithGroup(this.#paths.site);
-        return snapshotTree(this.#paths.site, { exclude: isCodexPath });
+        return { before: await snapshotTree(this.#paths.site, { exclude: isCodexPath }), inputModes: unpacked.modes };
       });
 
       const { stashed, instructions } = await this.#phase('patching_instructions', async () => {
@@ -146,14 +147,16 @@ export class JobRunner {
         // would refuse, or that is unsafe to serve, fails here, naming the first offending path
         await checkOutputTree(this.#paths.site, this.#o.limits, { exclude: isCodexPath });
         const after = await snapshotTree(this.#paths.site, { exclude: isCodexPath, previous: before });
-        const changes = diffTrees(before, after);
+        // the input's modes where the agent left them, ordinary ones for what it created
+        const modes = outputModes(inputModes, before, after, shared);
+        const changes = diffTrees(before, after, modes.changed);
         // the input's .codex/ from the stash, as it was, then the site without its .codex/. The
         // stash goes first: node-tar 7.5 never finishes a create() whose "@archive" comes after
         // file entries (pinned in test/integration/runner.test.ts); a site path starting with "@"
         // must not read as one
         const entries = [...after.keys()].map((p) => (p.startsWith('@') ? `./${p}` : p));
         if (stashed) entries.unshift(`@${this.#paths.codexStash}`);
-        const archive = await packArchive(this.#paths.site, entries, this.#paths.output);
+        const archive = await packArchive(this.#paths.site, entries, this.#paths.output, (path) => modes.of(path));
         // what goes out is what was checked: the archive itself, read back (and hashed for the manifest)
         const full = await readOutputArchive(this.#paths.output, this.#o.limits);
         return { changes, full, archive };
@@ -340,26 +343,4 @@ export class JobRunner {
       });
     }
   }
-}
-
-/**
- * The agent's uid differs from the runner's but shares its group (manager/pod-spec.ts): the
- * unpacked site becomes the group's to edit (directories rwx with setgid, files rw), so the
- * agent can change it, and what it creates stays readable to the runner's group.
- */
-async function shareWithGroup(root: string): Promise<void> {
-  const walk = async (dir: string): Promise<void> => {
-    for (const entry of await readdir(dir, { withFileTypes: true })) {
-      const path = join(dir, entry.name);
-      if (entry.isSymbolicLink()) continue;
-      if (entry.isDirectory()) {
-        await walk(path);
-        await chmod(path, ((await lstat(path)).mode & 0o777) | 0o2070);
-      } else if (entry.isFile()) {
-        await chmod(path, ((await lstat(path)).mode & 0o777) | 0o060);
-      }
-    }
-  };
-  await walk(root);
-  await chmod(root, ((await lstat(root)).mode & 0o777) | 0o2070);
 }

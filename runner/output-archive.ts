@@ -36,17 +36,24 @@ export async function readOutputArchive(archivePath: string, limits: ArchiveLimi
         hashing.push(
           new Promise((resolve) =>
             entry.on('end', () => {
-              tree.set(path, { type: 'file', size: entry.size ?? 0, sha256: hash.digest('hex'), statKey: '' });
+              tree.set(path, { type: 'file', size: entry.size ?? 0, sha256: hash.digest('hex'), mode: entry.mode ?? 0, statKey: '' });
               resolve();
             }),
           ),
         );
         return;
       }
-      if (entry.type === 'Directory') tree.set(path, { type: 'dir', size: 0, sha256: '', statKey: '' });
+      if (entry.type === 'Directory') tree.set(path, { type: 'dir', size: 0, sha256: '', mode: entry.mode ?? 0, statKey: '' });
       else if (entry.type === 'SymbolicLink' || entry.type === 'Link') {
         const target = entry.linkpath ?? '';
-        tree.set(path, { type: 'symlink', size: 0, sha256: createHash('sha256').update(target).digest('hex'), target, statKey: '' });
+        tree.set(path, {
+          type: 'symlink',
+          size: 0,
+          sha256: createHash('sha256').update(target).digest('hex'),
+          target,
+          mode: entry.mode ?? 0,
+          statKey: '',
+        });
       }
       entry.resume();
     },

@@ -16,6 +16,8 @@ interface TreeEntry {
   /** Files: content hash. Symlinks: hash of the target. */
   sha256: string;
   target?: string;
+  /** Permission bits on disk (lstat, & 0o7777): what runner/file-modes.ts compares. */
+  mode: number;
   statKey: string;
 }
 
@@ -39,17 +41,18 @@ export async function snapshotTree(root: string, opts: SnapshotOptions = {}): Pr
   async function visit(full: string, relPath: string): Promise<string | null> {
     const st = await lstat(full);
     const statKey = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    const mode = st.mode & 0o7777;
     if (st.isDirectory()) {
-      tree.set(relPath, { type: 'dir', size: 0, sha256: '', statKey });
+      tree.set(relPath, { type: 'dir', size: 0, sha256: '', mode, statKey });
       return full;
     }
     if (st.isSymbolicLink()) {
       const target = await readlink(full);
-      tree.set(relPath, { type: 'symlink', size: 0, sha256: sha256Of(target), target, statKey });
+      tree.set(relPath, { type: 'symlink', size: 0, sha256: sha256Of(target), target, mode, statKey });
     } else if (st.isFile()) {
       const prev = opts.previous?.get(relPath);
       const reuse = prev && prev.type === 'file' && prev.statKey === statKey;
-      tree.set(relPath, reuse ? prev : { type: 'file', size: st.size, sha256: await hashFile(full, st.size), statKey });
+      tree.set(relPath, reuse ? prev : { type: 'file', size: st.size, sha256: await hashFile(full, st.size), mode, statKey });
     }
     // sockets, FIFOs, devices: never part of a site, and never packed
     return null;
@@ -67,14 +70,17 @@ export async function snapshotTree(root: string, opts: SnapshotOptions = {}): Pr
   return new Map([...tree.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** Changed files and links (directories are implied by their contents), sorted by path. */
-export function diffTrees(before: Tree, after: Tree): FileChange[] {
+/**
+ * Changed files and links (directories are implied by their contents), sorted by path. A file
+ * whose content is the same is `modified` when `modeChanged` says its mode is not (file-modes.ts).
+ */
+export function diffTrees(before: Tree, after: Tree, modeChanged: (path: string) => boolean = () => false): FileChange[] {
   const changes: FileChange[] = [];
   for (const [path, entry] of after) {
     if (entry.type === 'dir') continue;
     const old = before.get(path);
     if (!old || old.type === 'dir') changes.push({ path, change: 'added' });
-    else if (old.type !== entry.type || old.sha256 !== entry.sha256) changes.push({ path, change: 'modified' });
+    else if (old.type !== entry.type || old.sha256 !== entry.sha256 || modeChanged(path)) changes.push({ path, change: 'modified' });
   }
   for (const [path, entry] of before) {
     if (entry.type === 'dir') continue;

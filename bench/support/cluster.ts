@@ -51,7 +51,10 @@ export async function startManagerChild(cp: ControlPlane, namespace: string, env
       PAGEWRIGHT_STORAGE_URL: 'http://127.0.0.1:9',
       PAGEWRIGHT_STORAGE_ADMIN_TOKEN: randomBytes(16).toString('hex'),
       PAGEWRIGHT_TOKEN_SECRET: randomBytes(32).toString('hex'),
-      PAGEWRIGHT_LLM_KEY: 'unused',
+      // no gateway runs: pods stay Pending, so nothing ever calls it (the manager signs credentials for it)
+      PAGEWRIGHT_GATEWAY_URL: 'http://127.0.0.1:9/v1',
+      PAGEWRIGHT_GATEWAY_SECRET: randomBytes(32).toString('hex'),
+      PAGEWRIGHT_GATEWAY_REPORT_TOKEN: randomBytes(16).toString('hex'),
       PAGEWRIGHT_LOG_LEVEL: 'warn',
       NODE_OPTIONS: deployedManagerNodeOptions(),
       ...env,

@@ -4,12 +4,13 @@
 import { randomBytes } from 'node:crypto';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { x as extract } from 'tar';
+import { x as extract, list } from 'tar';
+import { request } from 'undici';
 import { findMarkedProcesses } from '../../common/process-marker.js';
 import { JobManifest, JobResult, type RunnerJobInput, type RunnerPhase, type RunnerStatus, WORK_PHASES } from '../../common/schemas.js';
 import { packDirectory } from '../../runner/archive.js';
@@ -18,11 +19,12 @@ import { startGateProxy } from '../support/gate-proxy.js';
 import { demoScript } from '../../cli/demo-script.js';
 import { DEFAULT_MODEL } from '../../common/models.js';
 import { type ModelServer, type ModelServerOptions, startModelServer } from '../../cli/model-server.js';
+import { getFreePort } from '../support/ports.js';
 import { pidsWithCmdline, waitFor } from '../support/processes.js';
 import { RUNNER_INSTRUCTIONS, type RunnerUnderTest, startRunner } from '../support/runner-process.js';
-import { EXAMPLE_SITE } from '../support/sites.js';
+import { EXAMPLE_SITE, REPO_ROOT } from '../support/sites.js';
 import { type TestStorage, startTestStorage } from '../support/storage.js';
-import { forgeTarGz } from '../support/tar-forge.js';
+import { type ForgedEntry, forgeTarGz } from '../support/tar-forge.js';
 
 const PROMPT = 'Add a notice that the bakery is closed from December 24 to 26';
 
@@ -323,6 +325,111 @@ describe('runner (process, real storage and Codex CLI)', function () {
       expect(await runner!.exited).to.equal(1);
       expect(modelCalls()).to.deep.equal([`GET /v1/models/${DEFAULT_MODEL}`, 'GET /v1/models']);
       expect(model!.responseRequests(), 'codex never ran').to.deep.equal([]);
+    });
+  });
+
+  describe("file modes: the output carries the input's, ordinary ones for what the agent created", () => {
+    // the input's modes, as a site checked out under umask 002 or made by hand could have them
+    const INPUT: ForgedEntry[] = [
+      { path: 'index.html', content: '<h1>Welcome</h1>\n', mode: 0o664 },
+      { path: 'hours.html', content: '<p>9-17</p>\n', mode: 0o644 },
+      { path: 'menu.html', content: '<p>bread</p>\n', mode: 0o600 },
+      { path: 'robots.txt', content: 'User-agent: *\n', mode: 0o444 },
+      { path: 'deploy.sh', content: '#!/bin/sh\n', mode: 0o750 },
+      { path: 'assets/', type: 'dir', mode: 0o750 },
+      { path: 'assets/logo.svg', content: '<svg/>', mode: 0o640 },
+      { path: '.codex/', type: 'dir', mode: 0o775 },
+      { path: '.codex/instructions.md', content: 'site rules\n', mode: 0o664 },
+    ];
+    // edits index.html in place of a new file (sed -i), makes a file, an executable in a new
+    // directory, and makes hours.html executable without touching its content
+    const AGENT =
+      "sed -i 's/Welcome/Welcome back/' index.html && printf 'n\\n' > notes.txt && mkdir tools && " +
+      "printf '#!/bin/sh\\n' > tools/build.sh && chmod 755 tools/build.sh hours.html";
+    const script = (ctx: { round: number }) =>
+      ctx.round === 0
+        ? { kind: 'tools' as const, calls: [{ type: 'shell' as const, cmd: AGENT }] }
+        : { kind: 'message' as const, text: JSON.stringify({ summary: 'Edited the welcome.', files_changed: ['index.html'] }) };
+
+    async function modesOf(archive: Buffer): Promise<Record<string, string>> {
+      const file = join(scratch, `modes-${randomBytes(4).toString('hex')}.tar.gz`);
+      await writeFile(file, archive);
+      const modes: Record<string, string> = {};
+      await list({
+        file,
+        onReadEntry: (e) => {
+          modes[e.path.replace(/\/$/, '')] = ((e.mode ?? 0) & 0o7777).toString(8);
+        },
+      });
+      return modes;
+    }
+
+    async function runModesJob(env: Record<string, string> = {}) {
+      const input = join(scratch, 'modes-input.tar.gz');
+      await forgeTarGz(input, INPUT);
+      const inputBytes = await readFile(input);
+      await storage.admin.putSiteArtifact('modes-site', inputBytes);
+      const { job } = await launch({ job: { site_id: 'modes-site' }, model: { script }, env });
+      const result = await finalResult();
+      expect(result, result.error ?? '').to.include({ status: 'completed' });
+      const output = Buffer.concat(await (await storage.admin.getJobObject(job.job_id, 'output.tar.gz')).body.toArray());
+      return { result, inputModes: await modesOf(inputBytes), outputModes: await modesOf(output) };
+    }
+
+    function expectModes(run: Awaited<ReturnType<typeof runModesJob>>) {
+      const { result, inputModes, outputModes } = run;
+      // unchanged files and directories: the input's modes, .codex/ included
+      for (const path of ['menu.html', 'robots.txt', 'deploy.sh', 'assets', 'assets/logo.svg', '.codex', '.codex/instructions.md'])
+        expect(outputModes[path], path).to.equal(inputModes[path]);
+      // modified: its content edited, the input's mode kept; chmod-ed by the agent: the agent's mode
+      expect(outputModes['index.html'], 'index.html').to.equal('664');
+      expect(outputModes['hours.html'], 'hours.html').to.equal('755');
+      // created: ordinary modes
+      expect({ notes: outputModes['notes.txt'], tools: outputModes.tools, build: outputModes['tools/build.sh'] }).to.deep.equal({
+        notes: '644',
+        tools: '755',
+        build: '755',
+      });
+      // a mode the agent set is a change
+      expect(result.files).to.deep.equal(['hours.html', 'index.html', 'notes.txt', 'tools/build.sh']);
+    }
+
+    it('the runner alone (codex a child process, the umask 022 on disk)', async () => {
+      expectModes(await runModesJob());
+    });
+
+    it("as in a pod: codex in the agent server's process, the site opened to the group (g+rw, setgid) while it works", async () => {
+      const port = await getFreePort();
+      const agent = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'runner/main.ts'), 'agent'], {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, PAGEWRIGHT_AGENT_PORT: String(port), PAGEWRIGHT_LOG_LEVEL: 'info' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let agentLog = '';
+      agent.stderr.on('data', (c: Buffer) => (agentLog += c.toString()));
+      const exited = once(agent, 'exit');
+      try {
+        await waitFor(
+          'the agent server',
+          async () => {
+            if (agent.exitCode !== null) throw new Error(`the agent server exited ${agent.exitCode}`);
+            const res = await request(`http://127.0.0.1:${port}/health`).catch(() => null);
+            await res?.body.dump();
+            return res?.statusCode === 200;
+          },
+          20_000,
+        );
+        const run = await runModesJob({ PAGEWRIGHT_AGENT_URL: `http://127.0.0.1:${port}` });
+        expectModes(run);
+        // codex ran in the agent's process, on a tree opened to the group
+        expect(agentLog).to.contain('run started');
+        const site = join(runner!.workDir, 'site');
+        expect(((await stat(site)).mode & 0o7777).toString(8)).to.match(/^27[0-7]5$/);
+        expect(((await stat(join(site, 'assets'))).mode & 0o7777).toString(8)).to.equal('2770');
+        expect(((await stat(join(site, 'robots.txt'))).mode & 0o777).toString(8)).to.equal('464');
+      } finally {
+        agent.kill('SIGTERM');
+        await exited;
+      }
     });
   });
 

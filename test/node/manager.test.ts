@@ -1,14 +1,35 @@
 /**
  * The manager on the real control plane: schema validation by the apiserver, cancel and delete
- * of a running job, failure classification and retries, deadlines, and publish compare-and-swap.
+ * of a running job, failure classification and retries, deadlines, publish compare-and-swap, and
+ * the file modes of an output made by the agent's uid.
  * Runner pods are real containers on the real node (containerd + kubelet); storage and the Codex
  * CLI are real; only the model is scripted.
  */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { expect } from 'chai';
+import { Parser } from 'tar';
 import { type ManagerEnv, EXAMPLE_SITE_ID, randomName, startManagerEnv } from '../support/manager-env.js';
 import { eventsAbout } from '../support/control-plane.js';
 import { waitFor } from '../support/processes.js';
+import { forgeTarGz } from '../support/tar-forge.js';
 import type { PagewrightJob } from '../../common/job-resource.js';
+
+/** path -> mode (octal) of every entry of a tar.gz. */
+async function tarModes(archive: Buffer): Promise<Record<string, string>> {
+  const modes: Record<string, string> = {};
+  const parser = new Parser({
+    onReadEntry: (e) => {
+      modes[e.path.replace(/\/$/, '')] = ((e.mode ?? 0) & 0o7777).toString(8);
+      e.resume();
+    },
+  });
+  await pipeline(Readable.from([archive]), parser);
+  return modes;
+}
 
 const finished = (j: PagewrightJob) => ['Succeeded', 'Failed', 'Cancelled'].includes(j.status.phase ?? '');
 
@@ -206,6 +227,62 @@ describe('manager on a real control plane', function () {
     const after = await env.storage.admin.getSite(EXAMPLE_SITE_ID);
     expect(after.version).to.equal(won[0]!.status.outputVersion);
     expect(after.history[0]?.job_id).to.equal(won[0]!.metadata.uid);
+  });
+
+  it("a job's output carries the input's file modes where the agent (another uid in the pod) left them, and ordinary ones for what it made", async () => {
+    const scratch = await mkdtemp(join(tmpdir(), 'pw-modes-'));
+    const input = join(scratch, 'input.tar.gz');
+    await forgeTarGz(input, [
+      { path: 'index.html', content: '<h1>Welcome</h1>\n', mode: 0o664 },
+      { path: 'menu.html', content: '<p>bread</p>\n', mode: 0o600 },
+      { path: 'robots.txt', content: 'User-agent: *\n', mode: 0o444 },
+      { path: 'deploy.sh', content: '#!/bin/sh\n', mode: 0o750 },
+      { path: 'assets/', type: 'dir', mode: 0o750 },
+      { path: 'assets/logo.svg', content: '<svg/>', mode: 0o640 },
+      { path: '.codex/', type: 'dir', mode: 0o775 },
+      { path: '.codex/instructions.md', content: 'site rules\n', mode: 0o664 },
+    ]);
+    const inputBytes = await readFile(input);
+    await rm(scratch, { recursive: true, force: true });
+    await env.storage.admin.putSiteArtifact('site-modes', inputBytes);
+    // the agent's uid owns nothing of the input: it edits through the group (sed -i makes a new
+    // file of its own), and it may chmod only what it made
+    env.scripts.set('modes', (ctx) =>
+      ctx.round === 0
+        ? {
+            kind: 'tools',
+            calls: [
+              {
+                type: 'shell',
+                cmd: "sed -i 's/Welcome/Welcome back/' index.html && printf 'n\\n' > notes.txt && mkdir tools && printf '#!/bin/sh\\n' > tools/build.sh && chmod 755 tools/build.sh && echo agent-done",
+              },
+            ],
+          }
+        : { kind: 'message', text: JSON.stringify({ summary: 'Edited the welcome.', files_changed: ['index.html'] }) },
+    );
+    const name = randomName('modes');
+    await env.createJob(name, { siteId: 'site-modes', prompt: 'SCRIPT:modes' });
+    const job = await env.waitForJob(name, 'finished', finished, 90_000);
+    expect(job.status.phase, await env.diagnostics()).to.equal('Succeeded');
+    expect(job.status.files).to.deep.equal(['index.html', 'notes.txt', 'tools/build.sh']);
+    const output = Buffer.concat(await (await env.storage.admin.getJobObject(job.metadata.uid, 'output.tar.gz')).body.toArray());
+    const [before, after] = await Promise.all([tarModes(inputBytes), tarModes(output)]);
+    for (const path of [
+      'index.html',
+      'menu.html',
+      'robots.txt',
+      'deploy.sh',
+      'assets',
+      'assets/logo.svg',
+      '.codex',
+      '.codex/instructions.md',
+    ])
+      expect(after[path], path).to.equal(before[path]);
+    expect({ notes: after['notes.txt'], tools: after.tools, build: after['tools/build.sh'] }).to.deep.equal({
+      notes: '644',
+      tools: '755',
+      build: '755',
+    });
   });
 
   it('deletes a finished job after ttlSecondsAfterFinished', async () => {

@@ -1,6 +1,8 @@
-import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
 import { expect } from 'chai';
 import { list } from 'tar';
 import { entryViolation } from '../../common/archive-rules.js';
@@ -209,6 +211,111 @@ describe('packArchive', () => {
       expect(names).to.deep.equal(['Directory:css/', 'File:css/site.css', 'SymbolicLink:home.html', 'File:index.html']);
     } finally {
       await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('file modes through unpack and pack', function () {
+  this.timeout(30_000);
+  let root: string;
+  beforeEach(async () => (root = await mkdtemp(join(tmpdir(), 'pw-modes-'))));
+  afterEach(async () => rm(root, { recursive: true, force: true }));
+
+  async function headers(archive: string) {
+    const out = new Map<string, { mode: number; uid?: number; gid?: number; uname?: string; atime?: Date; ctime?: Date }>();
+    await list({
+      file: archive,
+      onReadEntry: (e) =>
+        void out.set(e.path.replace(/\/$/, ''), {
+          mode: (e.mode ?? 0) & 0o7777,
+          uid: e.uid,
+          gid: e.gid,
+          uname: e.uname,
+          atime: e.atime,
+          ctime: e.ctime,
+        }),
+    });
+    return out;
+  }
+
+  // pins the node-tar behaviour packArchive works around (archive.ts pinMode): portable alone
+  // clamps modes to (mode | 0o600) & ~0o022; onWriteEntry with a non-portable entry and a stat
+  // of mode, size and mtime writes the mode exactly, and still no owner, atime or ctime
+  it('packs modes exactly, 0664, 0444, 0600 and a 0750 directory, with no owner, atime or ctime, long paths (pax) included', async () => {
+    const site = join(root, 'site');
+    const long = `${'n'.repeat(120)}.html`;
+    await mkdir(join(site, 'private'), { recursive: true });
+    const files: Array<[string, number]> = [
+      ['group.html', 0o664],
+      ['readonly.html', 0o444],
+      ['private/secret.txt', 0o600],
+      [`private/${long}`, 0o640],
+    ];
+    for (const [path, mode] of files) {
+      await writeFile(join(site, path), path);
+      await chmod(join(site, path), mode);
+    }
+    await chmod(join(site, 'private'), 0o750);
+    const out = join(root, 'out.tar.gz');
+    await packArchive(site, ['group.html', 'private', 'private/secret.txt', `private/${long}`, 'readonly.html'], out);
+    const h = await headers(out);
+    for (const [path, mode] of [...files, ['private', 0o750] as [string, number]]) {
+      expect(h.get(path)?.mode.toString(8), path).to.equal(mode.toString(8));
+      expect(h.get(path), path).to.include({ uid: undefined, gid: undefined, atime: undefined, ctime: undefined });
+      expect(h.get(path)?.uname ?? '', path).to.equal('');
+    }
+    const raw = (await promisify(gunzip)(await readFile(out))).toString('latin1');
+    for (const key of ['atime=', 'ctime=', 'dev=', 'ino=', 'nlink=', 'uid=', 'gid=']) expect(raw, key).not.to.contain(key);
+    // the content still comes through whole
+    await mkdir(join(root, 'x'));
+    await unpackArchive(out, join(root, 'x'), LIMITS);
+    expect(await readFile(join(root, 'x', 'private', long), 'utf8')).to.equal(`private/${long}`);
+  });
+
+  it('packs the modes modeOf gives, special bits never', async () => {
+    const site = join(root, 'site');
+    await mkdir(site);
+    await writeFile(join(site, 'a.html'), 'a');
+    await writeFile(join(site, 'b.sh'), 'b');
+    const out = join(root, 'out.tar.gz');
+    await packArchive(site, ['a.html', 'b.sh'], out, (path) => (path === 'a.html' ? 0o4640 : undefined));
+    const h = await headers(out);
+    expect(h.get('a.html')?.mode.toString(8)).to.equal('640');
+    expect(h.get('b.sh')?.mode.toString(8)).to.equal(((await stat(join(site, 'b.sh'))).mode & 0o777).toString(8));
+  });
+
+  it('records the archive modes at unpack, and with shareWithGroup makes files g+rw and directories g+rwx setgid as it writes them', async () => {
+    const archive = join(root, 'input.tar.gz');
+    await forgeTarGz(archive, [
+      { path: 'docs/', type: 'dir', mode: 0o755 },
+      { path: 'docs/a.html', content: 'a', mode: 0o644 },
+      { path: 'docs/deep/', type: 'dir', mode: 0o700 },
+      { path: 'docs/deep/b.txt', content: 'b', mode: 0o400 },
+      { path: 'run.sh', content: '#!/bin/sh\n', mode: 0o4755 },
+    ]);
+    const plain = await unpackArchive(archive, join(root, 'plain'), LIMITS);
+    expect(Object.fromEntries([...plain.modes].map(([p, m]) => [p, m.toString(8)]))).to.deep.equal({
+      docs: '755',
+      'docs/a.html': '644',
+      'docs/deep': '700',
+      'docs/deep/b.txt': '400',
+      'run.sh': '755',
+    });
+    const umask = process.umask(0o022);
+    try {
+      const shared = await unpackArchive(archive, join(root, 'shared'), LIMITS, { shareWithGroup: true });
+      expect(shared.modes).to.deep.equal(plain.modes);
+      const modeOf = async (p: string) => ((await stat(join(root, 'shared', p))).mode & 0o7777).toString(8);
+      expect(await modeOf('.')).to.match(/^27[0-7]5$/);
+      expect(await modeOf('docs')).to.equal('2775');
+      expect(await modeOf('docs/deep')).to.equal('2770');
+      expect(await modeOf('docs/a.html')).to.equal('664');
+      expect(await modeOf('docs/deep/b.txt')).to.equal('460');
+      expect(await modeOf('run.sh')).to.equal('775');
+      // the umask is the process's again
+      expect(process.umask(0o022)).to.equal(0o022);
+    } finally {
+      process.umask(umask);
     }
   });
 });

@@ -45,7 +45,7 @@ describe('checkOutputTree', () => {
     const archive = join(root, 'out.tar.gz');
     await packDirectory(site, archive);
     await checkStoredOutput(createReadStream(archive), LIMITS);
-    expect(await unpackArchive(archive, join(root, 'again'), LIMITS)).to.deep.equal({ entries: 6, bytes: 17 });
+    expect(await unpackArchive(archive, join(root, 'again'), LIMITS)).to.include({ entries: 6, bytes: 17 });
   });
 
   it('refuses a symlink to /etc', async () => {

@@ -244,7 +244,7 @@ function describe(err: unknown): string {
 }
 
 /** Retry-After as delay-seconds or an HTTP-date, in ms from now; undefined if absent or unreadable. */
-export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+function parseRetryAfter(value: string | undefined, now: number): number | undefined {
   if (value === undefined) return undefined;
   const v = value.trim();
   if (/^[0-9]+$/.test(v)) return Number(v) * 1000;
@@ -269,7 +269,7 @@ function oneLine(s: string, max: number): string {
 }
 
 /** The URL without its query and fragment (receivers put tokens there), for logs and status. */
-export function redactUrl(raw: string): string {
+function redactUrl(raw: string): string {
   try {
     const u = new URL(raw);
     return `${u.protocol}//${u.host}${u.pathname}${u.search ? '?…' : ''}`;

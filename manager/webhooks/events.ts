@@ -33,10 +33,10 @@ import { CloudEvent, HTTP } from 'cloudevents';
 import { z } from 'zod';
 import { Sha256 } from '../../common/schemas.js';
 
-export const SITE_ACTIONS = ['pushed', 'published', 'rolledback'] as const;
-export type SiteAction = (typeof SITE_ACTIONS)[number];
-export const JOB_END_PHASES = ['Succeeded', 'Failed', 'Cancelled'] as const;
-export type JobEndPhase = (typeof JOB_END_PHASES)[number];
+const SITE_ACTIONS = ['pushed', 'published', 'rolledback'] as const;
+type SiteAction = (typeof SITE_ACTIONS)[number];
+const JOB_END_PHASES = ['Succeeded', 'Failed', 'Cancelled'] as const;
+type JobEndPhase = (typeof JOB_END_PHASES)[number];
 
 const Fetch = z.strictObject({ command: z.string().min(1), url: z.url({ protocol: /^https?$/ }).optional() });
 
@@ -72,7 +72,7 @@ const JobEventData = z.strictObject({
 export const WebhookEventData = z.union([SiteEventData, JobEventData]);
 export type WebhookEventData = z.infer<typeof WebhookEventData>;
 
-export const EVENT_TYPE_PREFIX = 'dev.pagewright.';
+const EVENT_TYPE_PREFIX = 'dev.pagewright.';
 
 /** A site, as the controller knows it. */
 export interface SiteRef {
@@ -123,7 +123,7 @@ export interface WebhookEvent {
   data: WebhookEventData;
 }
 
-export function fetchCommand(site: string, namespace: string, version: string): string {
+function fetchCommand(site: string, namespace: string, version: string): string {
   return `pagewright sites pull ${site} --version ${version} -n ${namespace} DIR`;
 }
 
@@ -132,7 +132,7 @@ const fetchOf = (site: SiteRef, version: string, url: string | undefined) => ({
   ...(url ? { url } : {}),
 });
 
-export function siteEventId(siteUid: string, sequence: number): string {
+function siteEventId(siteUid: string, sequence: number): string {
   return `pws_${siteUid}_${sequence}`;
 }
 

@@ -73,7 +73,7 @@ export type AddressRange =
   | 'specialPurpose';
 
 /** Stable codes of a refused URL or address. */
-export type UrlRefusalCode = 'InvalidUrl' | 'SchemeNotAllowed' | 'UserinfoNotAllowed' | 'AddressNotAllowed';
+type UrlRefusalCode = 'InvalidUrl' | 'SchemeNotAllowed' | 'UserinfoNotAllowed' | 'AddressNotAllowed';
 
 export type AddressDecision = { allowed: true } | { allowed: false; code: 'AddressNotAllowed'; range: AddressRange; message: string };
 

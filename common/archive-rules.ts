@@ -173,3 +173,19 @@ export function describeViolation(v: { rule: ArchiveRule | 'Unreadable'; path: s
   if (v.rule === 'TooManyEntries' || v.rule === 'TooManyBytes') return `${v.why} (at ${path})`;
   return `${path}: ${v.why}`;
 }
+
+/**
+ * What an unpack answers for a broken rule, as a job's failure (runner/archive.ts) and as a
+ * push's refusal (the review API checks a pushed site before storage keeps it): one code and
+ * one message for both, so a push is refused for exactly what a job would fail on.
+ */
+export function unpackViolation(v: RuleViolation, limits: ArchiveLimits): { code: 'UnsafeArchive' | 'ArtifactTooLarge'; message: string } {
+  if (v.rule === 'TooManyEntries') return { code: 'UnsafeArchive', message: `archive has more than ${limits.maxEntries} entries` };
+  if (v.rule === 'TooManyBytes') return { code: 'ArtifactTooLarge', message: `archive unpacks to more than ${limits.maxBytes} bytes` };
+  return { code: 'UnsafeArchive', message: `unsafe archive entry ${JSON.stringify(v.path.slice(0, 200))}: ${v.why}` };
+}
+
+/** The rules of an unpack: a site archive may carry setuid bits, which unpack strips (an output may not). */
+export function unpackRules(limits: ArchiveLimits): ArchiveRules {
+  return new ArchiveRules(limits, { specialBits: 'allow' });
+}

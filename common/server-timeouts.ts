@@ -11,6 +11,7 @@
  */
 import { once } from 'node:events';
 import { type RequestListener, type Server, createServer } from 'node:http';
+import { type ServerOptions as TlsServerOptions, createServer as createTlsServer } from 'node:https';
 
 export interface ServerTimeouts {
   /** All request headers must arrive within this. */
@@ -29,19 +30,16 @@ function checkingIntervalMs(t: Pick<ServerTimeouts, 'headersMs' | 'requestMs'>):
   return Math.min(30_000, Math.max(50, Math.floor(Math.min(t.headersMs, t.requestMs) / 4)));
 }
 
-/** An HTTP server whose timeouts fire on time. */
-export function createTimedServer(handler: RequestListener, t: ServerTimeouts): Server {
+/** An HTTP server whose timeouts fire on time; HTTPS with `tls`. */
+export function createTimedServer(handler: RequestListener, t: ServerTimeouts, tls?: TlsServerOptions): Server {
   // headersTimeout must not exceed requestTimeout (Node refuses it otherwise)
-  const headersTimeout = Math.min(t.headersMs, t.requestMs);
-  return createServer(
-    {
-      headersTimeout,
-      requestTimeout: t.requestMs,
-      keepAliveTimeout: t.keepAliveMs,
-      connectionsCheckingInterval: checkingIntervalMs(t),
-    },
-    handler,
-  );
+  const options = {
+    headersTimeout: Math.min(t.headersMs, t.requestMs),
+    requestTimeout: t.requestMs,
+    keepAliveTimeout: t.keepAliveMs,
+    connectionsCheckingInterval: checkingIntervalMs(t),
+  };
+  return tls ? createTlsServer({ ...tls, ...options }, handler) : createServer(options, handler);
 }
 
 /** createTimedServer, listening on port and host. */

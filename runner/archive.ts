@@ -20,7 +20,7 @@ import { chmod, lstat, mkdir, readdir } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type ReadEntry, Unpack, WriteEntry, WriteEntryTar, create } from 'tar';
-import { type ArchiveLimits, ArchiveRules, type RuleViolation, normalizeEntryPath } from '../common/archive-rules.js';
+import { type ArchiveLimits, type RuleViolation, normalizeEntryPath, unpackRules, unpackViolation } from '../common/archive-rules.js';
 import { ArchiveFormatError, feedTar, headerOf, scanArchive } from '../common/archive-scan.js';
 import { PagewrightError } from '../common/errors.js';
 import { SHARED_BITS } from './file-modes.js';
@@ -47,22 +47,10 @@ export interface UnpackOptions {
   shareWithGroup?: boolean;
 }
 
-class UnsafeArchiveError extends PagewrightError {
-  constructor(message: string) {
-    super('UnsafeArchive', message);
-    this.name = 'UnsafeArchiveError';
-  }
-}
-
-/** A site archive may carry setuid bits (they are stripped), not an output (archive-rules.ts). */
-function unpackRules(limits: UnpackLimits): ArchiveRules {
-  return new ArchiveRules(limits, { specialBits: 'allow' });
-}
-
+/** The job's failure for a broken unpack rule: the code and message a push of the same archive is refused with (common/archive-rules.ts). */
 function unpackError(v: RuleViolation, limits: UnpackLimits): PagewrightError {
-  if (v.rule === 'TooManyEntries') return new UnsafeArchiveError(`archive has more than ${limits.maxEntries} entries`);
-  if (v.rule === 'TooManyBytes') return new PagewrightError('ArtifactTooLarge', `archive unpacks to more than ${limits.maxBytes} bytes`);
-  return new UnsafeArchiveError(`unsafe archive entry ${JSON.stringify(v.path.slice(0, 200))}: ${v.why}`);
+  const { code, message } = unpackViolation(v, limits);
+  return new PagewrightError(code, message);
 }
 
 /**

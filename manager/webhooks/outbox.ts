@@ -34,49 +34,12 @@
  *   - removing the webhook from the spec clears status.webhook.
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
 import type { DeliveryOutcome, GiveUpCode, RetryCode } from './delivery.js';
 import { type EndedJobRef, type SiteHistoryEntry, type SiteRef, type WebhookEvent, jobEvent, jobEventId, siteEvent } from './events.js';
 
-const Time = z.iso.datetime({ offset: true });
+import { JobWebhookStatus, SiteWebhookStatus } from '../../common/webhook-status.js';
 
-/** One event's retries so far (the site's head event, or a job's). */
-const RetryState = z.strictObject({
-  id: z.string(),
-  attempts: z.number().int().positive(),
-  lastAttemptAt: Time,
-  nextAttemptAt: Time,
-  lastError: z.string(),
-});
-
-const Failure = z.strictObject({ id: z.string(), code: z.string(), message: z.string(), at: Time });
-
-/** PagewrightSite status.webhook. */
-export const SiteWebhookStatus = z.strictObject({
-  /** When delivery began for this webhook: jobs that ended before it are not sent. */
-  since: Time,
-  /** History entries up to this sequence are settled (delivered or given up). */
-  deliveredThrough: z.number().int().nonnegative(),
-  /** The site event being retried. */
-  retrying: RetryState.optional(),
-  lastDelivered: z.strictObject({ id: z.string(), at: Time }).optional(),
-  /** The last event given up (site or job), and why. */
-  lastError: Failure.optional(),
-  /** The receiver answered 410 Gone at this URL (its sha256): nothing more goes there. */
-  gone: z.strictObject({ urlSha256: z.string(), at: Time }).optional(),
-});
-export type SiteWebhookStatus = z.infer<typeof SiteWebhookStatus>;
-
-/** PagewrightJob status.webhook. */
-export const JobWebhookStatus = z.strictObject({
-  id: z.string(),
-  state: z.enum(['Retrying', 'Delivered', 'GaveUp']),
-  attempts: z.number().int().positive(),
-  lastAttemptAt: Time,
-  nextAttemptAt: Time.optional(),
-  lastError: z.string().optional(),
-});
-export type JobWebhookStatus = z.infer<typeof JobWebhookStatus>;
+export { JobWebhookStatus, SiteWebhookStatus };
 
 export interface JobKey {
   namespace: string;

@@ -171,6 +171,18 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         `--service-account-signing-key-file=${certs.sa.key}`,
         '--allow-privileged=true',
         '--profiling=false',
+        // the aggregation layer (Pagewright's review API is an aggregated API): the apiserver
+        // proxies to extension servers with a client certificate of its own CA, and names the
+        // authenticated user in the X-Remote-* headers (kubeadm's defaults); it reaches them at
+        // their endpoints, as a host process here cannot route to service IPs
+        `--requestheader-client-ca-file=${certs.frontProxy.ca}`,
+        '--requestheader-allowed-names=front-proxy-client',
+        '--requestheader-username-headers=X-Remote-User',
+        '--requestheader-group-headers=X-Remote-Group',
+        '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+        `--proxy-client-cert-file=${certs.frontProxy.client.cert}`,
+        `--proxy-client-key-file=${certs.frontProxy.client.key}`,
+        '--enable-aggregator-routing=true',
         ...modeFlags,
         ...(opts.extraApiserverFlags ?? []),
       ]),
@@ -315,6 +327,8 @@ interface Certs {
   admin: KeyPair;
   /** The apiserver's identity towards kubelets (a real node only). */
   kubeletClient: KeyPair;
+  /** The aggregation layer's CA and the apiserver's client certificate of it. */
+  frontProxy: { ca: string; client: KeyPair };
   sa: { key: string; pub: string };
 }
 
@@ -328,7 +342,12 @@ async function makeCertificates(dir: string, extraIps: string[]): Promise<Certs>
   const kubeletClient = extraIps.length
     ? await pki.client('apiserver-kubelet-client', '/O=system:masters/CN=kube-apiserver-kubelet-client')
     : admin;
-  return { pki, server, admin, kubeletClient, sa: await pki.serviceAccountKeys() };
+  // the aggregation layer's own CA, apart from the cluster's (a client certificate of the
+  // cluster CA must not pass for the front proxy): kubeadm's front-proxy-ca
+  await mkdir(join(dir, 'front-proxy'), { recursive: true });
+  const frontProxyPki = await Pki.create(join(dir, 'front-proxy'), 'pagewright-front-proxy-ca');
+  const frontProxy = { ca: frontProxyPki.caCert, client: await frontProxyPki.client('front-proxy-client', '/CN=front-proxy-client') };
+  return { pki, server, admin, kubeletClient, frontProxy, sa: await pki.serviceAccountKeys() };
 }
 
 let shared: Promise<ControlPlane> | null = null;

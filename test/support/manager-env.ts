@@ -34,7 +34,7 @@ import { waitFor } from './processes.js';
 import { EXAMPLE_SITE, REPO_ROOT } from './sites.js';
 import { type TestStorage, startTestStorage } from './storage.js';
 
-const CRD_PATH = join(REPO_ROOT, 'deploy/k8s/crd.yaml');
+const CRD_PATHS = ['deploy/k8s/crd.yaml', 'deploy/k8s/site-crd.yaml'].map((p) => join(REPO_ROOT, p));
 export const EXAMPLE_SITE_ID = 'harbor-lane-bakery';
 
 /** A gate tests open to let held model turns go on (and close again for the next test). */
@@ -117,9 +117,16 @@ export interface ManagerEnv {
   stop(): Promise<void>;
 }
 
+/** Both custom resources of deploy/k8s (PagewrightJob, PagewrightSite), established. */
 export async function ensureCrd(cp: ControlPlane): Promise<void> {
-  await cp.kubectl(['apply', '-f', CRD_PATH]);
-  await cp.kubectl(['wait', '--for=condition=Established', '--timeout=30s', 'crd/pagewrightjobs.pagewright.dev']);
+  for (const path of CRD_PATHS) await cp.kubectl(['apply', '-f', path]);
+  await cp.kubectl([
+    'wait',
+    '--for=condition=Established',
+    '--timeout=30s',
+    'crd/pagewrightjobs.pagewright.dev',
+    'crd/pagewrightsites.pagewright.dev',
+  ]);
 }
 
 export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {

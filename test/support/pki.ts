@@ -27,6 +27,11 @@ export class Pki {
     this.caKey = join(dir, 'ca.key');
   }
 
+  /** The CA already in `dir` (made by create()), to sign more certificates with it. */
+  static open(dir: string): Pki {
+    return new Pki(dir);
+  }
+
   /** A new CA in `dir` (valid 7 days: these clusters live for a test run or a dev session). */
   static async create(dir: string, name = 'pagewright-test-ca'): Promise<Pki> {
     const pki = new Pki(dir);

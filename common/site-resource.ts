@@ -1,0 +1,95 @@
+/**
+ * The PagewrightSite custom resource (deploy/k8s/site-crd.yaml): a site as a Kubernetes
+ * object. Its name is what a PagewrightJob's spec.siteId names, in the job's namespace, and the
+ * id of its versions in storage (so a site that already has versions there is adopted by the
+ * PagewrightSite of the same name, its history kept). Its spec holds the site's settings; its
+ * status mirrors what storage says of its versions (the manager's site controller writes it:
+ * manager/site-controller.ts), so `kubectl get pws` shows each site's current version, who
+ * made it current, and how many versions it has had.
+ *
+ * The versions themselves and the compare-and-swap on the current one stay storage's: the
+ * status is a mirror, refreshed when a push, a publish or a rollback moved the site, never the
+ * source of truth.
+ */
+import { z } from 'zod';
+import { Condition, GROUP, VERSION } from './job-resource.js';
+import { Sha256 } from './schemas.js';
+import { SiteWebhookStatus } from './webhook-status.js';
+
+export const SITE_PLURAL = 'pagewrightsites';
+export const SITE_KIND = 'PagewrightSite';
+/** The review API touches this annotation after a push or a rollback, so the manager mirrors the site at once. */
+export const SITE_CHANGED_ANNOTATION = 'pagewright.dev/storage-changed-at';
+/** How many of the latest versions the status lists (storage keeps more; `pagewright sites history` shows these). */
+export const SITE_HISTORY_SHOWN = 20;
+
+export const SiteAction = z.enum(['pushed', 'published', 'rolledback']);
+export type SiteAction = z.infer<typeof SiteAction>;
+
+/** One change of the site's current version, newest first in status.history. */
+export const SiteHistoryItem = z.object({
+  /** Numbers the site's changes from 1; never reused (webhooks say what they delivered by it). */
+  sequence: z.number().int().positive(),
+  action: SiteAction,
+  version: Sha256,
+  time: z.string(),
+  /** The job that published it, or the user who pushed or rolled back. */
+  job: z.string().optional(),
+  user: z.string().optional(),
+});
+export type SiteHistoryItem = z.infer<typeof SiteHistoryItem>;
+
+const SecretName = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Secret name')
+  .max(253);
+
+export const SiteSpec = z.object({
+  /**
+   * Where the manager POSTs a signed CloudEvent when a version is published, pushed or rolled
+   * back, and when a job of the site ends (manager/webhooks/). The Secret, in the site's
+   * namespace and labelled pagewright.dev/webhook-secret=true, holds the signing key.
+   */
+  webhook: z
+    .object({
+      url: z.string().min(1).max(2048),
+      secretRef: z.object({ name: SecretName, key: z.string().min(1).max(253).default('key') }),
+    })
+    .optional(),
+});
+export type SiteSpec = z.infer<typeof SiteSpec>;
+
+export const SiteStatus = z.object({
+  currentVersion: z.string().optional(),
+  /** Its first 12 hex digits (a printer column). */
+  currentVersionShort: z.string().optional(),
+  /** Who made it current: the job's name or the user's. */
+  publishedBy: z.string().optional(),
+  /** How many changes the site has had (the sequence of the latest). */
+  versions: z.number().int().nonnegative().optional(),
+  history: z.array(SiteHistoryItem).optional(),
+  conditions: z.array(Condition).optional(),
+  observedGeneration: z.number().int().optional(),
+  webhook: SiteWebhookStatus.optional(),
+});
+export type SiteStatus = z.infer<typeof SiteStatus>;
+
+const SiteMetadata = z.object({
+  name: z.string(),
+  namespace: z.string(),
+  uid: z.string(),
+  resourceVersion: z.string(),
+  generation: z.number().int().optional(),
+  creationTimestamp: z.union([z.string(), z.date()]).optional(),
+  deletionTimestamp: z.union([z.string(), z.date()]).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+
+export const PagewrightSite = z.object({
+  apiVersion: z.string().default(`${GROUP}/${VERSION}`),
+  kind: z.string().default(SITE_KIND),
+  metadata: SiteMetadata,
+  spec: SiteSpec.default({}),
+  status: SiteStatus.default({}),
+});
+export type PagewrightSite = z.infer<typeof PagewrightSite>;

@@ -38,6 +38,8 @@ export const FailureReason = z.enum([
   'CodexTimeout',
   'InvalidAgentOutput',
   // artifacts and storage
+  /** Refused at admission: no PagewrightSite of the job's siteId in its namespace (also storage's and the review API's 404). */
+  'SiteNotFound',
   'ArtifactNotFound',
   'ArtifactCorrupt',
   'UnsafeArchive',
@@ -91,7 +93,6 @@ export const HttpErrorCode = z.enum([
   'InvalidManifest',
   /** No such route (or storage: no such job object name, no job). */
   'NotFound',
-  'SiteNotFound',
   'VersionNotFound',
   'ObjectNotFound',
   /** The manager knows no PagewrightJob with this uid (any more). */

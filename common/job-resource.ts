@@ -13,6 +13,7 @@
 import { z } from 'zod';
 import { FailureReason } from './errors.js';
 import { GatewayRefusalReason, Prompt, RunnerPhase, Sha256, SiteId, TIMEOUT_SECONDS, Usage } from './schemas.js';
+import { JobWebhookStatus } from './webhook-status.js';
 
 export const GROUP = 'pagewright.dev';
 export const VERSION = 'v1alpha1';
@@ -97,6 +98,8 @@ export const JobStatus = z.object({
   usage: Usage.optional(),
   /** The gateway refused a model call of this attempt for the job's own sake (budget, rate limit, model). */
   gatewayRefusal: z.object({ attempt: z.number().int(), reason: GatewayRefusalReason, message: z.string() }).optional(),
+  /** Written by webhook delivery (merge patches of this field alone): kept by every other status write. */
+  webhook: JobWebhookStatus.optional(),
   observedGeneration: z.number().int().optional(),
   conditions: z.array(Condition).optional(),
 });

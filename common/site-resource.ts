@@ -11,6 +11,7 @@
  * status is a mirror, refreshed when a push, a publish or a rollback moved the site, never the
  * source of truth.
  */
+import { ApiException, type CustomObjectsApi } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { Condition, GROUP, VERSION } from './job-resource.js';
 import { Sha256 } from './schemas.js';
@@ -39,25 +40,20 @@ export const SiteHistoryItem = z.object({
 });
 export type SiteHistoryItem = z.infer<typeof SiteHistoryItem>;
 
-const SecretName = z
-  .string()
-  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Secret name')
-  .max(253);
-
-export const SiteSpec = z.object({
+const SiteSpec = z.object({
   /**
    * Where the manager POSTs a signed CloudEvent when a version is published, pushed or rolled
-   * back, and when a job of the site ends (manager/webhooks/). The Secret, in the site's
-   * namespace and labelled pagewright.dev/webhook-secret=true, holds the signing key.
+   * back, and when a job of the site ends (manager/webhooks/). Its signing key is the manager's:
+   * it writes it into the Secret status.webhookSecret names (webhookSecretName).
    */
-  webhook: z
-    .object({
-      url: z.string().min(1).max(2048),
-      secretRef: z.object({ name: SecretName, key: z.string().min(1).max(253).default('key') }),
-    })
-    .optional(),
+  webhook: z.object({ url: z.string().min(1).max(2048) }).optional(),
 });
-export type SiteSpec = z.infer<typeof SiteSpec>;
+
+/** The Secret, beside the site and owned by it, that holds its webhook signing key (key `secret`, whsec_ + base64). */
+export function webhookSecretName(site: string): string {
+  return `${site}-webhook`;
+}
+export const WEBHOOK_SECRET_KEY = 'secret';
 
 export const SiteStatus = z.object({
   currentVersion: z.string().optional(),
@@ -70,6 +66,8 @@ export const SiteStatus = z.object({
   history: z.array(SiteHistoryItem).optional(),
   conditions: z.array(Condition).optional(),
   observedGeneration: z.number().int().optional(),
+  /** The Secret with the webhook's signing key, once the manager made it. */
+  webhookSecret: z.string().optional(),
   webhook: SiteWebhookStatus.optional(),
 });
 export type SiteStatus = z.infer<typeof SiteStatus>;
@@ -93,3 +91,18 @@ export const PagewrightSite = z.object({
   status: SiteStatus.default({}),
 });
 export type PagewrightSite = z.infer<typeof PagewrightSite>;
+
+/** Creates the PagewrightSite unless one of that name exists (what `pagewright sites push` does first). */
+export async function createSiteIfAbsent(custom: CustomObjectsApi, namespace: string, name: string): Promise<void> {
+  try {
+    await custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: SITE_PLURAL,
+      namespace,
+      body: { apiVersion: `${GROUP}/${VERSION}`, kind: SITE_KIND, metadata: { name }, spec: {} },
+    });
+  } catch (err) {
+    if (!(err instanceof ApiException && err.code === 409)) throw err;
+  }
+}

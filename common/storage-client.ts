@@ -129,9 +129,15 @@ export class StorageClient {
    * reported (else 409 OutputMismatch), and the output passes the archive rules (else 422
    * UnsafeOutput). Seal the attempt first, so that nothing can replace the output meanwhile.
    */
-  async publish(siteId: string, jobId: string, ifMatch: string, version: string, signal?: AbortSignal): Promise<StoredObject> {
-    const body = JSON.stringify({ job_id: jobId, if_match: ifMatch, version });
-    return StoredObject.parse(await this.#json('POST', `/sites/${enc(siteId)}/publish`, signal, body));
+  async publish(
+    siteId: string,
+    jobId: string,
+    ifMatch: string,
+    version: string,
+    opts: { by?: string; signal?: AbortSignal } = {},
+  ): Promise<StoredObject> {
+    const body = JSON.stringify({ job_id: jobId, if_match: ifMatch, version, ...(opts.by ? { by: opts.by } : {}) });
+    return StoredObject.parse(await this.#json('POST', `/sites/${enc(siteId)}/publish`, opts.signal, body));
   }
 
   /**

@@ -1,5 +1,6 @@
 /** The manager's PAGEWRIGHT_* environment, validated once at start-up (README "Configuration"). */
 import { z } from 'zod';
+import { webhookConfigSpec } from './webhooks/config.js';
 import { type ConfigOf, bool, env, httpUrl, json, list, logLevel, port, positiveInt } from '../common/config.js';
 import { DEFAULT_BUDGET, DEFAULT_MODEL } from '../common/models.js';
 import { MIN_SECRET_BYTES } from '../common/tokens.js';
@@ -72,5 +73,7 @@ export const managerConfigSpec = {
   identity: env('POD_NAME', z.string().optional()),
   podNamespace: env('POD_NAMESPACE', z.string().optional()),
   logLevel: env('LOG_LEVEL', logLevel()),
+  // webhooks of PagewrightSites (manager/webhooks/config.ts)
+  ...webhookConfigSpec,
 };
 export type ManagerConfig = ConfigOf<typeof managerConfigSpec>;

@@ -1,7 +1,9 @@
 /**
- * Wires the operator together: informers feed a typed cache and enqueue job keys; workers take
- * keys from the de-duplicating queue and reconcile them; with leader election only the Lease
- * holder runs workers (every replica keeps its cache warm and serves callbacks).
+ * Wires the operator together: informers feed typed caches and enqueue keys (a job's
+ * namespace/name, a site's `site:namespace/name`); workers take keys from the de-duplicating
+ * queue and reconcile them (jobs: reconciler.ts; sites: site-controller.ts); with leader
+ * election only the Lease holder runs workers and webhook delivery (every replica keeps its
+ * caches warm and serves callbacks).
  */
 import {
   CoordinationV1Api,
@@ -9,7 +11,9 @@ import {
   CustomObjectsApi,
   type KubeConfig,
   type KubernetesListObject,
+  PatchStrategy,
   type V1Pod,
+  setHeaderOptions,
 } from '@kubernetes/client-node';
 import type { Logger } from '../common/logger.js';
 import type { StorageClient } from '../common/storage-client.js';
@@ -23,7 +27,7 @@ import { JobCache } from './job-cache.js';
 import { LeaderElector } from './leader.js';
 import { ManagerMetrics } from './metrics.js';
 import { Reconciler } from './reconciler.js';
-import { GROUP, LABEL_JOB, PLURAL, VERSION, isActive, jobKey } from '../common/job-resource.js';
+import { GROUP, LABEL_JOB, PLURAL, VERSION, isActive, isTerminal, jobKey } from '../common/job-resource.js';
 import { JobGoneError, StatusWriter } from './status.js';
 import { WorkQueue } from './work-queue.js';
 import { GatewayCredentials } from '../common/gateway-credential.js';
@@ -31,6 +35,14 @@ import { SignedAttemptCredentials } from './attempt-credentials.js';
 import { KubePodControl } from './pod-control.js';
 import { StoragePublisher } from './publisher.js';
 import { HttpRunnerClient } from './runner-client.js';
+import { SITE_KEY_PREFIX, SiteCache, SiteController } from './site-controller.js';
+import { SITE_PLURAL } from '../common/site-resource.js';
+import { loadWebhookSettings } from './webhooks/config.js';
+import { WebhookSender } from './webhooks/delivery.js';
+import { WebhookDispatcher } from './webhooks/dispatcher.js';
+import { jobWebhookMergePatch, siteWebhookMergePatch } from './webhooks/outbox.js';
+import { WebhookSecretError } from './webhooks/signature.js';
+import { UrlPolicy } from './webhooks/url-policy.js';
 
 export interface ControllerDeps {
   config: ManagerConfig;
@@ -45,6 +57,8 @@ export interface ControllerDeps {
 
 type RawObject = { metadata?: { namespace?: string; name?: string; uid?: string } };
 
+const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
 export class Controller {
   readonly cache: JobCache;
   readonly queue = new WorkQueue();
@@ -53,6 +67,12 @@ export class Controller {
   readonly #d: ControllerDeps;
   readonly #jobs: ResilientInformer<RawObject & { apiVersion?: string; kind?: string }>;
   readonly #pods: ResilientInformer<V1Pod>;
+  readonly #siteInformer: ResilientInformer<RawObject & { apiVersion?: string; kind?: string }>;
+  readonly sites: SiteCache;
+  readonly #siteController: SiteController;
+  /** Webhook delivery: only while leading (two leaders would both deliver). */
+  #webhooks: WebhookDispatcher | null = null;
+  readonly #makeWebhooks: () => WebhookDispatcher;
   readonly #reconciler: Reconciler;
   readonly #admitter: Admitter;
   readonly #elector: LeaderElector | null;
@@ -111,6 +131,84 @@ export class Controller {
       onRestart: onRestart('pods'),
     });
 
+    this.sites = new SiteCache(logger);
+    this.#siteInformer = new ResilientInformer({
+      name: 'pagewrightsites',
+      kubeConfig,
+      logger,
+      cacheIdentityOnly: true,
+      path: ns ? `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${SITE_PLURAL}` : `/apis/${GROUP}/${VERSION}/${SITE_PLURAL}`,
+      list: () =>
+        listInPages(
+          async (page) =>
+            (ns
+              ? await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: SITE_PLURAL, ...page })
+              : await custom.listClusterCustomObject({
+                  group: GROUP,
+                  version: VERSION,
+                  plural: SITE_PLURAL,
+                  ...page,
+                })) as KubernetesListObject<RawObject>,
+        ),
+      onRestart: onRestart('pagewrightsites'),
+    });
+    this.#siteController = new SiteController({
+      custom,
+      core,
+      webhookKeyRoot: config.tokenSecret,
+      storage: d.storage,
+      sites: this.sites,
+      jobsOf: (namespace, siteId) => this.cache.jobsOfSite(namespace, siteId),
+      webhooks: () => this.#webhooks,
+      logger,
+    });
+    const webhookSettings = loadWebhookSettings(config);
+    this.#makeWebhooks = () =>
+      new WebhookDispatcher({
+        sender: new WebhookSender({
+          policy: new UrlPolicy(webhookSettings.network),
+          timeoutMs: webhookSettings.timeoutMs,
+          extraCa: webhookSettings.extraCa,
+          logger,
+        }),
+        writer: {
+          writeSite: async (site, status) => {
+            await custom.patchNamespacedCustomObjectStatus(
+              {
+                group: GROUP,
+                version: VERSION,
+                plural: SITE_PLURAL,
+                namespace: site.namespace,
+                name: site.name,
+                body: siteWebhookMergePatch(status),
+              },
+              MERGE_PATCH,
+            );
+          },
+          writeJob: async (job, status) => {
+            await custom.patchNamespacedCustomObjectStatus(
+              {
+                group: GROUP,
+                version: VERSION,
+                plural: PLURAL,
+                namespace: job.namespace,
+                name: job.name,
+                body: jobWebhookMergePatch(status),
+              },
+              MERGE_PATCH,
+            );
+          },
+        },
+        // derived, as the site's Secret holds it (site-controller.ts): the manager reads no Secret
+        signingKey: async (namespace, ref) => {
+          const site = this.sites.get(namespace, ref.name.replace(/-webhook$/, ''));
+          if (!site) throw new WebhookSecretError('SecretNotFound', `no PagewrightSite for the webhook Secret ${ref.name}`);
+          return this.#siteController.signingKey(site.metadata);
+        },
+        retry: webhookSettings.retry,
+        logger,
+      });
+
     this.#admitter = new Admitter({
       maxConcurrent: config.maxConcurrentJobs,
       cache: this.cache,
@@ -127,6 +225,7 @@ export class Controller {
       publisher: new StoragePublisher(d.storage),
       credentials: new SignedAttemptCredentials(config, d.tokens, new GatewayCredentials(config.gatewaySecret)),
       admitter: this.#admitter,
+      sites: this.#siteController,
       events: new EventRecorder(core, logger, d.identity),
       metrics: this.metrics,
       logger,
@@ -150,7 +249,7 @@ export class Controller {
   }
 
   get synced(): boolean {
-    return this.#jobs.synced && this.#pods.synced;
+    return this.#jobs.synced && this.#pods.synced && this.#siteInformer.synced;
   }
 
   get isLeader(): boolean {
@@ -158,7 +257,7 @@ export class Controller {
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.#jobs.start(), this.#pods.start()]);
+    await Promise.all([this.#jobs.start(), this.#pods.start(), this.#siteInformer.start()]);
     this.#d.logger.info('caches synced', { jobs: this.cache.size, namespace: this.#d.config.watchNamespace ?? '(all)' });
     this.#resync = setInterval(() => this.#enqueueAll(), this.#d.config.resyncSeconds * 1000);
     this.#resync.unref();
@@ -173,7 +272,8 @@ export class Controller {
     await this.queue.shutDown();
     await Promise.all(this.#workers);
     await this.#elector?.stop();
-    await Promise.all([this.#jobs.stop(), this.#pods.stop()]);
+    await this.#closeWebhooks();
+    await Promise.all([this.#jobs.stop(), this.#pods.stop(), this.#siteInformer.stop()]);
   }
 
   #wireInformers(): void {
@@ -183,6 +283,12 @@ export class Controller {
       // a job that stops running frees a slot (and maybe its site) for the best waiting ones
       if (put.previous && isActive(put.previous) && !isActive(put.job)) this.#admitter.slotFreed();
       this.queue.add(jobKey(put.job));
+      // an ended (or published) job is news for its site: its status and its webhook
+      if (
+        isTerminal(put.job) &&
+        (!put.previous || !isTerminal(put.previous) || put.previous.status.publishedVersion !== put.job.status.publishedVersion)
+      )
+        this.queue.add(`${SITE_KEY_PREFIX}${put.job.metadata.namespace}/${put.job.spec.siteId}`);
     };
     this.#jobs.on('add', onJob);
     this.#jobs.on('update', onJob);
@@ -197,15 +303,33 @@ export class Controller {
     this.#pods.on('add', (pod) => onPod(this.cache.putPod(pod)));
     this.#pods.on('update', (pod) => onPod(this.cache.putPod(pod)));
     this.#pods.on('delete', (pod) => onPod(this.cache.deletePod(pod)));
+    const onSite = (raw: RawObject) => {
+      const site = this.sites.put(raw);
+      if (site) this.queue.add(`${SITE_KEY_PREFIX}${site.metadata.namespace}/${site.metadata.name}`);
+    };
+    this.#siteInformer.on('add', onSite);
+    this.#siteInformer.on('update', onSite);
+    this.#siteInformer.on('delete', (raw) => {
+      const gone = this.sites.delete(raw);
+      if (gone) this.#webhooks?.forget({ namespace: gone.metadata.namespace, name: gone.metadata.name });
+    });
   }
 
   #enqueueAll(): void {
     for (const key of this.cache.keys()) this.queue.add(key);
+    for (const key of this.sites.keys()) this.queue.add(`${SITE_KEY_PREFIX}${key}`);
+  }
+
+  async #closeWebhooks(): Promise<void> {
+    const webhooks = this.#webhooks;
+    this.#webhooks = null;
+    await webhooks?.close();
   }
 
   #startLeading(): void {
     if (this.#leading || this.#stopping) return;
     this.#leading = true;
+    this.#webhooks = this.#makeWebhooks();
     this.#enqueueAll();
     this.#workers = Array.from({ length: this.#d.config.workers }, () => this.#work());
   }
@@ -213,6 +337,7 @@ export class Controller {
   #stopLeading(): void {
     if (!this.#leading) return;
     this.#leading = false;
+    void this.#closeWebhooks();
     if (!this.#stopping) this.#d.onLostLeadership?.();
   }
 
@@ -226,7 +351,9 @@ export class Controller {
       }
       const end = this.metrics.reconcileDuration.startTimer();
       try {
-        const result = await this.#reconciler.reconcile(key);
+        const result = key.startsWith(SITE_KEY_PREFIX)
+          ? await this.#siteController.reconcile(key.slice(SITE_KEY_PREFIX.length))
+          : await this.#reconciler.reconcile(key);
         this.queue.forget(key);
         if (result.requeueAfterMs !== undefined) this.queue.addAfter(key, result.requeueAfterMs);
         end({ result: 'ok' });

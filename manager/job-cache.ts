@@ -19,6 +19,8 @@ export class JobCache {
   readonly #observers: JobCacheObserver[] = [];
   readonly #keyByUid = new Map<string, string>();
   readonly #pods = new Map<string, Map<string, V1Pod>>();
+  /** Job keys by namespace/siteId (a job's siteId is immutable: the CRD says so). */
+  readonly #bySite = new Map<string, Set<string>>();
   readonly #log: Logger;
 
   constructor(logger: Logger) {
@@ -41,8 +43,11 @@ export class JobCache {
     const key = jobKey(job);
     const previous = this.#jobs.get(key);
     if (previous && previous.metadata.uid !== job.metadata.uid) this.#keyByUid.delete(previous.metadata.uid);
+    if (previous) this.#unindex(previous, key);
     this.#jobs.set(key, job);
     this.#keyByUid.set(job.metadata.uid, key);
+    const site = siteKey(job);
+    this.#bySite.set(site, (this.#bySite.get(site) ?? new Set()).add(key));
     for (const o of this.#observers) o.put(job);
     return { job, previous };
   }
@@ -53,6 +58,7 @@ export class JobCache {
     if (previous && previous.metadata.uid === raw.metadata?.uid) {
       this.#jobs.delete(key);
       this.#keyByUid.delete(previous.metadata.uid);
+      this.#unindex(previous, key);
       for (const o of this.#observers) o.deleted(key);
     }
     return previous;
@@ -66,6 +72,19 @@ export class JobCache {
 
   job(key: string): PagewrightJob | undefined {
     return this.#jobs.get(key);
+  }
+
+  /** The jobs of a site in a namespace (what its PagewrightSite owes webhook events for). */
+  jobsOfSite(namespace: string, siteId: string): PagewrightJob[] {
+    const keys = this.#bySite.get(`${namespace}/${siteId}`) ?? [];
+    return [...keys].flatMap((k) => this.#jobs.get(k) ?? []);
+  }
+
+  #unindex(job: PagewrightJob, key: string): void {
+    const site = siteKey(job);
+    const keys = this.#bySite.get(site);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#bySite.delete(site);
   }
 
   keyOfUid(uid: string): string | undefined {
@@ -126,4 +145,8 @@ export class JobCache {
   podsOf(uid: string): V1Pod[] {
     return [...(this.#pods.get(uid)?.values() ?? [])];
   }
+}
+
+function siteKey(job: PagewrightJob): string {
+  return `${job.metadata.namespace}/${job.spec.siteId}`;
 }

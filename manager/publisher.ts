@@ -45,7 +45,7 @@ export class StoragePublisher implements Publisher {
     if (!base) return { ok: false, reason: 'PublishConflict', message: 'the runner did not report the base version it edited' };
     if (!output) return { ok: false, reason: 'PublishConflict', message: 'the runner reported no output version' };
     try {
-      const stored = await this.storage.publish(job.spec.siteId, uid, base, output);
+      const stored = await this.storage.publish(job.spec.siteId, uid, base, output, { by: job.metadata.name });
       return { ok: true, version: stored.version };
     } catch (err) {
       if (!(err instanceof StorageRequestError)) throw err;

@@ -41,6 +41,8 @@ export interface ReconcilerDeps {
   publisher: Publisher;
   credentials: AttemptCredentials;
   admitter: Admitter;
+  /** Whether a job's site exists (a PagewrightSite of its siteId in its namespace). */
+  sites: { exists(namespace: string, name: string): Promise<boolean> };
   events: EventRecorder;
   metrics: ManagerMetrics;
   logger: Logger;
@@ -67,6 +69,8 @@ export class Reconciler {
       if (!patched) return DONE;
       job = patched;
     }
+    if (job.status.phase === 'Succeeded' && job.spec.publish && !job.status.publishedVersion && !t.approvalRefused(job))
+      return this.#approve(job);
     if (isTerminal(job)) return this.#outcomes.finished(job);
     if (job.spec.cancel) return this.#cancel(job);
     const refusal = job.status.gatewayRefusal;
@@ -90,6 +94,10 @@ export class Reconciler {
    * on new config), and a retry the gateway would refuse must fail now, not wait for a slot.
    */
   async #admit(job: PagewrightJob): Promise<ReconcileResult> {
+    if ((job.status.attempt ?? 0) === 0 && !(await this.#d.sites.exists(job.metadata.namespace, job.spec.siteId))) {
+      const message = `no PagewrightSite ${job.spec.siteId} in namespace ${job.metadata.namespace}: pagewright sites push ${job.spec.siteId} DIR creates one`;
+      return this.#outcomes.end(job, t.refused('SiteNotFound', message), 'Failed');
+    }
     const policy = modelPolicy(job, this.#d.config);
     if (!policy.allowed) {
       const ended = job.status.attempt ?? 0;
@@ -123,6 +131,20 @@ export class Reconciler {
   async #cancel(job: PagewrightJob): Promise<ReconcileResult> {
     if (await this.#stopPods(job)) return requeueAfter(POLL_MS);
     return this.#outcomes.end(job, t.cancelled('cancelled by spec.cancel'), 'Cancelled');
+  }
+
+  /**
+   * spec.publish set after the job succeeded (`pagewright approve`): its output becomes the
+   * site's current version with the same compare-and-swap on its base and the same checks as a
+   * publish at the end of the job; the job stays Succeeded, the Published condition says how it went.
+   */
+  async #approve(job: PagewrightJob): Promise<ReconcileResult> {
+    const published = await this.#d.publisher.publish(job);
+    const { job: stored, written } = await this.#outcomes.write(job, t.approved(published.ok ? { version: published.version } : published));
+    if (!written) return DONE;
+    if (published.ok) this.#d.events.normal(stored, 'Published', `approved: version ${published.version} is the site's current version`);
+    else this.#d.events.warning(stored, 'PublishRefused', `approval refused (${published.reason}): ${published.message}`);
+    return this.#outcomes.finished(stored);
   }
 
   /** The agent asked the gateway for what no job needs: its runner is killed, its pods deleted, and the job fails with that reason. */

@@ -88,7 +88,11 @@ export class StatusWriter {
 }
 
 /** Sets (or updates) one condition, moving lastTransitionTime only when its status changes. */
-function setCondition(conditions: readonly Condition[] | undefined, next: Omit<Condition, 'lastTransitionTime'>, now: string): Condition[] {
+export function setCondition(
+  conditions: readonly Condition[] | undefined,
+  next: Omit<Condition, 'lastTransitionTime'>,
+  now: string,
+): Condition[] {
   const list = [...(conditions ?? [])];
   const i = list.findIndex((c) => c.type === next.type);
   const previous = i >= 0 ? list[i] : undefined;
@@ -115,11 +119,23 @@ function conditionsFor(status: JobStatus, phase: JobPhase, now: string, generati
       { type: 'Complete', status: 'True', reason: 'Succeeded', message: status.summary ?? '', ...g },
       now,
     );
+    if (status.publishedVersion) conditions = setCondition(conditions, publishedCondition(status.publishedVersion, g), now);
   }
   if (phase === 'Failed' || phase === 'Cancelled') {
     conditions = setCondition(conditions, { type: 'Failed', status: 'True', reason, message, ...g }, now);
   }
   return conditions;
+}
+
+/** Published: the job's output is (or was made) the site's current version. */
+function publishedCondition(version: string, g: { observedGeneration?: number }): Omit<Condition, 'lastTransitionTime'> {
+  return {
+    type: 'Published',
+    status: 'True',
+    reason: 'Published',
+    message: `version ${version} was made the site's current version`,
+    ...g,
+  };
 }
 
 /** A status moved to `phase`, with its conditions. */

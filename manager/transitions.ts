@@ -8,7 +8,7 @@ import type { FailureReason } from '../common/errors.js';
 import type { JobProgress, JobResult, UsageReport } from '../common/schemas.js';
 import { type PagewrightJob, isTerminal } from '../common/job-resource.js';
 import type { StatusChange } from './status.js';
-import { withPhase } from './status.js';
+import { setCondition, withPhase } from './status.js';
 
 /** How many changed paths the resource keeps (the manifest in storage has all of them). */
 const STATUS_FILES_LIMIT = 100;
@@ -105,6 +105,45 @@ export function succeeded(attempt: number, publishedVersion: string | undefined)
     const published = publishedVersion ? { publishedVersion } : {};
     return withPhase(rest, 'Succeeded', { ...published, message: job.status.summary ? 'the agent finished' : 'finished' }, gen(job));
   };
+}
+
+/**
+ * Approval after the fact (spec.publish set on a Succeeded job): the publish went through, or
+ * it was refused for `reason` (PublishConflict, UnsafeOutput, ...) at this generation of the
+ * spec; the job stays Succeeded either way, and the Published condition says which.
+ */
+export function approved(outcome: { version: string } | { reason: FailureReason; message: string }, now = new Date()): StatusChange {
+  return (job) => {
+    if (job.status.phase !== 'Succeeded' || job.status.publishedVersion) return null;
+    const g = gen(job) === undefined ? {} : { observedGeneration: gen(job) };
+    const iso = now.toISOString();
+    if ('version' in outcome) {
+      const conditions = setCondition(
+        job.status.conditions,
+        {
+          type: 'Published',
+          status: 'True',
+          reason: 'Published',
+          message: `version ${outcome.version} was made the site's current version`,
+          ...g,
+        },
+        iso,
+      );
+      return { ...job.status, publishedVersion: outcome.version, conditions };
+    }
+    const conditions = setCondition(
+      job.status.conditions,
+      { type: 'Published', status: 'False', reason: outcome.reason, message: outcome.message, ...g },
+      iso,
+    );
+    return { ...job.status, conditions };
+  };
+}
+
+/** Whether approval was already tried, and refused, for the spec as it is now (a new generation tries again). */
+export function approvalRefused(job: PagewrightJob): boolean {
+  const c = job.status.conditions?.find((x) => x.type === 'Published');
+  return c?.status === 'False' && c.observedGeneration === gen(job);
 }
 
 /** The attempt failed for good. */

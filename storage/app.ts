@@ -40,7 +40,13 @@ export interface StorageAppDeps {
 }
 
 /** `version`: the sha256 of the output the runner reported; only that output is published. */
-const PublishBody = z.strictObject({ job_id: z.string().regex(JOB_ID_PATTERN), if_match: Sha256, version: Sha256 });
+const PublishBody = z.strictObject({
+  job_id: z.string().regex(JOB_ID_PATTERN),
+  if_match: Sha256,
+  version: Sha256,
+  /** The job's name (recorded as who published; job_id is its uid). */
+  by: z.string().min(1).max(253).optional(),
+});
 /** `to`: a version in the site's history; `if_match`: the version the caller saw current; `by`: who asked (recorded). */
 const RollbackBody = z.strictObject({ to: Sha256, if_match: Sha256, by: z.string().min(1).max(512).nullable().default(null) });
 /** Who pushed a site version (the admin caller says so; recorded in the history). */
@@ -104,7 +110,7 @@ export function createStorageApp(deps: StorageAppDeps): express.Express {
     if (!body.success) {
       throw new StorageError('BadRequest', `publish body must be {job_id, if_match, version}: ${body.error.issues[0]?.message}`);
     }
-    const site = await publish(deps, siteId, body.data.job_id, body.data.if_match, body.data.version);
+    const site = await publish(deps, siteId, body.data.job_id, body.data.if_match, body.data.version, body.data.by ?? null);
     logger.info('job output published', { site_id: siteId, job_id: body.data.job_id, version: site.version });
     res.setHeader('ETag', `"${site.version}"`).json({ version: site.version, size: site.size });
   });
@@ -139,7 +145,7 @@ export function createStorageApp(deps: StorageAppDeps): express.Express {
  * (UnsafeOutput). The output is pinned from the start, so the collector cannot take it even
  * if the job's record moves on meanwhile; the manager seals the attempt first, so it cannot.
  */
-async function publish(deps: StorageAppDeps, siteId: string, jobId: string, ifMatch: string, version: string) {
+async function publish(deps: StorageAppDeps, siteId: string, jobId: string, ifMatch: string, version: string, by: string | null) {
   const { blobs, refs, limits } = deps;
   return blobs.withPin(version, async () => {
     const currentOutput = async () => {
@@ -155,7 +161,7 @@ async function publish(deps: StorageAppDeps, siteId: string, jobId: string, ifMa
     await checkStoredOutput(blobs.createReadStream(version), limits.archive);
     // the scan takes a while: the job's output must still be the one checked
     const output = await currentOutput();
-    return asPublishConflict(refs.setSiteVersion(siteId, output, { ifMatch }, { action: 'published', jobId }));
+    return asPublishConflict(refs.setSiteVersion(siteId, output, { ifMatch }, { action: 'published', jobId, by }));
   });
 }
 

@@ -7,20 +7,24 @@
  *   webhook-timestamp  unix seconds of this attempt (new on each retry; receivers refuse old ones)
  *   webhook-signature  `v1,` + base64(HMAC-SHA256(key, `${id}.${timestamp}.${body}`))
  * The key is the site's secret in the spec's serialisation, `whsec_` + base64 of 24 to 64 random
- * bytes; the HMAC key is those bytes (what the libraries decode it to). Make one with
- *   kubectl create secret generic my-hook --from-literal=secret="whsec_$(openssl rand -base64 32)"
- *   kubectl label secret my-hook pagewright.dev/webhook-secret=true
- * The label is the manager's rule, not the spec's: a site names its Secret, and the manager may
- * read Secrets its user may not, so without it a user could make the manager sign with a key of
- * another application of the namespace (the user sees signatures, never the key, but a verifier
- * of that application would accept them).
+ * bytes; the HMAC key is those bytes (what the libraries decode it to).
+ *
+ * Where the key comes from: the manager derives each site's key (HKDF-SHA256 of its own token
+ * secret, salted with the site's uid: deriveSigningKey) and writes it, once, into a Secret it
+ * creates beside the site (`<site>-webhook`, key `secret`, owned by the PagewrightSite), where
+ * the site's users read it to configure their receiver. So the manager never reads a Secret:
+ * with `get` on Secrets it could read the namespace's others (the LLM key among them), and a
+ * user-named Secret would let a user make it sign with another application's key. A new key:
+ * delete and re-create the PagewrightSite (a new uid), or rotate the manager's token secret
+ * (every site's key changes).
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, hkdfSync } from 'node:crypto';
 
 const PREFIX = 'whsec_';
 const MIN_KEY_BYTES = 24;
 const MAX_KEY_BYTES = 64;
-export const WEBHOOK_SECRET_LABEL = 'pagewright.dev/webhook-secret';
+const KEY_BYTES = 32;
+const HKDF_INFO = 'pagewright webhook signing key v1';
 
 /** The site's Secret or its value is not a usable signing key; the message says why, never the value. */
 export class WebhookSecretError extends Error {
@@ -50,22 +54,14 @@ export function parseSigningSecret(value: string): Buffer {
   return key;
 }
 
-/** The Secret as client-node returns it (data values base64, as the API serves them). */
-export interface SecretLike {
-  metadata?: { name?: string; labels?: Record<string, string> };
-  data?: Record<string, string>;
+/** The site's signing key: the same for the same site (its uid) and root secret, different for every other. */
+export function deriveSigningKey(rootSecret: string, siteUid: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', rootSecret, siteUid, HKDF_INFO, KEY_BYTES));
 }
 
-/** The signing key a site's `webhook.secretRef` names, from its Secret. Throws WebhookSecretError. */
-export function signingKeyFromSecret(secret: SecretLike | undefined, key: string): Buffer {
-  const name = secret?.metadata?.name ?? '';
-  if (!secret) throw new WebhookSecretError('SecretNotFound', 'the webhook Secret does not exist');
-  if (secret.metadata?.labels?.[WEBHOOK_SECRET_LABEL] !== 'true') {
-    throw new WebhookSecretError('SecretInvalid', `Secret ${name} is not labelled ${WEBHOOK_SECRET_LABEL}=true`);
-  }
-  const value = secret.data?.[key];
-  if (value === undefined) throw new WebhookSecretError('SecretNotFound', `Secret ${name} has no key ${JSON.stringify(key)}`);
-  return parseSigningSecret(Buffer.from(value, 'base64').toString('utf8'));
+/** The key as Standard Webhooks serialises it (what the site's Secret holds for its users). */
+export function formatSigningSecret(key: Buffer): string {
+  return `${PREFIX}${key.toString('base64')}`;
 }
 
 export interface SignatureHeaders {

@@ -33,6 +33,7 @@ import { startModelServer } from '../../cli/model-server.js';
 import { type ControlPlane, createNamespace, eventsAbout, sharedControlPlane } from '../support/control-plane.js';
 import { selfOwner } from '../support/control-plane/owner.js';
 import { ensureCrd, randomName } from '../support/manager-env.js';
+import { createSiteIfAbsent } from '../../common/site-resource.js';
 import { type ManagerProcess, startManagerProcess } from '../support/manager-process.js';
 import { defaultPodConfig } from '../support/pod-config.js';
 import { getFreePort } from '../support/ports.js';
@@ -78,6 +79,7 @@ describe('reconciler collaborators and the rare paths, on the real apiserver', f
   /** Storage as a runner sees it, with its credential. */
   const clientFor = (token: string) => new StorageClient({ baseUrl: storage.url, token });
   async function createJob(name: string, spec: Record<string, unknown>): Promise<PagewrightJob> {
+    await createSiteIfAbsent(custom, ns, String(spec.siteId));
     return PagewrightJob.parse(
       await custom.createNamespacedCustomObject({
         group: GROUP,

@@ -28,6 +28,7 @@ import type { RealNode } from './node/cluster.js';
 import type { NodeContainer } from './node/containerd.js';
 import { FAULT_IMAGE, sharedRealNode } from './node/shared.js';
 import { startGatewayProcess } from './gateway-process.js';
+import { createSiteIfAbsent } from '../../common/site-resource.js';
 import { type ManagerProcess, startManagerProcess } from './manager-process.js';
 import { getFreePort } from './ports.js';
 import { waitFor } from './processes.js';
@@ -232,6 +233,7 @@ export async function startManagerEnv(prefix: string): Promise<ManagerEnv> {
       }
     },
     async createJob(name, spec) {
+      await createSiteIfAbsent(custom, namespace, String(spec.siteId));
       await custom.createNamespacedCustomObject({
         group: GROUP,
         version: VERSION,

@@ -30,6 +30,7 @@ describe('the error vocabulary (common/errors.ts)', () => {
       InputNotAllowed: 403,
       RequestNotAllowed: 403,
       UnsafeOutput: 422,
+      SiteNotFound: 404,
       UnsafeArchive: 422,
       PublishConflict: 409,
     } as const;

@@ -12,7 +12,6 @@ import { dirname, join } from 'node:path';
 import { expect } from 'chai';
 import { ENV_PREFIX } from '../../common/config.js';
 import { managerConfigSpec } from '../../manager/config.js';
-import { webhookConfigSpec } from '../../manager/webhooks/config.js';
 import { agentConfigSpec, runnerConfigSpec } from '../../runner/config.js';
 import { gatewayConfigSpec } from '../../gateway/config.js';
 import { checkLayers } from '../../scripts/check-layers.js';
@@ -195,7 +194,7 @@ describe('static checks', () => {
   it("README's configuration table names every PAGEWRIGHT_* variable of every service", () => {
     const readme = read('README.md');
     for (const [service, spec] of Object.entries({
-      manager: { ...managerConfigSpec, ...webhookConfigSpec },
+      manager: managerConfigSpec,
       runner: runnerConfigSpec,
       agent: agentConfigSpec,
       storage: storageConfigSpec,

@@ -14,7 +14,7 @@ import {
   jobEvent,
   siteEvent,
 } from '../../manager/webhooks/events.js';
-import { WEBHOOK_SECRET_LABEL, parseSigningSecret, signingKeyFromSecret } from '../../manager/webhooks/signature.js';
+import { deriveSigningKey, formatSigningSecret, parseSigningSecret } from '../../manager/webhooks/signature.js';
 
 const T0 = Date.parse('2026-03-01T10:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -115,10 +115,6 @@ describe('webhook events', () => {
 
 describe('webhook signing keys', () => {
   const key32 = Buffer.alloc(32, 7);
-  const secret = (value: string, labels: Record<string, string> = { [WEBHOOK_SECRET_LABEL]: 'true' }) => ({
-    metadata: { name: 'hook', labels },
-    data: { secret: Buffer.from(value).toString('base64') },
-  });
 
   it('are whsec_ and base64 of 24..64 bytes, as Standard Webhooks serialises them', () => {
     expect(parseSigningSecret(`whsec_${key32.toString('base64')}`)).to.deep.equal(key32);
@@ -134,17 +130,13 @@ describe('webhook signing keys', () => {
     }
   });
 
-  it('come only from a Secret labelled for it, and say which part is missing', () => {
-    const good = `whsec_${key32.toString('base64')}`;
-    expect(signingKeyFromSecret(secret(good), 'secret')).to.deep.equal(key32);
-    expect(() => signingKeyFromSecret(secret(good, {}), 'secret')).to.throw(/not labelled pagewright.dev\/webhook-secret=true/);
-    expect(() => signingKeyFromSecret(secret(good), 'other')).to.throw(/has no key "other"/);
-    expect(() => signingKeyFromSecret(undefined, 'secret')).to.throw(/does not exist/);
-    try {
-      signingKeyFromSecret(secret('whsec_c2hvcnQ='), 'secret');
-      expect.fail('accepted a short key');
-    } catch (err) {
-      expect((err as Error).message).to.not.include('c2hvcnQ');
-    }
+  it("are derived per site from the manager's secret: stable, distinct, and in the spec's serialisation", () => {
+    const root = 'r'.repeat(64);
+    const a = deriveSigningKey(root, 'uid-a');
+    expect(a).to.have.length(32);
+    expect(deriveSigningKey(root, 'uid-a')).to.deep.equal(a);
+    expect(deriveSigningKey(root, 'uid-b')).to.not.deep.equal(a);
+    expect(deriveSigningKey('s'.repeat(64), 'uid-a'), 'another root').to.not.deep.equal(a);
+    expect(parseSigningSecret(formatSigningSecret(a))).to.deep.equal(a);
   });
 });

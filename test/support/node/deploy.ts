@@ -8,9 +8,10 @@ import { execFile } from 'node:child_process';
 import { chown, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { StorageClient } from '../../../common/storage-client.js';
 import { REPO_ROOT } from '../sites.js';
+import { createSiteIfAbsent } from '../../../common/site-resource.js';
 import type { RealNode } from './cluster.js';
 
 const run = promisify(execFile);
@@ -53,8 +54,9 @@ export async function deployPagewright(node: RealNode, opts: { llmKey?: string; 
   const adminToken = Buffer.from(secret.data?.['storage-admin-token'] ?? '', 'base64').toString();
   const service = await core.readNamespacedService({ namespace: NAMESPACE, name: 'pagewright-storage' });
   const storageUrl = `http://${service.spec?.clusterIP}:8080`;
-  // the README's upload, through kubectl port-forward
+  // the README's upload, through kubectl port-forward; the site as an object for its jobs
   const upload = await run(join(REPO_ROOT, 'deploy/dev/upload-example.sh'), [], { env, cwd: REPO_ROOT });
+  await createSiteIfAbsent(node.kubeConfig().makeApiClient(CustomObjectsApi), NAMESPACE, 'harbor-lane-bakery');
   const { version } = JSON.parse(upload.stdout.trim().split('\n').pop() ?? '{}') as { version: string };
   return {
     namespace: NAMESPACE,

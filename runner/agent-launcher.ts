@@ -30,6 +30,8 @@ export interface AgentSpec {
 export interface AgentExit {
   code: number | null;
   signal: string | null;
+  /** Forks the kernel refused in the agent's container for a pids limit, while the run lasted (agent-server.ts). */
+  forkRefusals?: number;
 }
 
 export interface AgentRun {
@@ -99,7 +101,7 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 /** One line of the agent server's streamed answer to POST /runs. */
 export type AgentServerLine =
   | { t: 'stdout' | 'stderr'; l: string }
-  | { t: 'exit'; code: number | null; signal: string | null }
+  | { t: 'exit'; code: number | null; signal: string | null; forkRefusals?: number }
   | { t: 'error'; message: string };
 
 export class RemoteLauncher implements AgentLauncher {
@@ -119,7 +121,12 @@ export class RemoteLauncher implements AgentLauncher {
         for await (const line of createInterface({ input: res.body })) {
           const msg = parseLine(line);
           if (!msg) continue;
-          if (msg.t === 'exit') exit = { code: msg.code, signal: msg.signal };
+          if (msg.t === 'exit')
+            exit = {
+              code: msg.code,
+              signal: msg.signal,
+              ...(typeof msg.forkRefusals === 'number' && msg.forkRefusals > 0 ? { forkRefusals: msg.forkRefusals } : {}),
+            };
           else if (msg.t === 'error') onLine('stderr', `agent server: ${msg.message}`);
           else onLine(msg.t, msg.l);
         }

@@ -15,7 +15,10 @@ import { statfs } from 'node:fs/promises';
 import { type JobFailure, PagewrightError } from '../common/errors.js';
 import type { AgentExit } from './agent-launcher.js';
 
-/** Less free than this (or 1% of the size, if more) is a full work dir. */
+/**
+ * Less free than this is a full work dir. Absolute, not a share of the size: outside a pod
+ * (`pagewright run`) the work dir is on the machine's own disk, where 1% free can be gigabytes.
+ */
 const FULL_SLACK_BYTES = 4 * 2 ** 20;
 
 export async function limitFailure(exit: AgentExit, workDir: string): Promise<JobFailure | null> {
@@ -32,11 +35,11 @@ export async function limitFailure(exit: AgentExit, workDir: string): Promise<Jo
   // "full" with some slack: seen on the real node, df in the agent's command showed 0 bytes
   // free and codex's own last write failed with ENOSPC, yet once codex had exited the runner
   // found blocks free again (codex lets go of files of its own as it exits)
-  if (free < Math.max(FULL_SLACK_BYTES, size / 100)) {
+  if (free < FULL_SLACK_BYTES) {
     const mib = (n: number) => (n / 2 ** 20).toFixed(0);
     return new PagewrightError(
       'WorkDirFull',
-      `the agent filled its work directory: ${mib(size - free)} of ${mib(size)} MiB used when the run ended (PAGEWRIGHT_RUNNER_WORK_SIZE_LIMIT); writes past it fail with ENOSPC`,
+      `the agent filled its work directory: ${mib(size - free)} of ${mib(size)} MiB used (${Math.round(free / 1024)} KiB free) when the run ended (PAGEWRIGHT_RUNNER_WORK_SIZE_LIMIT); writes past it fail with ENOSPC`,
     );
   }
   return null;

@@ -59,7 +59,7 @@ const KUBELET_PORT = 10350;
 /**
  * The kubelet's podPidsLimit on this node (README "Runner pod limits": what a cluster must set):
  * a fork bomb in a runner pod stops there, with the node's process table (kernel.pid_max: 32768
- * here) left to everything else. A normal job peaks at about 50 (BENCHMARKS.md, section 8).
+ * here) left to everything else. A normal job peaks at about 55 (BENCHMARKS.md, section 8).
  */
 const POD_PIDS_LIMIT = 1024;
 

@@ -53,6 +53,17 @@ export const FailureReason = z.enum([
   'Cancelled',
   'DeadlineExceeded',
   'OOMKilled',
+  /**
+   * The agent's processes hit the pod's pids limit (the kubelet's podPidsLimit): the kernel
+   * refused a fork, and the runner stopped the run at once. A fork bomb, or a job that needs more
+   * processes than the cluster allows. Not retried: the same job would do it again.
+   */
+  'PidsLimitExceeded',
+  /**
+   * The agent filled its work directory (a tmpfs of PAGEWRIGHT_RUNNER_WORK_SIZE_LIMIT): writes past
+   * it failed with ENOSPC, so what its tools left is not to be trusted. Not retried.
+   */
+  'WorkDirFull',
   'Evicted',
   'ImagePullFailed',
   'PodLost',
@@ -162,6 +173,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   Cancelled: 500,
   DeadlineExceeded: 500,
   OOMKilled: 500,
+  PidsLimitExceeded: 500,
+  WorkDirFull: 500,
   Evicted: 500,
   ImagePullFailed: 500,
   PodLost: 500,

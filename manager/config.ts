@@ -24,9 +24,16 @@ export const managerConfigSpec = {
   runnerPort: env('RUNNER_PORT', port(8082)),
   runnerCpuRequest: env('RUNNER_CPU_REQUEST', quantity('250m')),
   runnerCpuLimit: env('RUNNER_CPU_LIMIT', quantity('2')),
+  /** The agent container's memory for codex and its tools; the pod adds its memory-backed volumes on top (pod-spec.ts). */
   runnerMemoryRequest: env('RUNNER_MEMORY_REQUEST', quantity('512Mi')),
   runnerMemoryLimit: env('RUNNER_MEMORY_LIMIT', quantity('2Gi')),
-  runnerWorkSizeLimit: env('RUNNER_WORK_SIZE_LIMIT', quantity('4Gi')),
+  /**
+   * The work dir (/work: the site, codex's home): a tmpfs of this size, so a write past it fails
+   * at once (ENOSPC). Its pages are memory, charged to the container that writes them.
+   */
+  runnerWorkSizeLimit: env('RUNNER_WORK_SIZE_LIMIT', quantity('1Gi')),
+  /** The largest file an agent process may write (RLIMIT_FSIZE): what it can put on the node's disk through /dev/termination-log. */
+  runnerMaxFileSize: env('RUNNER_MAX_FILE_SIZE', quantity('512Mi')),
   /** Extra env for runner containers, as a JSON object of strings (e.g. codex retry counts). */
   runnerEnv: env('RUNNER_ENV', json(z.record(z.string().regex(/^[A-Z_][A-Z0-9_]*$/), z.string())).default({})),
   /** Pods are scheduled by this scheduler (tests use their local kubelet's name). */

@@ -17,6 +17,32 @@
  *           it talk to the model, for this attempt, within the job's budget.
  * The containers do not share a process namespace, so the agent cannot read the runner's
  * environment; its uid cannot read the runner's files. No LLM key is anywhere in the pod.
+ *
+ * Limits that hold at the moment they are hit (README "Runner pod limits"), because the agent
+ * writes fast (measured on the test node: 1 GiB into a tmpfs in about 1 s; 688 MB/s to the dev
+ * cluster's disk, issue 16) and the kubelet only looks at a volume's use now and then:
+ *   - everything the agent can write is memory-backed and sized: the work dir (tmpfs of
+ *     PAGEWRIGHT_RUNNER_WORK_SIZE_LIMIT) and its /tmp (AGENT_TMP_SIZE). The kernel refuses a write
+ *     past the size with ENOSPC. A disk-backed emptyDir's sizeLimit is only an eviction, after the
+ *     fact: measured, 1 GiB went into a 256Mi one without an error, and the pod was evicted 15 to
+ *     110 s later (pinned in test/node/limits.test.ts);
+ *   - the price: tmpfs pages are memory, charged to the memory cgroup of the container that
+ *     writes them. So each container's memory limit adds the volumes it can write: the agent's
+ *     is PAGEWRIGHT_RUNNER_MEMORY_LIMIT (codex and its tools) + the work dir + its /tmp; the
+ *     runner's is its own 512Mi + the work dir (it unpacks the site there). Were a limit below
+ *     what the container may write, the memory cgroup would fill before the tmpfs and the kernel
+ *     would OOM-kill a process (pinned: a 1Gi tmpfs in a 128Mi container: OOMKilled, no ENOSPC).
+ *     Limits, not requests: scheduling still counts the requests; a pod that fills its work dir
+ *     uses that much more of the node's memory, and is first in line if the node runs short;
+ *   - one file the agent can reach is on the node's disk whatever the volumes: the kubelet's
+ *     /dev/termination-log (mode 0666, read-write). So the agent container starts under a small
+ *     init (AGENT_INIT) that caps every file its processes write at PAGEWRIGHT_RUNNER_MAX_FILE_SIZE
+ *     (RLIMIT_FSIZE, a hard limit the agent cannot raise), and reaps orphans;
+ *   - processes: a pod cannot carry a pids limit itself; the kubelet's podPidsLimit (README: what
+ *     a cluster must set) bounds the whole pod, both containers.
+ * The runner's own volumes stay on disk: the agent cannot write them, and each of the runner's
+ * own writes is bounded by its own rules (the input by storage's artifact limit, the output by
+ * the output check, the log by the cap on what it keeps of the agent's output).
  */
 import type { V1Container, V1EnvVar, V1OwnerReference, V1Pod, V1Secret, V1SecurityContext } from '@kubernetes/client-node';
 import { AGENT_COMMAND, RUNNER_COMMAND, RUNNER_SECRETS, runnerEnvironment } from '../common/runner-launch.js';
@@ -39,8 +65,51 @@ const AGENT_UID = 10002;
 const AGENT_PORT = 8083;
 export const SECRET_KEY_TOKEN = RUNNER_SECRETS.runnerToken;
 export const SECRET_KEY_GATEWAY = RUNNER_SECRETS.gatewayCredential;
-/** The runner container's own resources: it streams, it does not hold sites in memory. */
+/** The runner container's own resources: it streams, it does not hold sites in memory. The work dir's pages it writes come on top. */
 const RUNNER_CONTAINER_RESOURCES = { requests: { cpu: '50m', memory: '128Mi' }, limits: { cpu: '1', memory: '512Mi' } };
+/** The agent's /tmp: memory-backed like the work dir, and small (codex's and the tools' scratch). */
+const AGENT_TMP_SIZE = '256Mi';
+
+/**
+ * PID 1 of the agent container (bash, from the image), then the agent server as its child:
+ * - `ulimit -f`: RLIMIT_FSIZE, soft and hard, in KiB, for every process of the container;
+ * - it reaps every orphan: commands codex started in their own session are re-parented to PID 1
+ *   when their parent dies, and node (the agent server) never reaps a child it did not spawn.
+ *   Killed, they would stay zombies, each holding one of the pod's pids until the pod ends: after
+ *   a fork bomb, the whole podPidsLimit, and neither container could start a thread or a process
+ *   (measured with docker, a bomb in a container with a pids limit of 300, killed: 289 zombies
+ *   left under node as PID 1, none under bash; on the real node, 29 pids left after a bomb);
+ * - it tells the agent server (PAGEWRIGHT_AGENT_INIT) that it is the container's only other
+ *   process, so that stopping a run may kill everything else in the container at once;
+ * - it passes SIGTERM (the kubelet stopping the sidecar) on to the agent server, and exits with
+ *   its status. PID 1 ignores signals it has no handler for, so the agent cannot kill it; when
+ *   the agent server dies, PID 1 exits and the kernel kills what is left in the container.
+ */
+const AGENT_INIT = [
+  'ulimit -f "$PAGEWRIGHT_AGENT_MAX_FILE_KIB" || exit 70',
+  // the agent server, told that it owns this container (runner/agent-server.ts: kill(-1))
+  'PAGEWRIGHT_AGENT_INIT=pod "$@" &',
+  'child=$!',
+  'trap \'kill -TERM "$child" 2>/dev/null\' TERM INT HUP',
+  'while :; do wait "$child"; rc=$?; kill -0 "$child" 2>/dev/null || exit "$rc"; done',
+].join('\n');
+
+const BINARY_SUFFIX: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+const DECIMAL_SUFFIX: Record<string, number> = { m: 1e-3, '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+
+/** Bytes of a memory or storage quantity as manager/config.ts accepts them ("512Mi", "1.5Gi", "2G"), rounded up. */
+export function quantityBytes(quantity: string): number {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti)?$/.exec(quantity);
+  const scale = m ? (BINARY_SUFFIX[m[2] ?? ''] ?? DECIMAL_SUFFIX[m[2] ?? '']) : undefined;
+  if (!m || scale === undefined) throw new Error(`not a Kubernetes quantity: ${quantity}`);
+  return Math.ceil(Number(m[1]) * scale);
+}
+
+/** The sum of quantities, in Mi when it is a whole number of them (as a reader writes it), else in bytes. */
+export function addQuantities(...quantities: string[]): string {
+  const bytes = quantities.reduce((sum, q) => sum + quantityBytes(q), 0);
+  return bytes % 2 ** 20 === 0 ? `${bytes / 2 ** 20}Mi` : String(bytes);
+}
 
 export type PodSpecConfig = Pick<
   ManagerConfig,
@@ -52,6 +121,7 @@ export type PodSpecConfig = Pick<
   | 'runnerMemoryRequest'
   | 'runnerMemoryLimit'
   | 'runnerWorkSizeLimit'
+  | 'runnerMaxFileSize'
   | 'runnerEnv'
   | 'runnerSchedulerName'
   | 'podDeadlineSlackSeconds'
@@ -158,7 +228,7 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
     name: 'agent',
     image: cfg.runnerImage,
     imagePullPolicy: cfg.runnerImagePullPolicy,
-    command: [...AGENT_COMMAND],
+    command: ['/bin/bash', '-c', AGENT_INIT, 'agent-init', ...AGENT_COMMAND],
     // a native sidecar: started before the runner, stopped by the kubelet when the runner exits.
     // No probe: it listens on the pod's loopback only (a kubelet probe comes from outside), and
     // the runner waits for it (runner/agent-client.ts)
@@ -168,10 +238,13 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
       { name: 'PAGEWRIGHT_WORK_DIR', value: '/work' },
       // codex and the agent's tools write under HOME; the root filesystem is read-only
       { name: 'HOME', value: '/tmp' },
+      // read by AGENT_INIT (ulimit -f counts KiB)
+      { name: 'PAGEWRIGHT_AGENT_MAX_FILE_KIB', value: String(Math.max(1, Math.floor(quantityBytes(cfg.runnerMaxFileSize) / 1024))) },
     ],
     resources: {
       requests: { cpu: cfg.runnerCpuRequest, memory: cfg.runnerMemoryRequest },
-      limits: { cpu: cfg.runnerCpuLimit, memory: cfg.runnerMemoryLimit },
+      // codex and its tools, plus every page of the two memory-backed volumes it can fill
+      limits: { cpu: cfg.runnerCpuLimit, memory: addQuantities(cfg.runnerMemoryLimit, cfg.runnerWorkSizeLimit, AGENT_TMP_SIZE) },
     },
     securityContext: restricted(AGENT_UID),
     volumeMounts: [
@@ -213,7 +286,14 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
           command: [...RUNNER_COMMAND],
           ports: [{ name: 'http', containerPort: cfg.runnerPort }],
           env,
-          resources: RUNNER_CONTAINER_RESOURCES,
+          resources: {
+            requests: RUNNER_CONTAINER_RESOURCES.requests,
+            // the site it unpacks into the memory-backed work dir is charged to it
+            limits: {
+              ...RUNNER_CONTAINER_RESOURCES.limits,
+              memory: addQuantities(RUNNER_CONTAINER_RESOURCES.limits.memory, cfg.runnerWorkSizeLimit),
+            },
+          },
           readinessProbe: { httpGet: { path: '/health', port: 'http' }, periodSeconds: 5 },
           securityContext: restricted(RUNNER_UID),
           volumeMounts: [
@@ -224,10 +304,12 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
         },
       ],
       volumes: [
-        { name: 'work', emptyDir: { sizeLimit: cfg.runnerWorkSizeLimit } },
+        // what the agent can write: tmpfs, so the size is a limit at write time (see the header)
+        { name: 'work', emptyDir: { medium: 'Memory', sizeLimit: cfg.runnerWorkSizeLimit } },
+        { name: 'agent-tmp', emptyDir: { medium: 'Memory', sizeLimit: AGENT_TMP_SIZE } },
+        // the runner's alone, on disk; the sizeLimit is the kubelet's backstop
         { name: 'runner-private', emptyDir: { sizeLimit: cfg.runnerWorkSizeLimit } },
         { name: 'runner-tmp', emptyDir: { sizeLimit: '256Mi' } },
-        { name: 'agent-tmp', emptyDir: { sizeLimit: '1Gi' } },
       ],
     },
   };

@@ -10,10 +10,18 @@
  * Stopping (notes/codex-cli.md): SIGINT first (codex ends its command), then after a grace period
  * SIGKILL of codex's process group and of every process carrying the run's marker, which reaches
  * commands that codex started in their own session.
+ *
+ * What the runner keeps of the agent's output is bounded: the agent can write into codex's own
+ * stdout and stderr (same uid: /proc/<codex>/fd/2), and every line of it would go into the job log
+ * on the runner's private volume and into the runner's container log, both on the node's disk.
+ * Lines are cut at MAX_LINE_BYTES (codex's own events stay under ~1.1 MiB: it cuts a command's
+ * output at 1 MiB, measured with 50 MB of output), and a run's lines together at
+ * MAX_OUTPUT_BYTES, each line counted at least LINE_COST bytes (what a log line costs, whatever
+ * its text); past that they are dropped, with one line saying so. The run goes on: the model's
+ * account and the files are what judge it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import { Agent, request } from 'undici';
 import { PagewrightError } from '../common/errors.js';
 import { killMarkedProcesses } from '../common/process-marker.js';
@@ -30,6 +38,62 @@ export interface AgentSpec {
 export interface AgentExit {
   code: number | null;
   signal: string | null;
+  /** Forks the kernel refused in the agent's container for a pids limit, while the run lasted (agent-server.ts). */
+  forkRefusals?: number;
+}
+
+/** The longest line kept from the agent (longer ones are cut). */
+const MAX_LINE_BYTES = 4 * 1024 * 1024;
+/** What one run's lines may add to the job log, together. */
+export const MAX_OUTPUT_BYTES = 32 * 1024 * 1024;
+/** A line costs at least this much of MAX_OUTPUT_BYTES: the log's fields around it. */
+const LINE_COST = 256;
+
+type OnLine = (stream: 'stdout' | 'stderr', line: string) => void;
+
+/** Lines of a byte stream, each cut at `maxBytes` (`cut` says so): never more than that in memory. */
+export async function* boundedLines(
+  input: AsyncIterable<Buffer>,
+  maxBytes = MAX_LINE_BYTES,
+): AsyncGenerator<{ text: string; bytes: number; cut: boolean }> {
+  let parts: Buffer[] = [];
+  let size = 0;
+  let cut = false;
+  for await (const chunk of input) {
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(10, start);
+      const end = nl === -1 ? chunk.length : nl;
+      if (!cut) {
+        const room = maxBytes - size;
+        const piece = chunk.subarray(start, Math.min(end, start + room));
+        if (piece.length > 0) parts.push(Buffer.from(piece));
+        size += piece.length;
+        if (end - start > room) cut = true;
+      }
+      if (nl === -1) break;
+      yield { text: Buffer.concat(parts).toString('utf8'), bytes: size, cut };
+      parts = [];
+      size = 0;
+      cut = false;
+      start = nl + 1;
+    }
+  }
+  if (size > 0 || cut) yield { text: Buffer.concat(parts).toString('utf8'), bytes: size, cut };
+}
+
+/** `onLine`, until the run's lines have cost MAX_OUTPUT_BYTES; then one notice and nothing more. */
+export function outputBudget(
+  onLine: OnLine,
+  maxBytes = MAX_OUTPUT_BYTES,
+): (stream: 'stdout' | 'stderr', line: string, bytes: number) => void {
+  let spent = 0;
+  return (stream, line, bytes) => {
+    if (spent >= maxBytes) return;
+    spent += Math.max(bytes, LINE_COST);
+    if (spent < maxBytes) onLine(stream, line);
+    else onLine('stderr', `pagewright: the agent's output passed ${maxBytes} bytes; the rest of this run's output is dropped`);
+  };
 }
 
 export interface AgentRun {
@@ -57,14 +121,17 @@ export class LocalLauncher implements AgentLauncher {
       () => null,
       (err: Error) => err,
     );
-    const stdoutDone = once(
-      createInterface({ input: child.stdout! }).on('line', (l) => onLine('stdout', l)),
-      'close',
-    );
-    const stderrDone = once(
-      createInterface({ input: child.stderr! }).on('line', (l) => onLine('stderr', l)),
-      'close',
-    );
+    const emit = outputBudget(onLine);
+    const read = async (stream: 'stdout' | 'stderr', input: AsyncIterable<Buffer>) => {
+      try {
+        for await (const { text, bytes, cut } of boundedLines(input))
+          emit(stream, cut ? `${text} [line cut at ${MAX_LINE_BYTES} bytes]` : text, bytes);
+      } catch {
+        // the pipe broke: the process is gone, its exit says why
+      }
+    };
+    const stdoutDone = read('stdout', child.stdout!);
+    const stderrDone = read('stderr', child.stderr!);
     const failed = await spawned;
     if (failed) throw new PagewrightError('CodexFailed', `the agent could not start: ${failed.message}`);
     const exited = (async () => {
@@ -99,7 +166,7 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 /** One line of the agent server's streamed answer to POST /runs. */
 export type AgentServerLine =
   | { t: 'stdout' | 'stderr'; l: string }
-  | { t: 'exit'; code: number | null; signal: string | null }
+  | { t: 'exit'; code: number | null; signal: string | null; forkRefusals?: number }
   | { t: 'error'; message: string };
 
 export class RemoteLauncher implements AgentLauncher {
@@ -115,13 +182,22 @@ export class RemoteLauncher implements AgentLauncher {
     const res = await this.#connect(spec);
     const exited = (async (): Promise<AgentExit> => {
       let exit: AgentExit = { code: null, signal: 'lost' };
+      const emit = outputBudget(onLine);
+      let cutLines = 0;
       try {
-        for await (const line of createInterface({ input: res.body })) {
-          const msg = parseLine(line);
+        // the server's lines are JSON of the agent's: one cut short no longer parses, and is dropped
+        for await (const { text, bytes, cut } of boundedLines(res.body)) {
+          const msg = cut ? null : parseLine(text);
+          if (cut && cutLines++ === 0) onLine('stderr', `agent server: a line over ${MAX_LINE_BYTES} bytes was dropped`);
           if (!msg) continue;
-          if (msg.t === 'exit') exit = { code: msg.code, signal: msg.signal };
+          if (msg.t === 'exit')
+            exit = {
+              code: msg.code,
+              signal: msg.signal,
+              ...(typeof msg.forkRefusals === 'number' && msg.forkRefusals > 0 ? { forkRefusals: msg.forkRefusals } : {}),
+            };
           else if (msg.t === 'error') onLine('stderr', `agent server: ${msg.message}`);
-          else onLine(msg.t, msg.l);
+          else emit(msg.t, msg.l, bytes);
         }
       } catch (err) {
         onLine('stderr', `agent server connection lost: ${(err as Error).message}`);

@@ -24,6 +24,7 @@ import { promisify } from 'node:util';
 import { type JobFailure, PagewrightError, isJobFailure } from '../common/errors.js';
 import { PROCESS_MARKER_ENV } from '../common/process-marker.js';
 import { type AgentExit, type AgentLauncher, type AgentRun, LocalLauncher } from './agent-launcher.js';
+import { limitFailure } from './agent-limits.js';
 import { type CodexEvent, FINAL_MESSAGE_SCHEMA, agentMessage, classifyCodexFailure, eventError, parseEventLine } from './codex-events.js';
 
 /** The env var codex reads the provider key from (never passed on the command line). */
@@ -209,6 +210,9 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
   // even after a clean exit, nothing the agent started may outlive the run
   await run.killAll();
   if (stopped) throw stopped;
+  // a pod limit the run hit (pids, the work dir's size) is why it failed, whatever codex says
+  const limit = await limitFailure(exit, opts.codexHome);
+  if (limit) throw limit;
   if (errors.length > 0 && (exitCode !== 0 || lastAgentMessage === null)) {
     const { reason, message } = classifyCodexFailure(errors);
     throw new PagewrightError(reason, message);

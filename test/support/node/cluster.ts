@@ -56,6 +56,12 @@ const API_PORT = 6443;
 /** The kubelet's cgroupRoot: node-down.sh kills every process under it. */
 export const CGROUP_ROOT = 'pagewright-node';
 const KUBELET_PORT = 10350;
+/**
+ * The kubelet's podPidsLimit on this node (README "Runner pod limits": what a cluster must set):
+ * a fork bomb in a runner pod stops there, with the node's process table (kernel.pid_max: 32768
+ * here) left to everything else. A normal job peaks at about 55 (BENCHMARKS.md, section 8).
+ */
+const POD_PIDS_LIMIT = 1024;
 
 export function nodeStateDir(): string {
   return join(process.env.PAGEWRIGHT_CACHE_DIR ?? join(homedir(), '.cache', 'pagewright'), 'node');
@@ -69,6 +75,8 @@ export interface RealNode extends ControlPlane {
   nodeIp: string;
   runDir: string;
   containerd: Containerd;
+  /** The kubelet's podPidsLimit. */
+  podPidsLimit: number;
   /** Containers on the node (all, or a pod's), as containerd reports them. */
   containers(podUid?: string): Promise<NodeContainer[]>;
   /** The tail of a component's log (kubelet, containerd, kube-proxy, ...), for failure messages. */
@@ -78,6 +86,11 @@ export interface RealNode extends ControlPlane {
 export interface RealNodeOptions {
   /** Docker images to import into the node besides pause and CoreDNS (they must exist). */
   images?: string[];
+  /**
+   * The kubelet's podPidsLimit: the most tasks (processes and threads) one pod's cgroup may hold.
+   * Default: PAGEWRIGHT_NODE_POD_PIDS_LIMIT, else POD_PIDS_LIMIT.
+   */
+  podPidsLimit?: number;
   /** Extra processes the caller starts next to the node get this env (the owner marker). */
   log?: (line: string) => void;
 }
@@ -220,9 +233,16 @@ export async function startRealNode(opts: RealNodeOptions = {}): Promise<RealNod
     const kubeletDir = join(RUN_DIR, 'kubelet');
     await mkdir(kubeletDir, { recursive: true });
     const kubeletConfig = join(RUN_DIR, 'kubelet.yaml');
+    const pidsLimit = podPidsLimit(opts);
     await writeFile(
       kubeletConfig,
-      kubeletConfiguration({ containerdSocket: containerd.socket, caCert: pki.caCert, serving, podLogsDir: join(RUN_DIR, 'pod-logs') }),
+      kubeletConfiguration({
+        containerdSocket: containerd.socket,
+        caCert: pki.caCert,
+        serving,
+        podLogsDir: join(RUN_DIR, 'pod-logs'),
+        podPidsLimit: pidsLimit,
+      }),
     );
     launch('kubelet', join(binDir, 'kubelet'), [
       `--config=${kubeletConfig}`,
@@ -321,6 +341,7 @@ export async function startRealNode(opts: RealNodeOptions = {}): Promise<RealNod
       nodeIp: NODE_IP,
       runDir: RUN_DIR,
       containerd,
+      podPidsLimit: pidsLimit,
       containers: (podUid) => containerd.containers(podUid),
       componentLog: (name, bytes) => tail(join(RUN_DIR, `${name}.log`), bytes),
     };
@@ -388,11 +409,20 @@ async function prepareCgroupRoot(): Promise<void> {
   }
 }
 
+function podPidsLimit(opts: RealNodeOptions): number {
+  const fromEnv = process.env.PAGEWRIGHT_NODE_POD_PIDS_LIMIT;
+  const limit = opts.podPidsLimit ?? (fromEnv ? Number(fromEnv) : POD_PIDS_LIMIT);
+  if (!Number.isInteger(limit) || limit < 64)
+    throw new Error(`podPidsLimit must be an integer of at least 64 (PAGEWRIGHT_NODE_POD_PIDS_LIMIT=${fromEnv ?? ''}), got ${limit}`);
+  return limit;
+}
+
 function kubeletConfiguration(o: {
   containerdSocket: string;
   caCert: string;
   serving: { cert: string; key: string };
   podLogsDir: string;
+  podPidsLimit: number;
 }): string {
   return `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -427,6 +457,9 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 serializeImagePulls: false
 nodeStatusReportFrequency: 10s
+# every pod's cgroup holds at most this many tasks (processes and threads): a fork bomb in one
+# pod stops there instead of filling the node's process table
+podPidsLimit: ${o.podPidsLimit}
 `;
 }
 

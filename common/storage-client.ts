@@ -42,7 +42,7 @@ export type DeleteJobResult = z.infer<typeof DeleteJobResult>;
 export const GcReport = z.object({ deleted: z.number(), kept: z.number(), bytes_freed: z.number() });
 export type GcReport = z.infer<typeof GcReport>;
 
-export type JobObjectName = 'output.tar.gz' | 'manifest.json' | 'log';
+export type JobObjectName = 'output.tar.gz' | 'manifest.json' | 'log' | 'diff.patch';
 
 export interface Download {
   body: Dispatcher.ResponseData['body'];

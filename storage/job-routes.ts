@@ -1,5 +1,5 @@
 /**
- * A job's objects (output.tar.gz, manifest.json, log): one live object per name (a PUT
+ * A job's objects (output.tar.gz, manifest.json, log, diff.patch): one live object per name (a PUT
  * replaces the earlier one), all of them together within the job's quota, written only by the
  * admin or by a job token of an attempt that has not ended. Plus the admin's seal and delete.
  *
@@ -24,6 +24,7 @@ const CONTENT_TYPES: Record<JobObjectName, string> = {
   'output.tar.gz': 'application/gzip',
   'manifest.json': 'application/json',
   log: 'text/plain; charset=utf-8',
+  'diff.patch': 'text/x-diff; charset=utf-8',
 };
 
 const SealBody = z.strictObject({ attempt: z.number().int().positive() });

@@ -18,7 +18,7 @@ import { StorageError } from './errors.js';
 import { writeFileDurably } from './fs-durable.js';
 import { KeyedMutex } from './keyed-mutex.js';
 
-const JOB_OBJECT_NAMES = ['output.tar.gz', 'manifest.json', 'log'] as const;
+const JOB_OBJECT_NAMES = ['output.tar.gz', 'manifest.json', 'log', 'diff.patch'] as const;
 export const JobObjectName = z.enum(JOB_OBJECT_NAMES);
 export type JobObjectName = z.infer<typeof JobObjectName>;
 

@@ -33,6 +33,7 @@ import { type PreviewLink, previewLinkUrl, signPreviewLink, verifyPreviewLink } 
 import { HttpStatusError } from '../common/retry.js';
 import { SHA256_PATTERN } from '../common/schemas.js';
 import type { Download, StorageClient } from '../common/storage-client.js';
+import { AnswerMemo } from './answer-memo.js';
 import { ArtifactCache, type CachedTree } from './artifact-cache.js';
 import { setPreviewHeaders, setReviewHeaders } from './headers.js';
 import { REVIEW_CSS, renderReviewPage } from './review-page.js';
@@ -53,6 +54,8 @@ export interface PreviewDeps {
   limits?: ArchiveLimits;
   /** One cache shared by several routers (the API's and the signed links'); default: one of its own. */
   cache?: ArtifactCache;
+  /** Memory for small files' answers (preview/answer-memo.ts; default 64 MiB, 0: none). */
+  memoryBytes?: number;
   /** Signed links: the secret, the public base URL they are opened under, how long one lasts. */
   links?: { secret: string; baseUrl?: string | undefined; ttlSeconds: number };
   /** The clock of link expiry (tests). */
@@ -101,9 +104,11 @@ class Preview {
   readonly #members = new Map<string, number>();
   /** serve-static middlewares per cached tree dir. */
   readonly #statics = new Map<string, RequestHandler>();
+  readonly memo: AnswerMemo;
 
   constructor(deps: PreviewDeps) {
     this.#deps = deps;
+    this.memo = new AnswerMemo(deps.memoryBytes ?? 64 * 1024 * 1024);
     this.cache =
       deps.cache ??
       new ArtifactCache({
@@ -256,6 +261,9 @@ class Preview {
     const path = treePath(raw);
     if (path === null) throw notFound('no such file');
     const { version, open } = await tree();
+    const key = `${version}\0${path}`;
+    if (this.memo.serve(key, req, res)) return;
+    res.locals.previewKey = key;
     const held = await this.cache.acquire(version, open);
     res.once('close', held.release);
     const served = await new Promise<boolean>((resolve, reject) => {
@@ -281,8 +289,10 @@ class Preview {
         dotfiles: 'ignore',
         cacheControl: false,
         // send's ETag is size and mtime, which two versions of a file can share: scope it to the version
-        setHeaders: (res, _path, st) => {
+        setHeaders: (res: Response, path, st) => {
           res.setHeader('ETag', `"${tag}-${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`);
+          const key = res.locals.previewKey;
+          if (typeof key === 'string') this.memo.learn(key, res.req, res, path, st.size);
         },
       });
       if (this.#statics.size >= 256) this.#statics.clear();
@@ -300,28 +310,29 @@ function redirect(res: Response, path: string, query: string): void {
   res.type('text/plain').send(`Redirecting to ${location}\n`);
 }
 
-function jobRoutes(router: Router, preview: Preview, ref: JobRef, opts: { link: boolean }): void {
-  router.get('/review', async (req, res) => {
+/** The job pages under `base` (`/jobs/:job` or `/p/:token`), registered on `router` itself (one router level fewer per request). */
+function jobRoutes(router: Router, base: string, preview: Preview, ref: JobRef, opts: { link: boolean }): void {
+  router.get(`${base}/review`, async (req, res) => {
     const { namespace, name } = ref(req);
     await preview.reviewPage(await preview.job(namespace, name), res);
   });
-  router.get('/review.css', (_req, res) => {
+  router.get(`${base}/review.css`, (_req, res) => {
     setReviewHeaders(res);
     res.type('css').send(REVIEW_CSS);
   });
-  router.get('/diff', async (req, res) => {
+  router.get(`${base}/diff`, async (req, res) => {
     const { namespace, name } = ref(req);
     setPreviewHeaders(res);
     await preview.streamDiff(await preview.job(namespace, name), res);
   });
   if (opts.link) {
-    router.get('/link', async (req, res) => {
+    router.get(`${base}/link`, async (req, res) => {
       const { namespace, name } = ref(req);
       res.json(preview.link(await preview.job(namespace, name)));
     });
   }
   for (const which of ['output', 'base'] as const) {
-    router.use(`/${which}`, async (req, res) => {
+    router.use(`${base}/${which}`, async (req, res) => {
       const { namespace, name } = ref(req);
       await preview.serveTree(req, res, async () => preview.jobTree(await preview.job(namespace, name), which));
     });
@@ -337,6 +348,8 @@ function param(req: Request, name: string): string {
 export interface PreviewRouter extends Router {
   /** The artifact cache behind it (shared with the signed-link router when passed in deps). */
   readonly cache: ArtifactCache;
+  /** Small files' answers in memory (preview/answer-memo.ts). */
+  readonly answers: AnswerMemo;
   /** Waits for background removals of evicted versions. */
   close(): Promise<void>;
 }
@@ -345,14 +358,12 @@ export interface PreviewRouter extends Router {
 export function createPreviewRouter(deps: PreviewDeps): PreviewRouter {
   const preview = new Preview(deps);
   const router = Router({ mergeParams: true });
-  const jobs = Router({ mergeParams: true });
-  jobRoutes(jobs, preview, (req) => ({ namespace: param(req, 'namespace'), name: param(req, 'job') }), { link: true });
-  router.use('/jobs/:job', jobs);
   router.use('/sites/:site/versions/:version/files', async (req, res) => {
     const namespace = param(req, 'namespace');
     await preview.serveTree(req, res, () => preview.siteTree(namespace, param(req, 'site'), param(req, 'version')));
   });
-  return Object.assign(router, { cache: preview.cache, close: () => preview.cache.close() });
+  jobRoutes(router, '/jobs/:job', preview, (req) => ({ namespace: param(req, 'namespace'), name: param(req, 'job') }), { link: true });
+  return Object.assign(router, { cache: preview.cache, answers: preview.memo, close: () => preview.cache.close() });
 }
 
 /**
@@ -368,9 +379,13 @@ export function createSignedLinkRouter(deps: PreviewDeps & { links: NonNullable<
     if (link.kind !== kind) throw notFound(`a ${link.kind} link has no such page`);
     return link;
   };
-  const jobs = Router({ mergeParams: true });
+  router.use('/p/:token/files', async (req, res) => {
+    const link = linkOf(req, 'site');
+    await preview.serveTree(req, res, () => preview.siteTree(link.namespace, link.name, link.version ?? 'current'));
+  });
   jobRoutes(
-    jobs,
+    router,
+    '/p/:token',
     preview,
     (req) => {
       const link = linkOf(req, 'job');
@@ -378,10 +393,5 @@ export function createSignedLinkRouter(deps: PreviewDeps & { links: NonNullable<
     },
     { link: false },
   );
-  router.use('/p/:token/files', async (req, res) => {
-    const link = linkOf(req, 'site');
-    await preview.serveTree(req, res, () => preview.siteTree(link.namespace, link.name, link.version ?? 'current'));
-  });
-  router.use('/p/:token', jobs);
-  return Object.assign(router, { cache: preview.cache, close: () => preview.cache.close() });
+  return Object.assign(router, { cache: preview.cache, answers: preview.memo, close: () => preview.cache.close() });
 }

@@ -18,6 +18,8 @@ export interface PreviewApps {
   api: Express;
   /** /p/<token>/… (when deps.links is set) and GET /healthz. */
   public: Express;
+  /** The API router itself (its cache and memory). */
+  router: PreviewRouter;
   close(): Promise<void>;
 }
 
@@ -48,5 +50,5 @@ export function createPreviewApps(deps: PreviewDeps): PreviewApps {
     pub.use(links);
   }
   installErrorHandling(pub, { logger: deps.logger, routesHint: '/p/TOKEN/{review,output/,base/,files/}' });
-  return { api, public: pub, close: async () => void (await Promise.all(routers.map((r) => r.close()))) };
+  return { api, public: pub, router, close: async () => void (await Promise.all(routers.map((r) => r.close()))) };
 }

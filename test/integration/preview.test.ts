@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -22,6 +22,7 @@ import { type PreviewFixture, bakeryDiff, bakerySite, startPreviewFixture } from
 import { forgeTarGzBuffer } from '../support/tar-forge.js';
 
 const NS = 'team-a';
+const bakeryCss = String(bakerySite()['css/style.css']);
 /** A tree no other test uploads (versions are content addressed: the same bytes are the same, already cached, version). */
 const unique = (edited = false) => ({ ...bakerySite(edited), 'id.txt': randomUUID() });
 const SECRET_MARKER = 'TOP-SECRET-OUTSIDE-THE-TREE';
@@ -129,7 +130,7 @@ describe('preview (router, cache, signed links) against real storage', function 
       expect((await get(`${jobUrl}/output/notes.txt`)).text).to.include('<script>');
     });
 
-    it('answers HEAD, and a conditional GET with 304 under an ETag scoped to the version', async () => {
+    it('answers HEAD, a conditional GET with 304 under an ETag scoped to the version, and a Range', async () => {
       const head = await get(`${jobUrl}/output/css/style.css`, {}, 'HEAD');
       expect(head.status).to.equal(200);
       const etag = String(head.headers.etag);
@@ -138,6 +139,43 @@ describe('preview (router, cache, signed links) against real storage', function 
       const again = await get(`${jobUrl}/output/css/style.css`, { 'if-none-match': etag });
       expect(again.status).to.equal(304);
       expectIsolated(again, '304');
+      const range = await get(`${jobUrl}/output/css/style.css`, { range: 'bytes=0-3' });
+      expect([range.status, range.text, range.headers['content-range']]).to.deep.equal([206, 'body', `bytes 0-3/${bakeryCss.length}`]);
+    });
+
+    it('answers a small file from memory after the first time exactly as send did, and leaves Range to send', async () => {
+      const version = await f.pushSite('memo-site', unique());
+      f.sites.set(`${NS}/memo-site`, { siteId: 'memo-site', currentVersion: version });
+      const url = `${f.nsUrl(NS)}/sites/memo-site/versions/current/files/menu.html`;
+      const before = f.apps.router.answers.bytes;
+      const first = await get(url);
+      await waitFor('the answer to be kept', () => f.apps.router.answers.bytes > before);
+      // gone from disk: only the memory can answer now
+      await rm(join(f.cacheDir, version, 'menu.html'));
+      const second = await get(url);
+      expect(second.status).to.equal(200);
+      expect(second.text).to.equal(first.text);
+      for (const h of [
+        'content-type',
+        'content-length',
+        'etag',
+        'last-modified',
+        'accept-ranges',
+        'cache-control',
+        'content-security-policy',
+        'x-content-type-options',
+        'referrer-policy',
+      ]) {
+        expect(second.headers[h], h).to.equal(first.headers[h]);
+      }
+      const head = await get(url, {}, 'HEAD');
+      expect([head.status, head.text, head.headers['content-length']]).to.deep.equal([200, '', first.headers['content-length']]);
+      const notModified = await get(url, { 'if-none-match': String(first.headers.etag) });
+      expect([notModified.status, notModified.text]).to.deep.equal([304, '']);
+      expectIsolated(notModified, '304 from memory');
+      expect((await get(url, { 'if-none-match': '"other"' })).status).to.equal(200);
+      // a range is send's to answer, and send finds no file any more
+      expect((await get(url, { range: 'bytes=0-9' })).status).to.equal(404);
     });
 
     it("serves a directory's index.html, and redirects a directory without its slash to it, relatively", async () => {

@@ -8,6 +8,7 @@
  * at most that old, and a burst of requests costs one API read.
  */
 import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { PagewrightError } from '../common/errors.js';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';
 import { StorageRequestError, type StorageClient } from '../common/storage-client.js';
 import { DiffSummary, type ReviewJob, type ReviewSite } from './review-job.js';
@@ -98,7 +99,7 @@ export function storageSiteResolver(storage: StorageClient): (namespace: string,
       return { siteId: site.site_id, currentVersion: site.version };
     } catch (err) {
       if (err instanceof StorageRequestError && err.status === 404) return null;
-      throw err;
+      throw new PagewrightError('StorageUnavailable', `storage: ${(err as Error).message}`, { cause: err });
     }
   };
 }

@@ -26,13 +26,21 @@ const KEPT_HEADERS = ['etag', 'last-modified', 'content-type', 'accept-ranges'] 
 interface Answer {
   headers: Array<[string, string]>;
   body: Buffer;
+  /** When it was last used (a tick of this memo): the least recently used go first. */
+  used: number;
 }
 
+/**
+ * Answers by version, then by path: a resolver hands over the same version string request after
+ * request, whose hash V8 keeps, so a lookup hashes only the short path (a `version + path` key
+ * would be a new 100-character string to build and hash every time).
+ */
 export class AnswerMemo {
   readonly #maxBytes: number;
-  readonly #answers = new Map<string, Answer>();
+  readonly #answers = new Map<string, Map<string, Answer>>();
   readonly #reading = new Set<string>();
   #bytes = 0;
+  #tick = 0;
 
   constructor(maxBytes: number) {
     this.#maxBytes = maxBytes;
@@ -43,19 +51,16 @@ export class AnswerMemo {
   }
 
   /** Answers from memory and returns true, or returns false (the caller lets send answer). */
-  serve(key: string, req: Request, res: Response): boolean {
-    if (this.#maxBytes === 0) return false;
+  serve(version: string, path: string, req: Request, res: Response): boolean {
+    const answer = this.#answers.get(version)?.get(path);
+    if (!answer) return false;
     const h = req.headers;
     if (h.range !== undefined || h['if-range'] !== undefined || h['if-match'] !== undefined || h['if-unmodified-since'] !== undefined)
       return false;
-    const answer = this.#answers.get(key);
-    if (!answer) return false;
-    // most recently used: to the end
-    this.#answers.delete(key);
-    this.#answers.set(key, answer);
+    answer.used = ++this.#tick;
     for (const [name, value] of answer.headers) res.setHeader(name, value);
     res.statusCode = 200;
-    if (req.fresh) {
+    if ((h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined) && req.fresh) {
       res.removeHeader('content-type');
       res.statusCode = 304;
       res.end();
@@ -68,17 +73,12 @@ export class AnswerMemo {
 
   /**
    * Called from send's `headers` event for the file it is about to send: once the answer went
-   * out as a plain 200, its headers and the file's bytes are kept under `key`.
+   * out as a plain 200, its headers and the file's bytes are kept under (version, path).
    */
-  learn(key: string, req: Request, res: Response, path: string, size: number): void {
-    if (
-      this.#maxBytes === 0 ||
-      size > MAX_FILE_BYTES ||
-      req.headers.range !== undefined ||
-      this.#answers.has(key) ||
-      this.#reading.has(key)
-    )
-      return;
+  learn(version: string, path: string, req: Request, res: Response, file: string, size: number): void {
+    if (this.#maxBytes === 0 || size > MAX_FILE_BYTES || req.headers.range !== undefined) return;
+    const key = `${version}\0${path}`;
+    if (this.#answers.get(version)?.has(path) || this.#reading.has(key)) return;
     res.once('finish', () => {
       if (res.statusCode !== 200 || this.#reading.has(key)) return;
       const headers: Array<[string, string]> = [];
@@ -87,22 +87,36 @@ export class AnswerMemo {
         if (value !== undefined) headers.push([name, String(value)]);
       }
       this.#reading.add(key);
-      readFile(path)
+      readFile(file)
         .then((body) => {
-          if (body.length === size) this.#keep(key, { headers, body });
+          if (body.length === size) this.#keep(version, path, { headers, body, used: ++this.#tick });
         })
         .catch(() => {}) // a file that cannot be read is simply not kept: send answers it next time
         .finally(() => this.#reading.delete(key));
     });
   }
 
-  #keep(key: string, answer: Answer): void {
-    this.#answers.set(key, answer);
+  #keep(version: string, path: string, answer: Answer): void {
+    let paths = this.#answers.get(version);
+    if (!paths) {
+      paths = new Map();
+      this.#answers.set(version, paths);
+    }
+    paths.set(path, answer);
     this.#bytes += answer.body.length;
-    for (const [k, a] of this.#answers) {
-      if (this.#bytes <= this.#maxBytes) break;
-      this.#answers.delete(k);
+    if (this.#bytes > this.#maxBytes) this.#evict();
+  }
+
+  /** Drops the least recently used answers until a tenth of the budget is free (a scan, so not on every insert). */
+  #evict(): void {
+    const all: Array<[Map<string, Answer>, string, Answer]> = [];
+    for (const paths of this.#answers.values()) for (const [path, a] of paths) all.push([paths, path, a]);
+    all.sort((x, y) => x[2].used - y[2].used);
+    for (const [paths, path, a] of all) {
+      if (this.#bytes <= this.#maxBytes * 0.9) break;
+      paths.delete(path);
       this.#bytes -= a.body.length;
     }
+    for (const [version, paths] of this.#answers) if (paths.size === 0) this.#answers.delete(version);
   }
 }

@@ -105,10 +105,15 @@ class Preview {
   /** serve-static middlewares per cached tree dir. */
   readonly #statics = new Map<string, RequestHandler>();
   readonly memo: AnswerMemo;
+  /** What the resolvers handed over and was validated already (a resolver that caches hands over the same object each time). */
+  readonly #validSites: WeakSet<object>;
+  readonly #validJobs: WeakSet<object>;
 
   constructor(deps: PreviewDeps) {
     this.#deps = deps;
     this.memo = new AnswerMemo(deps.memoryBytes ?? 64 * 1024 * 1024);
+    this.#validSites = new WeakSet();
+    this.#validJobs = new WeakSet();
     this.cache =
       deps.cache ??
       new ArtifactCache({
@@ -123,7 +128,10 @@ class Preview {
     if (!K8S_NAME.test(name)) throw new PagewrightError('JobNotFound', `no job ${namespace}/${name}`);
     const job = await this.#deps.resolveJob(namespace, name);
     if (!job) throw new PagewrightError('JobNotFound', `no job ${namespace}/${name}`);
-    return ReviewJob.parse(job);
+    if (this.#validJobs.has(job)) return job;
+    ReviewJob.parse(job);
+    this.#validJobs.add(job);
+    return job;
   }
 
   async siteTree(namespace: string, name: string, version: string): Promise<Tree> {
@@ -133,7 +141,11 @@ class Preview {
     if (!K8S_NAME.test(name)) throw new PagewrightError('SiteNotFound', `no site ${namespace}/${name}`);
     const found = await this.#deps.resolveSite(namespace, name);
     if (!found) throw new PagewrightError('SiteNotFound', `no site ${namespace}/${name}`);
-    const site = ReviewSite.parse(found);
+    if (!this.#validSites.has(found)) {
+      ReviewSite.parse(found);
+      this.#validSites.add(found);
+    }
+    const site = found;
     let wanted = version;
     if (version === 'current') {
       if (!site.currentVersion) throw new PagewrightError('VersionNotFound', `site ${namespace}/${name} has no version yet`);
@@ -256,14 +268,15 @@ class Preview {
     setPreviewHeaders(res);
     if (req.method !== 'GET' && req.method !== 'HEAD') throw notFound(`no route ${req.method} ${pathOnly(req.originalUrl).path}`);
     const { path: raw, query } = pathOnly(req.url);
-    const { path: original } = pathOnly(req.originalUrl);
-    if (raw === '/' && !original.endsWith('/')) return redirect(res, original, query);
+    if (raw === '/') {
+      const { path: original } = pathOnly(req.originalUrl);
+      if (!original.endsWith('/')) return redirect(res, original, query);
+    }
     const path = treePath(raw);
     if (path === null) throw notFound('no such file');
     const { version, open } = await tree();
-    const key = `${version}\0${path}`;
-    if (this.memo.serve(key, req, res)) return;
-    res.locals.previewKey = key;
+    if (this.memo.serve(version, path, req, res)) return;
+    res.locals.previewFile = { version, path };
     const held = await this.cache.acquire(version, open);
     res.once('close', held.release);
     const served = await new Promise<boolean>((resolve, reject) => {
@@ -291,8 +304,8 @@ class Preview {
         // send's ETag is size and mtime, which two versions of a file can share: scope it to the version
         setHeaders: (res: Response, path, st) => {
           res.setHeader('ETag', `"${tag}-${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`);
-          const key = res.locals.previewKey;
-          if (typeof key === 'string') this.memo.learn(key, res.req, res, path, st.size);
+          const file = res.locals.previewFile as { version: string; path: string } | undefined;
+          if (file) this.memo.learn(file.version, file.path, res.req, res, path, st.size);
         },
       });
       if (this.#statics.size >= 256) this.#statics.clear();

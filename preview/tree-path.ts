@@ -12,6 +12,8 @@
 /** The decoded path (leading "/"), or null when the request path is not a plain path inside the tree. */
 export function treePath(rawPath: string): string | null {
   if (!rawPath.startsWith('/')) return null;
+  // nothing encoded, no backslash, no segment starting with a dot: already a plain path (the common case)
+  if (!rawPath.includes('%') && !rawPath.includes('\\') && !rawPath.includes('/.')) return rawPath;
   if (/%2f|%5c/i.test(rawPath) || rawPath.includes('\\')) return null;
   let decoded: string;
   try {

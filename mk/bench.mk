@@ -1,6 +1,6 @@
 # Benchmarks (not part of make test): each prints a table and a HEADLINE line, and appends its
 # figures to bench/results/*.jsonl. BENCH_RUNS (default 5) sets the repetitions.
-.PHONY: bench bench-storage bench-runner bench-admission bench-admission-index bench-gateway bench-memory bench-e2e
+.PHONY: bench bench-storage bench-runner bench-admission bench-admission-index bench-gateway bench-preview bench-memory bench-e2e
 
 bench: build control-plane
 	tsx bench/storage-throughput.ts
@@ -8,6 +8,7 @@ bench: build control-plane
 	tsx bench/manager-admission.ts
 	tsx bench/admission-index.ts
 	tsx bench/gateway.ts
+	tsx bench/preview.ts
 	tsx bench/manager-memory.ts
 	tsx bench/e2e.ts
 
@@ -27,6 +28,11 @@ bench-admission-index: deps
 # in process and two local processes (a fast upstream, the gateway): no apiserver
 bench-gateway: deps
 	tsx bench/gateway.ts
+
+# in process (storage) and three local processes (the preview, nginx, a bare Node server) under wrk:
+# needs Debian's nginx-light and wrk (test/support/node/prereqs.sh installs them)
+bench-preview: build
+	tsx bench/preview.ts
 
 bench-memory: build control-plane
 	tsx bench/manager-memory.ts

@@ -16,14 +16,17 @@
  * All are measured by wrk with the same Lua script: every request takes the next of a
  * shuffled list of the site's 1,000 file URLs and its section directories (`section-07/`,
  * served by their index.html), so the mix covers every file. Each run takes the servers in
- * another order. Servers and client are pinned to different cores when taskset is there (2
- * cores here: one for the server under test, one for wrk), and nginx runs one worker, as the
- * preview is one process with one event loop. Besides requests/s, each server's CPU time per
+ * another order. nginx runs one worker, as the preview is one process with one event loop. On
+ * request the server under test and wrk are pinned to one core each; by default they are not:
+ * on a machine shared with other work, a pinned process cannot leave a busy core, and the runs
+ * scattered far more pinned than not. Besides requests/s, each server's CPU time per
  * request (all its threads, from /proc) is reported: on a shared machine it moves far less than
  * throughput. Goal: preview >= 0.8x nginx's requests/s.
  *
  *   make bench-preview      BENCH_RUNS=5 BENCH_PREVIEW_SECONDS=10 BENCH_PREVIEW_CONNECTIONS=32
  *   BENCH_PREVIEW_PROFILE=DIR  the preview process writes a CPU profile (--cpu-prof) into DIR
+ *   BENCH_PREVIEW_PIN=1        pin the server to core 0 and wrk to core 1 (taskset)
+ *   BENCH_PREVIEW_MEMORY=0     the preview without its answer memory (every file through send)
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -83,7 +86,7 @@ function generateSite(): { files: TreeSpec; paths: string[] } {
   return { files, paths };
 }
 
-const hasTaskset = existsSync('/usr/bin/taskset');
+const hasTaskset = existsSync('/usr/bin/taskset') && process.env.BENCH_PREVIEW_PIN === '1';
 /** argv pinned to `core` where taskset exists. */
 const pinned = (core: number, argv: string[]) => (hasTaskset ? ['taskset', '-c', String(core), ...argv] : argv);
 
@@ -235,6 +238,7 @@ try {
       BENCH_CACHE_DIR: cacheDir,
       BENCH_SITE_ID: SITE,
       BENCH_SITE_VERSION: version,
+      ...(process.env.BENCH_PREVIEW_MEMORY === undefined ? {} : { BENCH_PREVIEW_MEMORY: process.env.BENCH_PREVIEW_MEMORY }),
     },
     process.env.BENCH_PREVIEW_PROFILE,
   );

@@ -17,7 +17,8 @@
  *
  * The namespace comes from the mount's `:namespace` (the router merges its parent's params).
  * Trees are served by express.static (serve-static, send) from the artifact cache, behind the
- * path check of preview/tree-path.ts and with the isolation headers of preview/headers.ts.
+ * path check of preview/tree-path.ts and with the isolation headers of preview/headers.ts; a
+ * small file send has answered once is answered again from memory (preview/answer-memo.ts).
  * A directory without its trailing slash is redirected to it with a relative Location
  * (`./name/`), so it works under any prefix (the aggregated API's, the CLI's local server's,
  * a signed link's); serve-static's own redirect would name the absolute path this process saw.

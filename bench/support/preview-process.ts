@@ -28,6 +28,8 @@ const apps = createPreviewApps({
   resolveSite: async (_namespace, name) => (name === site.siteId ? site : null),
   cacheDir: env('BENCH_CACHE_DIR'),
   cacheBytes: 4 * 1024 ** 3,
+  // BENCH_PREVIEW_MEMORY=0: every file through express.static (send), for an A/B of the answer memory
+  ...(process.env.BENCH_PREVIEW_MEMORY === undefined ? {} : { memoryBytes: Number(process.env.BENCH_PREVIEW_MEMORY) }),
   logger: silentLogger,
 });
 const server = await listen(apps.api, 0, '127.0.0.1', { headersMs: 30_000, requestMs: 60_000, keepAliveMs: 65_000 });

@@ -14,6 +14,7 @@ import { ENV_PREFIX } from '../../common/config.js';
 import { managerConfigSpec } from '../../manager/config.js';
 import { agentConfigSpec, runnerConfigSpec } from '../../runner/config.js';
 import { gatewayConfigSpec } from '../../gateway/config.js';
+import { previewConfigSpec } from '../../preview/config.js';
 import { checkLayers } from '../../scripts/check-layers.js';
 import { storageConfigSpec } from '../../storage/config.js';
 import { REPO_ROOT } from '../support/sites.js';
@@ -204,5 +205,15 @@ describe('static checks', () => {
         expect(readme, `${service}: ${ENV_PREFIX}${field.name}`).to.match(new RegExp(`\\|\\s*\`${ENV_PREFIX}${field.name}\`\\s*\\|`));
       }
     }
+  });
+
+  it("README's configuration table has a preview row for every variable the preview reads, and none it does not", () => {
+    // the preview shares several names with other services (STORAGE_URL, LOG_LEVEL, ...): its own rows say it reads them
+    const rows = [...read('README.md').matchAll(/^\|\s*preview\s*\|\s*`PAGEWRIGHT_([A-Z0-9_]+)`\s*\|/gm)].map((m) => m[1]!);
+    expect(rows.sort()).to.deep.equal(
+      Object.values(previewConfigSpec)
+        .map((f) => f.name)
+        .sort(),
+    );
   });
 });

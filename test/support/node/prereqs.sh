@@ -2,7 +2,9 @@
 # Installs and starts what the images and the real test node need, on a Debian machine, as root:
 #   Debian packages: docker.io (dockerd, containerd, runc, ctr), containernetworking-plugins (the
 #   CNI plugins), debootstrap (the local base image when no registry is reachable), iptables,
-#   ipset and conntrack (kube-proxy, kube-router), openssl;
+#   ipset and conntrack (kube-proxy, kube-router), openssl; chromium (the preview's browser tests,
+#   test/integration/preview-browser.test.ts, drive it headless with playwright-core); nginx-light
+#   and wrk (bench/preview.ts: nginx is the baseline, wrk the load);
 #   a running Docker engine (started in the background when none answers).
 # Idempotent and quick when all is there. `make test`, `make images` and `make dev-cluster` run it.
 set -euo pipefail
@@ -11,6 +13,7 @@ cache=${PAGEWRIGHT_CACHE_DIR:-$HOME/.cache/pagewright}
 declare -A package_of=(
   [dockerd]=docker.io [containerd]=containerd [runc]=runc [ctr]=containerd
   [debootstrap]=debootstrap [iptables]=iptables [ipset]=ipset [conntrack]=conntrack [openssl]=openssl
+  [chromium]=chromium [nginx]=nginx-light [wrk]=wrk
 )
 missing=()
 for cmd in "${!package_of[@]}"; do command -v "$cmd" >/dev/null || missing+=("${package_of[$cmd]}"); done

@@ -1,0 +1,105 @@
+/**
+ * preview/main.ts's answers to "which job, which site": the PagewrightJob read from the API
+ * (common/job-resource.ts), and, until the PagewrightSite resource is wired in, the storage
+ * site of the same name.
+ *
+ * A page load asks for the job once per file (the review page, its stylesheet, every asset of
+ * both previews), so an answer is kept for a moment (JOB_TTL_MS): the job's state on screen is
+ * at most that old, and a burst of requests costs one API read.
+ */
+import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { PagewrightError } from '../common/errors.js';
+import { GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';
+import { StorageRequestError, type StorageClient } from '../common/storage-client.js';
+import { DiffSummary, type ReviewJob, type ReviewSite } from './review-job.js';
+
+const JOB_TTL_MS = 2000;
+const MEMO_MAX = 1000;
+
+/** The commands the review page shows for a job (the CLI's, and kubectl's where the CLI is not installed). */
+export function jobCommands(namespace: string, name: string, siteId: string): ReviewJob['commands'] {
+  return {
+    approve: [
+      `pagewright approve ${name} -n ${namespace}`,
+      `kubectl -n ${namespace} patch pwj ${name} --type=merge -p '{"spec":{"publish":true}}'`,
+    ],
+    rollback: [`pagewright sites rollback ${siteId} -n ${namespace}`],
+  };
+}
+
+/** What the review page needs of a PagewrightJob. */
+export function reviewJobOf(raw: unknown): ReviewJob {
+  const job = PagewrightJob.parse(raw);
+  const { name, namespace } = job.metadata;
+  const s = job.status;
+  // status.diffSummary comes with the diff work (the runner counts it); absent or another shape: not shown
+  const diff = DiffSummary.safeParse((raw as { status?: { diffSummary?: unknown } }).status?.diffSummary);
+  const baseVersion = s.baseVersion ?? job.spec.baseVersion;
+  return {
+    uid: s.jobId ?? job.metadata.uid,
+    name,
+    namespace,
+    siteId: job.spec.siteId,
+    prompt: job.spec.prompt,
+    ...(s.phase ? { phase: s.phase } : {}),
+    ...(s.reason ? { reason: s.reason } : {}),
+    ...(s.summary ? { summary: s.summary } : {}),
+    ...(s.usage ? { usage: s.usage } : {}),
+    ...(baseVersion ? { baseVersion } : {}),
+    ...(s.outputVersion ? { outputVersion: s.outputVersion } : {}),
+    ...(diff.success ? { diffSummary: diff.data } : {}),
+    commands: jobCommands(namespace, name, job.spec.siteId),
+  };
+}
+
+function apiCode(err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+export class KubeJobResolver {
+  readonly #api: CustomObjectsApi;
+  readonly #memo = new Map<string, { at: number; job: Promise<ReviewJob | null> }>();
+
+  constructor(api: CustomObjectsApi) {
+    this.#api = api;
+  }
+
+  resolve(namespace: string, name: string): Promise<ReviewJob | null> {
+    const key = `${namespace}/${name}`;
+    const hit = this.#memo.get(key);
+    if (hit && Date.now() - hit.at < JOB_TTL_MS) return hit.job;
+    const job = this.#read(namespace, name);
+    if (this.#memo.size >= MEMO_MAX) this.#memo.clear();
+    this.#memo.set(key, { at: Date.now(), job });
+    // a failure is not remembered
+    job.catch(() => this.#memo.delete(key));
+    return job;
+  }
+
+  async #read(namespace: string, name: string): Promise<ReviewJob | null> {
+    try {
+      return reviewJobOf(await this.#api.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, namespace, name }));
+    } catch (err) {
+      if (apiCode(err) === 404) return null;
+      throw err;
+    }
+  }
+}
+
+/**
+ * PLACEHOLDER until the PagewrightSite resource is wired: the storage site named `name`,
+ * whatever the namespace (storage has no namespaces). Replace it with a resolver reading the
+ * PagewrightSite `name` in `namespace` (its siteId and status.currentVersion).
+ */
+export function storageSiteResolver(storage: StorageClient): (namespace: string, name: string) => Promise<ReviewSite | null> {
+  return async (_namespace, name) => {
+    try {
+      const site = await storage.getSite(name);
+      return { siteId: site.site_id, currentVersion: site.version };
+    } catch (err) {
+      if (err instanceof StorageRequestError && err.status === 404) return null;
+      throw new PagewrightError('StorageUnavailable', `storage: ${(err as Error).message}`, { cause: err });
+    }
+  };
+}

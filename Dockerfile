@@ -1,9 +1,11 @@
 # syntax=docker/dockerfile:1
-# The manager, storage and model gateway images (the runner has its own: Dockerfile.runner).
-# `make images` builds all four; by hand:
+# The manager, storage, model gateway and preview images (the runner has its own: Dockerfile.runner).
+# `make images` builds all five; by hand:
 #   docker build --target manager -t pagewright-manager .
 #   docker build --target storage -t pagewright-storage .
 #   docker build --target gateway -t pagewright-gateway .
+#   docker build --target preview -t pagewright-preview .
+# They share every layer but the last (the entrypoint).
 # The manager image also serves the scripted demo model for dev clusters without a real model:
 #   node /app/dist/cli/main.js demo-model
 #
@@ -26,6 +28,7 @@ COPY storage ./storage
 COPY manager ./manager
 COPY gateway ./gateway
 COPY cli ./cli
+COPY preview ./preview
 RUN npm run build
 # No service here runs codex: its native package is dropped (about 400 MB), and so is the runner's
 # bundle (the runner image's alone).
@@ -52,3 +55,7 @@ ENTRYPOINT ["node", "/app/dist/storage/main.js"]
 FROM base AS gateway
 EXPOSE 8085
 ENTRYPOINT ["node", "/app/dist/gateway/main.js"]
+
+FROM base AS preview
+EXPOSE 8084 8443
+ENTRYPOINT ["node", "/app/dist/preview/main.js"]

@@ -7,8 +7,10 @@
 # placeholder back over a real key): it is created once, from KUSTOMIZATION/llm-secret.yaml
 # (deploy/k8s: a placeholder; deploy/dev: the demo model), and only PAGEWRIGHT_LLM_KEY replaces
 # its key, with PAGEWRIGHT_LLM_URL (default the OpenAI API); the gateway, its only reader, then
-# restarts. Without PAGEWRIGHT_LLM_KEY an existing key is never touched. Then it waits for the
-# rollouts (WAIT=false skips that).
+# restarts. Without PAGEWRIGHT_LLM_KEY an existing key is never touched. The review API's serving
+# certificate (Secret pagewright-preview-tls) is made once, with a CA of its own, and that CA is
+# set as the APIService's caBundle after every apply. Then it waits for the rollouts (WAIT=false
+# skips that).
 # KUBECTL overrides the kubectl binary; NAMESPACE must match the kustomization's (pagewright).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,21 @@ else
     fi
   done
 fi
+# the review API's serving certificate, made once: a CA of its own (the APIService trusts only
+# it), a server certificate for the Service's name, both for ten years
+if ! "$kubectl" -n "$ns" get secret pagewright-preview-tls >/dev/null 2>&1; then
+  tls=$(mktemp -d)
+  svc="pagewright-preview.$ns.svc"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj "/CN=pagewright-preview-ca" \
+    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$svc" -keyout "$tls/tls.key" -out "$tls/tls.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s,DNS:%s.cluster.local\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n' "$svc" "$svc" >"$tls/ext"
+  openssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 3650 -extfile "$tls/ext" \
+    -out "$tls/tls.crt" 2>/dev/null
+  "$kubectl" -n "$ns" create secret generic pagewright-preview-tls \
+    --from-file=tls.crt="$tls/tls.crt" --from-file=tls.key="$tls/tls.key" --from-file=ca.crt="$tls/ca.crt"
+  rm -rf "$tls"
+fi
 # before the kustomization, so the gateway finds its Secret when it first starts
 llm_template=$kustomization/llm-secret.yaml
 [[ -f $llm_template ]] || llm_template=deploy/k8s/llm-secret.yaml
@@ -47,6 +64,9 @@ else
   echo "keeping the pagewright-llm Secret as it is (PAGEWRIGHT_LLM_KEY is not set)"
 fi
 "$kubectl" apply -k "$kustomization"
+# the apiserver trusts the review API's certificate through this, and only through this
+ca_bundle=$("$kubectl" -n "$ns" get secret pagewright-preview-tls -o 'jsonpath={.data.ca\.crt}')
+"$kubectl" patch apiservice v1alpha1.review.pagewright.dev --type=merge -p "{\"spec\":{\"caBundle\":\"$ca_bundle\"}}" >/dev/null
 if [[ -n ${PAGEWRIGHT_LLM_KEY:-} ]]; then
   # the key reaches the gateway as env, read at start
   "$kubectl" -n "$ns" rollout restart deployment/pagewright-gateway

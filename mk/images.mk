@@ -1,4 +1,4 @@
-# `make images`: the runner, manager, storage and gateway images (names and VERSION in mk/kind.mk), built
+# `make images`: the runner, manager, storage, gateway and preview images (names and VERSION in mk/kind.mk), built
 # on the official Node image when docker has it or can pull it, else on its local equivalent,
 # built here from the Debian archive and the npm registry (deploy/images/base-image.sh, which says
 # so in one line). `make images BASE_IMAGE=<image>` builds on that image as it is.
@@ -22,6 +22,7 @@ images: deps node-prereqs
 	build $(MANAGER_IMAGE) --target manager; \
 	build $(STORAGE_IMAGE) --target storage; \
 	build $(GATEWAY_IMAGE) --target gateway; \
+	build $(PREVIEW_IMAGE) --target preview; \
 	printf 'images: %s\n' "$${summary[@]}"
 
 # One real job in the runner image as a container under its pod's security context (read-only

@@ -6,6 +6,7 @@ RUNNER_IMAGE ?= pagewright-runner:$(VERSION)
 MANAGER_IMAGE ?= pagewright-manager:$(VERSION)
 STORAGE_IMAGE ?= pagewright-storage:$(VERSION)
 GATEWAY_IMAGE ?= pagewright-gateway:$(VERSION)
+PREVIEW_IMAGE ?= pagewright-preview:$(VERSION)
 NAMESPACE ?= pagewright
 
 require = @for tool in $(1); do command -v $$tool >/dev/null 2>&1 || { echo "error: '$$tool' is not installed or not on PATH (needed by make $@)" >&2; exit 1; }; done
@@ -17,7 +18,7 @@ require = @for tool in $(1); do command -v $$tool >/dev/null 2>&1 || { echo "err
 kind-up: images
 	$(call require,kind kubectl)
 	@kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || kind create cluster --config deploy/kind/cluster.yaml --name $(KIND_CLUSTER)
-	kind load docker-image --name $(KIND_CLUSTER) $(RUNNER_IMAGE) $(MANAGER_IMAGE) $(STORAGE_IMAGE) $(GATEWAY_IMAGE)
+	kind load docker-image --name $(KIND_CLUSTER) $(RUNNER_IMAGE) $(MANAGER_IMAGE) $(STORAGE_IMAGE) $(GATEWAY_IMAGE) $(PREVIEW_IMAGE)
 	kubectl config use-context kind-$(KIND_CLUSTER)
 	deploy/apply.sh deploy/dev
 	deploy/dev/upload-example.sh

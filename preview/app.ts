@@ -5,14 +5,14 @@
  *                                  (the aggregated API at /apis/review.pagewright.dev/v1alpha1/
  *                                  namespaces/:namespace/; preview/main.ts on loopback for now):
  *     GET jobs/:job/review                       the review page (preview/review-page.ts)
- *     GET jobs/:job/review.css                   its stylesheet
+ *     GET jobs/:job/review/style.css             its stylesheet (under review/: one RBAC subresource, jobs/review, covers the page and its style)
  *     GET jobs/:job/output/<path>                the job's output as a website
  *     GET jobs/:job/base/<path>                  the version it edited, as a website
  *     GET jobs/:job/diff                         diff.patch, as text/plain
  *     GET jobs/:job/link                         a signed link to the review page (when links are configured)
  *     GET sites/:site/versions/:version/files/<path>   a site version (a sha256, or `current`)
  *   createSignedLinkRouter(deps)   the same pages for the holder of a signed link (an Ingress):
- *     GET /p/:token/{review,review.css,diff,output/<path>,base/<path>}   job links
+ *     GET /p/:token/{review,review/style.css,diff,output/<path>,base/<path>}   job links
  *     GET /p/:token/files/<path>                                      site links
  *
  * The namespace comes from the mount's `:namespace` (the router merges its parent's params).
@@ -330,7 +330,7 @@ function jobRoutes(router: Router, base: string, preview: Preview, ref: JobRef, 
     const { namespace, name } = ref(req);
     await preview.reviewPage(await preview.job(namespace, name), res);
   });
-  router.get(`${base}/review.css`, (_req, res) => {
+  router.get(`${base}/review/style.css`, (_req, res) => {
     setReviewHeaders(res);
     res.type('css').send(REVIEW_CSS);
   });

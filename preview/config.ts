@@ -11,10 +11,18 @@ export const previewConfigSpec = {
   port: env('PREVIEW_PORT', port(8084)),
   host: env('PREVIEW_HOST', z.string().default('0.0.0.0')),
   /**
-   * The API routes (jobs/…, sites/…) on 127.0.0.1 only, until the aggregated API serves them
-   * behind the apiserver's authentication: whoever reaches this port sees every namespace.
+   * The review API (review.pagewright.dev, an aggregated API: the kube-apiserver is its only
+   * client, over TLS with its front-proxy certificate): pushes, pulls, rollbacks, diffs, previews
+   * and review pages for users of the cluster.
    */
-  localApiPort: env('PREVIEW_LOCAL_API_PORT', port(8088)),
+  apiPort: env('PREVIEW_API_PORT', port(8443)),
+  /** The review API's serving certificate and key (the Secret deploy/apply.sh makes; the APIService trusts its CA). */
+  tlsCertFile: env('PREVIEW_TLS_CERT_FILE', z.string().min(1).default('/tls/tls.crt')),
+  tlsKeyFile: env('PREVIEW_TLS_KEY_FILE', z.string().min(1).default('/tls/tls.key')),
+  /** The largest site archive a push may send (storage's own limit should be at least this). */
+  maxPushBytes: env('PREVIEW_MAX_PUSH_BYTES', positiveInt(256 * 1024 * 1024)),
+  /** Where pushes are spooled while they are checked. */
+  scratchDir: env('PREVIEW_SCRATCH_DIR', z.string().min(1).default('/scratch')),
   cacheDir: env('PREVIEW_CACHE_DIR', z.string().min(1).default('/cache')),
   cacheBytes: env('PREVIEW_CACHE_BYTES', positiveInt(2 * GiB)),
   /** Signs and verifies preview links (the manager's must be the same); unset: no signed links. */

@@ -26,6 +26,8 @@ export const API_RESOURCE_LIST = {
     resource('jobs/review', 'JobReview', ['get']),
     resource('jobs/output', 'JobOutput', ['get']),
     resource('jobs/base', 'JobBase', ['get']),
+    // a signed, expiring link to the review page, where an Ingress serves previews
+    resource('jobs/link', 'JobLink', ['get']),
   ],
 };
 

@@ -1,17 +1,14 @@
 /**
  * preview/main.ts's answers to "which job, which site": the PagewrightJob read from the API
- * (common/job-resource.ts), and, until the PagewrightSite resource is wired in, the storage
- * site of the same name.
+ * (common/job-resource.ts); a site's is site-directory.ts's.
  *
  * A page load asks for the job once per file (the review page, its stylesheet, every asset of
  * both previews), so an answer is kept for a moment (JOB_TTL_MS): the job's state on screen is
  * at most that old, and a burst of requests costs one API read.
  */
 import type { CustomObjectsApi } from '@kubernetes/client-node';
-import { PagewrightError } from '../common/errors.js';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';
-import { StorageRequestError, type StorageClient } from '../common/storage-client.js';
-import { DiffSummary, type ReviewJob, type ReviewSite } from './review-job.js';
+import { DiffSummary, type ReviewJob } from './review-job.js';
 
 const JOB_TTL_MS = 2000;
 const MEMO_MAX = 1000;
@@ -23,7 +20,10 @@ export function jobCommands(namespace: string, name: string, siteId: string): Re
       `pagewright approve ${name} -n ${namespace}`,
       `kubectl -n ${namespace} patch pwj ${name} --type=merge -p '{"spec":{"publish":true}}'`,
     ],
-    rollback: [`pagewright sites rollback ${siteId} -n ${namespace}`],
+    rollback: [
+      `pagewright sites rollback ${siteId} -n ${namespace}`,
+      `echo '{}' | kubectl create --raw /apis/review.pagewright.dev/v1alpha1/namespaces/${namespace}/sites/${siteId}/rollback -f -`,
+    ],
   };
 }
 
@@ -85,21 +85,4 @@ export class KubeJobResolver {
       throw err;
     }
   }
-}
-
-/**
- * PLACEHOLDER until the PagewrightSite resource is wired: the storage site named `name`,
- * whatever the namespace (storage has no namespaces). Replace it with a resolver reading the
- * PagewrightSite `name` in `namespace` (its siteId and status.currentVersion).
- */
-export function storageSiteResolver(storage: StorageClient): (namespace: string, name: string) => Promise<ReviewSite | null> {
-  return async (_namespace, name) => {
-    try {
-      const site = await storage.getSite(name);
-      return { siteId: site.site_id, currentVersion: site.version };
-    } catch (err) {
-      if (err instanceof StorageRequestError && err.status === 404) return null;
-      throw new PagewrightError('StorageUnavailable', `storage: ${(err as Error).message}`, { cause: err });
-    }
-  };
 }

@@ -3,7 +3,7 @@
  * It shows the prompt, the agent's summary, the usage, the diff summary, the output's preview
  * beside the base's, the exact commands to approve or roll back, and the rendered diff.
  *
- * Every URL on it is relative to the page (`review.css`, `output/`, `base/`, `diff`), so it
+ * Every URL on it is relative to the page (`review/style.css`, `output/`, `base/`, `diff`), so it
  * works wherever it is mounted: under the aggregated API path, behind `pagewright preview`'s
  * local server, or under a signed link (`/p/<token>/review`). The previews are iframes with
  * `sandbox="allow-scripts"`, and every preview response carries the same sandbox as a CSP
@@ -47,7 +47,7 @@ export function renderReviewPage(job: ReviewJob, diff: ReviewDiff): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Review ${job.namespace}/${job.name}</title>
-<link rel="stylesheet" href="review.css">
+<link rel="stylesheet" href="review/style.css">
 </head>
 <body>
 <header>

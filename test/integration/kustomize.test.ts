@@ -25,6 +25,7 @@ const IMAGES = `images:
   - { name: pagewright-manager, newName: registry.example.com/pagewright/manager, digest: "${DIGEST}" }
   - { name: pagewright-storage, newTag: "1.2.3" }
   - { name: pagewright-gateway, newName: registry.example.com/pagewright/gateway }
+  - { name: pagewright-preview, newName: registry.example.com/pagewright/preview, newTag: "1.2.3" }
 `;
 
 type Env = Record<string, string | undefined>;
@@ -71,7 +72,7 @@ describe('a kustomize images override of deploy/k8s reaches runner pods', functi
   });
 
   for (const base of ['deploy/k8s', 'deploy/dev']) {
-    it(`an overlay of ${base}: PAGEWRIGHT_RUNNER_IMAGE and the three Deployments' images follow it, nothing else changes`, async () => {
+    it(`an overlay of ${base}: PAGEWRIGHT_RUNNER_IMAGE and the Deployments' images follow it, nothing else changes`, async () => {
       const before = await render(join(REPO_ROOT, base));
       const after = await render(await overlay(base, IMAGES));
       const manager = after.get('pagewright-manager')!;
@@ -79,6 +80,7 @@ describe('a kustomize images override of deploy/k8s reaches runner pods', functi
       expect(container(manager).image).to.equal(`registry.example.com/pagewright/manager@${DIGEST}`);
       expect(container(after.get('pagewright-storage')!).image).to.equal('pagewright-storage:1.2.3');
       expect(container(after.get('pagewright-gateway')!).image).to.equal('registry.example.com/pagewright/gateway:0.1.0');
+      expect(container(after.get('pagewright-preview')!).image).to.equal('registry.example.com/pagewright/preview:1.2.3');
       // every other env value of every Deployment is what the base says
       expect([...after.keys()].sort()).to.deep.equal([...before.keys()].sort());
       for (const [name, deployment] of after) {

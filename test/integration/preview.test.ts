@@ -345,12 +345,12 @@ describe('preview (router, cache, signed links) against real storage', function 
         const url = `${f.nsUrl(NS)}/sites/evil-${name}/versions/current/files/index.html`;
         const downloads = () => f.proxy.count(new RegExp(`GET /sites/evil-${name}/artifact`));
         const first = await get(url);
-        expect([first.status, JSON.parse(first.text).error], name).to.deep.equal([500, 'UnsafeArchive']);
+        expect([first.status, JSON.parse(first.text).error], name).to.deep.equal([422, 'UnsafeArchive']);
         expect(first.text, name).not.to.include(SECRET_MARKER);
         expect(existsSync(join(f.cacheDir, version)), name).to.equal(false);
         expect(existsSync(join(f.cacheDir, '..', 'escape.html')), name).to.equal(false);
         const second = await get(url);
-        expect(second.status, name).to.equal(500);
+        expect(second.status, name).to.equal(422);
         expect(downloads(), `${name}: refused once, remembered`).to.equal(1);
       }
       expect(

@@ -233,7 +233,10 @@ describe('preview rendering', () => {
       expect(j.diffSummary?.filesModified).to.equal(1);
       expect(j.commands.approve[0]).to.equal('pagewright approve j1 -n ns');
       expect(j.commands.approve[1]).to.equal(`kubectl -n ns patch pwj j1 --type=merge -p '{"spec":{"publish":true}}'`);
-      expect(j.commands.rollback).to.deep.equal(['pagewright sites rollback site-a -n ns']);
+      expect(j.commands.rollback).to.deep.equal([
+        'pagewright sites rollback site-a -n ns',
+        "echo '{}' | kubectl create --raw /apis/review.pagewright.dev/v1alpha1/namespaces/ns/sites/site-a/rollback -f -",
+      ]);
     });
 
     it('a queued job: the metadata uid, no versions, no diff summary', () => {

@@ -19,6 +19,7 @@ export const BENCHES = [
   'manager-admission',
   'admission-index',
   'gateway',
+  'preview',
   'manager-memory',
   'e2e',
 ];

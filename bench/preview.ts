@@ -43,10 +43,10 @@ import { getFreePort } from '../test/support/ports.js';
 import { packTree, writeTree, type TreeSpec } from '../test/support/preview-fixture.js';
 import { REPO_ROOT } from '../test/support/sites.js';
 import { startTestStorage } from '../test/support/storage.js';
-import { BENCH_DIR, RUNS, headline, printTable, record, summarize } from './lib.js';
+import { BENCH_DIR, RUNS, SMOKE, headline, printTable, record, sized, summarize } from './lib.js';
 
 const run = promisify(execFile);
-const SECONDS = Number(process.env.BENCH_PREVIEW_SECONDS ?? 10);
+const SECONDS = sized('BENCH_PREVIEW_SECONDS', 10, 1);
 const CONNECTIONS = Number(process.env.BENCH_PREVIEW_CONNECTIONS ?? 32);
 const FILES = 1000;
 const SITE = 'bench-site';
@@ -274,7 +274,7 @@ try {
     if (bodies.some((b) => !b.equals(bodies[0]!))) throw new Error(`${p}: the servers sent different bodies`);
   }
   // warm-up: JIT, connections, the preview's memory of answers
-  for (const server of servers) await wrk(server.url, server.script, 3, server.proc.pid!);
+  for (const server of servers) await wrk(server.url, server.script, SMOKE ? 1 : 3, server.proc.pid!);
 
   const results = new Map<string, WrkResult[]>(servers.map((s) => [s.name, []]));
   for (let i = 0; i < RUNS; i++) {

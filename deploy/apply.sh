@@ -77,4 +77,6 @@ if [[ ${WAIT:-true} != false ]]; then
   for deployment in $("$kubectl" -n "$ns" get deployments -o name); do
     "$kubectl" -n "$ns" rollout status "$deployment" --timeout=180s
   done
+  # the review API answers through the apiserver once the aggregator has seen it healthy
+  "$kubectl" wait --for=condition=Available apiservice/v1alpha1.review.pagewright.dev --timeout=120s
 fi

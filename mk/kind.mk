@@ -15,13 +15,13 @@ require = @for tool in $(1); do command -v $$tool >/dev/null 2>&1 || { echo "err
 
 # images: mk/images.mk. The same images, overlay and deploy steps as `make dev-cluster` (which
 # the tests run on a real node here): only kind itself is not tested.
-kind-up: images
+kind-up: images build
 	$(call require,kind kubectl)
 	@kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || kind create cluster --config deploy/kind/cluster.yaml --name $(KIND_CLUSTER)
 	kind load docker-image --name $(KIND_CLUSTER) $(RUNNER_IMAGE) $(MANAGER_IMAGE) $(STORAGE_IMAGE) $(GATEWAY_IMAGE) $(PREVIEW_IMAGE)
 	kubectl config use-context kind-$(KIND_CLUSTER)
 	deploy/apply.sh deploy/dev
-	deploy/dev/upload-example.sh
+	node dist/cli/main.js sites push harbor-lane-bakery examples/site -n $(NAMESPACE)
 	@echo
 	@echo "Pagewright is running in namespace $(NAMESPACE), with site harbor-lane-bakery in storage. Next:"
 	@echo "  kubectl -n $(NAMESPACE) apply -f examples/job.yaml && kubectl -n $(NAMESPACE) get pwj -w"

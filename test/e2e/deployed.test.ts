@@ -12,12 +12,16 @@
  * test/integration/gateway-hostile.test.ts; the demo model's access log shows what reached the
  * model endpoint.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { type Server, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, type V1Pod } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { request } from 'undici';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../common/job-resource.js';
+import { PagewrightSite, SITE_PLURAL } from '../../common/site-resource.js';
 import type { RealNode } from '../support/node/cluster.js';
 import { type Deployment, deployPagewright } from '../support/node/deploy.js';
 import { sharedRealNode } from '../support/node/shared.js';
@@ -27,6 +31,7 @@ import { waitFor } from '../support/processes.js';
 import { REPO_ROOT } from '../support/sites.js';
 
 const EXAMPLE_JOB = join(REPO_ROOT, 'examples/job.yaml');
+const CLI = join(REPO_ROOT, 'dist/cli/main.js');
 const JOB = 'bakery-holiday-hours';
 const finished = (j: PagewrightJob) => ['Succeeded', 'Failed', 'Cancelled'].includes(j.status.phase ?? '');
 
@@ -65,6 +70,13 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
     const manifest = `apiVersion: pagewright.dev/v1alpha1\nkind: PagewrightJob\nmetadata: {name: ${name}}\nspec: {siteId: harbor-lane-bakery, prompt: ${JSON.stringify(prompt)}, timeoutSeconds: 300}\n`;
     await node.kubectl(['-n', deployed.namespace, 'apply', '-f', '-'], { input: manifest });
   };
+  /** The pagewright CLI as a user runs it, with the cluster's kubeconfig. */
+  const cli = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [CLI, ...args], { env: { ...process.env, KUBECONFIG: node.kubeconfigPath } }, (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
   /** The demo model thinks this long per turn, so a job can be caught mid-run (README). */
   const setModelDelay = async (ms: number) => {
     await kubectl(['set', 'env', 'deployment/pagewright-demo-model', `PAGEWRIGHT_DEMO_MODEL_DELAY_MS=${ms}`]);
@@ -250,6 +262,137 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
         events,
       ).to.have.length(1);
       expect(reasons).to.not.include('Retrying');
+    });
+  });
+
+  describe('the review loop, as the README does it: push, job, diff, preview, approve, pws, rollback, webhooks', () => {
+    const SITE = 'harbor-lane-bakery';
+    const NAME = 'review-loop';
+    const received: Array<{ headers: Record<string, string | string[] | undefined>; body: string }> = [];
+    let receiver: Server;
+    let pushed: string;
+
+    before(async function () {
+      this.timeout(300_000);
+      // the user's deployment: an HTTP receiver on this host, which the manager may reach only
+      // because the cluster's config says so (http and this one address)
+      receiver = createServer((req, res) => {
+        let body = '';
+        req.on('data', (c: Buffer) => (body += c.toString()));
+        req.on('end', () => {
+          received.push({ headers: req.headers, body });
+          res.writeHead(204).end();
+        });
+      });
+      await new Promise<void>((r) => receiver.listen(0, node.nodeIp, r));
+      const port = (receiver.address() as AddressInfo).port;
+      await kubectl([
+        'set',
+        'env',
+        'deployment/pagewright-manager',
+        'PAGEWRIGHT_WEBHOOK_ALLOW_HTTP=true',
+        `PAGEWRIGHT_WEBHOOK_ALLOWED_CIDRS=${node.nodeIp}/32`,
+      ]);
+      await kubectl(['rollout', 'status', 'deployment/pagewright-manager', '--timeout=180s']);
+      await kubectl(['patch', 'pws', SITE, '--type=merge', '-p', JSON.stringify({ spec: { webhook: { url: `http://${node.nodeIp}:${port}/hooks/pagewright` } } })]);
+      pushed = (await getSite(SITE)).status?.currentVersion ?? '';
+    });
+    after(async () => {
+      receiver?.close();
+    });
+
+    const getSite = async (name: string) =>
+      PagewrightSite.parse(
+        await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: SITE_PLURAL, namespace: deployed.namespace, name }),
+      );
+
+    it('a job of the pushed site: its diff summary in the status, `pagewright diff` shows the edited lines', async () => {
+      expect(pushed, 'deployPagewright pushed the example with `pagewright sites push`').to.equal(deployed.baseVersion);
+      await submit(NAME, 'Add a short notice that the bakery is closed on Boxing Day');
+      const done = await waitForJob(NAME, 'finished', finished);
+      expect(done.status, await diagnostics()).to.include({ phase: 'Succeeded', baseVersion: pushed });
+      expect(done.status.diffSummary).to.deep.equal({
+        filesAdded: 0,
+        filesModified: 1,
+        filesDeleted: 0,
+        linesAdded: 1,
+        linesRemoved: 0,
+        truncated: false,
+      });
+      const diff = await cli(['diff', NAME, '-n', deployed.namespace]);
+      expect(diff.code, diff.stderr).to.equal(0);
+      expect(diff.stdout).to.include('diff --git a/index.html b/index.html');
+      expect(diff.stdout).to.match(/^\+\s*<aside class="pagewright-note" role="note">Add a short notice that the bakery is closed on Boxing Day<\/aside>$/m);
+      // not a terminal: no colour
+      expect(diff.stdout).not.to.include('\u001b[');
+    });
+
+    it('`pagewright preview` serves the edited page on 127.0.0.1, isolated, until interrupted', async () => {
+      const preview = spawn(process.execPath, [CLI, 'preview', NAME, '-n', deployed.namespace], {
+        env: { ...process.env, KUBECONFIG: node.kubeconfigPath },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      preview.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      preview.stderr.on('data', (c: Buffer) => (out += c.toString()));
+      try {
+        // `url: http://127.0.0.1:PORT/review`: the review page; the output beside it
+        const url = await waitFor('pagewright preview to print its URL', async () => /^url: (http:\/\/127\.0\.0\.1:\d+\/review)$/m.exec(out)?.[1], 60_000, 100);
+        const page = await request(url.replace(/review$/, 'output/index.html'));
+        const html = await page.body.text();
+        expect(page.statusCode, html).to.equal(200);
+        expect(html).to.include('closed on Boxing Day');
+        expect(String(page.headers['content-security-policy'])).to.match(/\bsandbox\b/);
+        const review = await request(url);
+        expect(review.statusCode).to.equal(200);
+        expect(await review.body.text()).to.include(NAME);
+      } finally {
+        preview.kill('SIGINT');
+      }
+      expect(await new Promise((r) => preview.on('exit', (code) => r(code)))).to.equal(0);
+    });
+
+    it('`pagewright approve` publishes it: `kubectl get pws` shows the new version, made current by the job', async () => {
+      const approve = await cli(['approve', NAME, '-n', deployed.namespace]);
+      expect(approve.code, `${approve.stdout}${approve.stderr}`).to.equal(0);
+      const job = await getJob(NAME);
+      const published = job.status.conditions?.find((c) => c.type === 'Published');
+      expect(published?.status, JSON.stringify(job.status)).to.equal('True');
+      const site = await getSite(SITE);
+      expect(site.status?.currentVersion).to.equal(job.status.outputVersion);
+      const pws = await kubectl(['get', 'pws', SITE]);
+      expect(pws.stdout).to.match(new RegExp(`${SITE}\\s+${job.status.outputVersion!.slice(0, 12)}\\s+${NAME}\\s+\\d+`));
+    });
+
+    it('`pagewright sites rollback` makes the pushed version current again, and the webhook saw each event once, signed', async () => {
+      const rollback = await cli(['sites', 'rollback', SITE, '-n', deployed.namespace]);
+      expect(rollback.code, `${rollback.stdout}${rollback.stderr}`).to.equal(0);
+      expect((await getSite(SITE)).status?.currentVersion).to.equal(pushed);
+      const history = await cli(['sites', 'history', SITE, '-n', deployed.namespace]);
+      expect(history.stdout).to.match(/rolled.?back/i).and.to.match(/published/i).and.to.match(/pushed/i);
+
+      const types = () => received.map((r) => (JSON.parse(r.body) as { type: string }).type);
+      await waitFor('the webhook to receive the rollback', async () => types().includes('dev.pagewright.site.rolledback'), 90_000, 200);
+      // the newest entry when the webhook was configured (the push), then each change once
+      expect(types()).to.deep.equal([
+        'dev.pagewright.site.pushed',
+        'dev.pagewright.job.succeeded',
+        'dev.pagewright.site.published',
+        'dev.pagewright.site.rolledback',
+      ]);
+      const ids = received.map((r) => r.headers['webhook-id']);
+      expect(new Set(ids).size).to.equal(ids.length);
+      // Standard Webhooks: HMAC-SHA256 of "id.timestamp.body" with the site's key, from the Secret the manager wrote
+      const secret = await core.readNamespacedSecret({ namespace: deployed.namespace, name: `${SITE}-webhook` });
+      const key = Buffer.from(Buffer.from(secret.data?.secret ?? '', 'base64').toString().replace(/^whsec_/, ''), 'base64');
+      for (const r of received) {
+        const signed = `${r.headers['webhook-id']}.${r.headers['webhook-timestamp']}.${r.body}`;
+        const expected = `v1,${createHmac('sha256', key).update(signed).digest('base64')}`;
+        expect(String(r.headers['webhook-signature']).split(' ')).to.include(expected);
+      }
+      const rolledBack = JSON.parse(received.at(-1)!.body) as { data: { version: string; fetch: { command: string } } };
+      expect(rolledBack.data.version).to.equal(pushed);
+      expect(rolledBack.data.fetch.command).to.include(`pagewright sites pull ${SITE} --version ${pushed}`);
     });
   });
 });

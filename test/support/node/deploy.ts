@@ -1,17 +1,16 @@
 /**
  * Pagewright as a user installs it, on the real node: deploy/apply.sh with the dev overlay
  * (deploy/dev: deploy/k8s as is, plus pull policy Never, a PersistentVolume and the demo model),
- * then the example site uploaded (deploy/dev/upload-example.sh). The same steps as `make kind-up`;
+ * then the example site pushed (`pagewright sites push`, as the README does). The same steps as `make kind-up`;
  * used by `make dev-cluster` and the real-node suite.
  */
 import { execFile } from 'node:child_process';
 import { chown, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { StorageClient } from '../../../common/storage-client.js';
 import { REPO_ROOT } from '../sites.js';
-import { createSiteIfAbsent } from '../../../common/site-resource.js';
 import type { RealNode } from './cluster.js';
 
 const run = promisify(execFile);
@@ -60,10 +59,16 @@ export async function deployPagewright(node: RealNode, opts: { llmKey?: string; 
   const adminToken = Buffer.from(secret.data?.['storage-admin-token'] ?? '', 'base64').toString();
   const service = await core.readNamespacedService({ namespace: NAMESPACE, name: 'pagewright-storage' });
   const storageUrl = `http://${service.spec?.clusterIP}:8080`;
-  // the README's upload, through kubectl port-forward; the site as an object for its jobs
-  const upload = await run(join(REPO_ROOT, 'deploy/dev/upload-example.sh'), [], { env, cwd: REPO_ROOT });
-  await createSiteIfAbsent(node.kubeConfig().makeApiClient(CustomObjectsApi), NAMESPACE, 'harbor-lane-bakery');
-  const { version } = JSON.parse(upload.stdout.trim().split('\n').pop() ?? '{}') as { version: string };
+  // the README's push: the CLI with the user's kubeconfig, through the review API (it creates
+  // the PagewrightSite); no storage token in the user's hands
+  const push = await run(process.execPath, [join(REPO_ROOT, 'dist/cli/main.js'), 'sites', 'push', EXAMPLE_SITE_ID, 'examples/site', '-n', NAMESPACE], {
+    env,
+    cwd: REPO_ROOT,
+  }).catch((err: Error & { stdout?: string; stderr?: string }) => {
+    throw new Error(`pagewright sites push failed: ${err.message}\n${err.stdout ?? ''}\n${err.stderr ?? ''}`);
+  });
+  const version = /version ([0-9a-f]{64})/.exec(push.stdout)?.[1];
+  if (!version) throw new Error(`pagewright sites push printed no version: ${push.stdout}`);
   return {
     namespace: NAMESPACE,
     storageUrl,

@@ -87,6 +87,8 @@ export const JobStatus = z.object({
   baseVersion: z.string().optional(),
   outputVersion: z.string().optional(),
   publishedVersion: z.string().optional(),
+  /** A signed, expiring link to the review page, where an Ingress serves previews (manager/review-link.ts). */
+  reviewLink: z.object({ url: z.string(), expiresAt: z.string() }).optional(),
   filesChanged: z.number().int().optional(),
   files: z.array(z.string()).optional(),
   summary: z.string().optional(),

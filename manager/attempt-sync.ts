@@ -18,12 +18,15 @@ import { podName } from './pod-spec.js';
 import type { Publisher } from './publisher.js';
 import { DONE, type ReconcileResult, requeueAfter } from './reconcile-result.js';
 import * as t from './transitions.js';
+import { type ReviewLinkSettings, reviewLinkFor } from './review-link.js';
 
 /** How often a job waiting on what no event announces (an image pull, a kubelet's verdict) is looked at. */
 export const POLL_MS = 1000;
 
 export interface AttemptSyncDeps {
   imagePullTimeoutSeconds: number;
+  /** Where an Ingress serves previews: a Succeeded job's status gets a signed review link. */
+  reviewLinks: ReviewLinkSettings | null;
   pods: PodControl;
   publisher: Publisher;
   credentials: AttemptCredentials;
@@ -125,10 +128,11 @@ export class AttemptSync {
     }
     // nothing of this attempt may be written any more: what is published is what was reported
     await this.d.publisher.seal(job, attempt);
-    if (!job.spec.publish) return this.d.outcomes.end(job, t.succeeded(attempt, undefined), 'Succeeded');
+    const link = this.d.reviewLinks ? reviewLinkFor(job, this.d.reviewLinks, new Date()) : undefined;
+    if (!job.spec.publish) return this.d.outcomes.end(job, t.succeeded(attempt, undefined, link), 'Succeeded');
     const published = await this.d.publisher.publish(job);
     if (!published.ok) return this.d.outcomes.attemptFailed(job, attempt, published.reason, published.message);
-    return this.d.outcomes.end(job, t.succeeded(attempt, published.version), 'Succeeded');
+    return this.d.outcomes.end(job, t.succeeded(attempt, published.version, link), 'Succeeded');
   }
 
   /**

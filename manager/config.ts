@@ -82,5 +82,15 @@ export const managerConfigSpec = {
   logLevel: env('LOG_LEVEL', logLevel()),
   // webhooks of PagewrightSites (manager/webhooks/config.ts)
   ...webhookConfigSpec,
+  /** Signed review links in a Succeeded job's status (manager/review-link.ts): the preview's public URL and its link secret, or neither. */
+  previewBaseUrl: env('PREVIEW_BASE_URL', httpUrl().optional()),
+  previewLinkSecret: env(
+    'PREVIEW_LINK_SECRET',
+    z.string().min(MIN_SECRET_BYTES, `must be at least ${MIN_SECRET_BYTES} characters`).optional(),
+    {
+      secret: true,
+    },
+  ),
+  previewLinkTtlSeconds: env('PREVIEW_LINK_TTL_SECONDS', positiveInt(24 * 3600)),
 };
 export type ManagerConfig = ConfigOf<typeof managerConfigSpec>;

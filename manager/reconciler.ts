@@ -29,6 +29,7 @@ import type { Publisher } from './publisher.js';
 import { DONE, type ReconcileResult, requeueAfter } from './reconcile-result.js';
 import type { RunnerClient } from './runner-client.js';
 import type { StatusWriter } from './status.js';
+import { reviewLinkSettings } from './review-link.js';
 import * as t from './transitions.js';
 
 export interface ReconcilerDeps {
@@ -56,7 +57,12 @@ export class Reconciler {
   constructor(d: ReconcilerDeps) {
     this.#d = d;
     this.#outcomes = new Outcomes(d);
-    this.#attempts = new AttemptSync({ ...d, imagePullTimeoutSeconds: d.config.imagePullTimeoutSeconds, outcomes: this.#outcomes });
+    this.#attempts = new AttemptSync({
+      ...d,
+      imagePullTimeoutSeconds: d.config.imagePullTimeoutSeconds,
+      reviewLinks: reviewLinkSettings(d.config),
+      outcomes: this.#outcomes,
+    });
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {

@@ -98,12 +98,22 @@ export function resultReported(result: JobResult): StatusChange {
   };
 }
 
-export function succeeded(attempt: number, publishedVersion: string | undefined): StatusChange {
+export function succeeded(
+  attempt: number,
+  publishedVersion: string | undefined,
+  reviewLink?: { url: string; expiresAt: string },
+): StatusChange {
   return (job) => {
     if (isTerminal(job) || job.status.attempt !== attempt || job.status.reportedAttempt !== attempt) return null;
     const { reason: _r, ...rest } = job.status;
     const published = publishedVersion ? { publishedVersion } : {};
-    return withPhase(rest, 'Succeeded', { ...published, message: job.status.summary ? 'the agent finished' : 'finished' }, gen(job));
+    const link = reviewLink ? { reviewLink } : {};
+    return withPhase(
+      rest,
+      'Succeeded',
+      { ...published, ...link, message: job.status.summary ? 'the agent finished' : 'finished' },
+      gen(job),
+    );
   };
 }
 

@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { expect } from 'chai';
 import { Parser } from 'tar';
+import { verifyPreviewLink } from '../../common/preview-link.js';
 import { type ManagerEnv, EXAMPLE_SITE_ID, randomName, startManagerEnv } from '../support/manager-env.js';
 import { eventsAbout } from '../support/control-plane.js';
 import { waitFor } from '../support/processes.js';
@@ -33,6 +34,9 @@ async function tarModes(archive: Buffer): Promise<Record<string, string>> {
 
 const finished = (j: PagewrightJob) => ['Succeeded', 'Failed', 'Cancelled'].includes(j.status.phase ?? '');
 
+const PREVIEW_BASE_URL = 'https://previews.example.test';
+const LINK_SECRET = 'a-preview-link-secret-of-32-chars-at-least';
+
 describe('manager on a real control plane', function () {
   this.timeout(180_000);
   let env: ManagerEnv;
@@ -40,7 +44,14 @@ describe('manager on a real control plane', function () {
   before(async () => {
     env = await startManagerEnv('mgr');
     // a short slack past timeoutSeconds keeps the deadline test near a minute
-    await env.startManager({ env: { PAGEWRIGHT_POD_DEADLINE_SLACK_SECONDS: '3' } });
+    // and an Ingress for previews: Succeeded jobs get a signed review link
+    await env.startManager({
+      env: {
+        PAGEWRIGHT_POD_DEADLINE_SLACK_SECONDS: '3',
+        PAGEWRIGHT_PREVIEW_BASE_URL: PREVIEW_BASE_URL,
+        PAGEWRIGHT_PREVIEW_LINK_SECRET: LINK_SECRET,
+      },
+    });
   });
   after(async () => env?.stop());
 
@@ -227,6 +238,15 @@ describe('manager on a real control plane', function () {
     const after = await env.storage.admin.getSite(EXAMPLE_SITE_ID);
     expect(after.version).to.equal(won[0]!.status.outputVersion);
     expect(after.history[0]?.job_id).to.equal(won[0]!.metadata.uid);
+    // the winner's status links to its review page, signed for that job, expiring in a day
+    const link = won[0]!.status.reviewLink;
+    const token = new RegExp(`^${PREVIEW_BASE_URL}/p/([\\w.-]+)/review$`).exec(link?.url ?? '')?.[1];
+    expect(token, JSON.stringify(link)).to.be.a('string');
+    const granted = verifyPreviewLink(token!, LINK_SECRET);
+    expect(granted).to.deep.include({ kind: 'job', namespace: env.namespace, name: won[0]!.metadata.name });
+    expect(granted.expiresAt.toISOString()).to.equal(link!.expiresAt);
+    expect(granted.expiresAt.getTime() - Date.now()).to.be.within(23 * 3600_000, 24 * 3600_000);
+    expect(lost[0]!.status.reviewLink).to.equal(undefined);
   });
 
   it("a job's output carries the input's file modes where the agent (another uid in the pod) left them, and ordinary ones for what it made", async () => {

@@ -150,7 +150,9 @@ async function section(path: string, base: Side | null, output: Side | null, sam
   }
   const hunks = textHunks(base?.data?.toString('utf8') ?? '', output?.data?.toString('utf8') ?? '');
   if (hunks.length === 0) return head; // an empty file created or deleted
-  let body = `--- ${oldName}\n+++ ${newName}\n`;
+  // git ends a name with a space by a tab on these two lines, so that patch can tell where it ends
+  const tab = path.includes(' ') ? '\t' : '';
+  let body = `--- ${oldName}${base ? tab : ''}\n+++ ${newName}${output ? tab : ''}\n`;
   for (const h of hunks) {
     body += `@@ -${range(h.oldStart, h.oldLines)} +${range(h.newStart, h.newLines)} @@\n`;
     for (const line of h.lines) {

@@ -19,6 +19,8 @@ export const BENCHES = [
   'manager-admission',
   'admission-index',
   'gateway',
+  'preview',
+  'diff',
   'manager-memory',
   'e2e',
 ];

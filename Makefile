@@ -20,7 +20,7 @@ help:
 	@echo "make test-node     only the suites on the real node (manager, deploy/k8s, the README end to end)"
 	@echo "make build         compile TypeScript to dist/"
 	@echo "make control-plane build or reuse Kubernetes (control plane and node) and CoreDNS from Go modules"
-	@echo "make bench         every benchmark (or bench-storage, bench-runner, bench-admission, bench-memory, bench-e2e)"
+	@echo "make bench         every benchmark (or bench-storage, bench-runner, bench-admission, bench-diff, bench-memory, bench-e2e)"
 	@echo "make bench-smoke   every benchmark once at its smallest size, recording nothing (make test runs it too)"
 	@echo "make images        the runner, manager, storage and gateway images (docker; builds a local Node base if no registry answers)"
 	@echo "make images-check  one real job in the runner image under its pod's security context"

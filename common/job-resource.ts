@@ -12,7 +12,7 @@
  */
 import { z } from 'zod';
 import { FailureReason } from './errors.js';
-import { GatewayRefusalReason, Prompt, RunnerPhase, Sha256, SiteId, TIMEOUT_SECONDS, Usage } from './schemas.js';
+import { DiffSummary, GatewayRefusalReason, Prompt, RunnerPhase, Sha256, SiteId, TIMEOUT_SECONDS, Usage } from './schemas.js';
 import { JobWebhookStatus } from './webhook-status.js';
 
 export const GROUP = 'pagewright.dev';
@@ -98,6 +98,8 @@ export const JobStatus = z.object({
   phaseDurationsMs: z.record(z.string(), z.number()).optional(),
   /** What the job used of the model, as the gateway counted it (all attempts). */
   usage: Usage.optional(),
+  /** The reported attempt's diff.patch in numbers (runner/diff.ts); absent when the runner wrote none. */
+  diffSummary: DiffSummary.optional(),
   /** The gateway refused a model call of this attempt for the job's own sake (budget, rate limit, model). */
   gatewayRefusal: z.object({ attempt: z.number().int(), reason: GatewayRefusalReason, message: z.string() }).optional(),
   /** Written by webhook delivery (merge patches of this field alone): kept by every other status write. */

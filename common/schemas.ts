@@ -82,6 +82,22 @@ export const RunnerStatus = z.object({
 });
 export type RunnerStatus = z.infer<typeof RunnerStatus>;
 
+/**
+ * What a job's diff.patch holds, counted by the runner over every file it compared (the counts
+ * stay exact when the patch text is cut): status.diffSummary (camelCase, as the CRD), the
+ * result's `diff_summary` and the manifest's. runner/diff.ts writes it; the preview reads it.
+ */
+export const DiffSummary = z.object({
+  filesAdded: z.number().int().nonnegative(),
+  filesModified: z.number().int().nonnegative(),
+  filesDeleted: z.number().int().nonnegative(),
+  linesAdded: z.number().int().nonnegative(),
+  linesRemoved: z.number().int().nonnegative(),
+  /** diff.patch was cut at the runner's limit (PAGEWRIGHT_MAX_DIFF_BYTES). */
+  truncated: z.boolean(),
+});
+export type DiffSummary = z.infer<typeof DiffSummary>;
+
 /** Files listed in results are capped; the manifest in storage has them all. */
 export const MAX_RESULT_FILES = 1000;
 
@@ -100,6 +116,11 @@ export const JobResult = z.object({
   started_at: z.iso.datetime(),
   finished_at: z.iso.datetime(),
   phase_durations_ms: PhaseDurations,
+  /**
+   * Absent when the attempt failed before its output was packed, when the diff could not be
+   * written (the job still succeeds: its log says why) and from runners older than the diff.
+   */
+  diff_summary: DiffSummary.optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;
 

@@ -77,8 +77,10 @@ export function resultReported(result: JobResult): StatusChange {
   return (job) => {
     if (resultOutcome(job, result.attempt) !== 'recorded') return null;
     const failed = result.status === 'failed';
+    // the summary is this attempt's or none: an earlier attempt's diff is not this one's
+    const { diffSummary: _earlier, ...status } = job.status;
     return withPhase(
-      job.status,
+      status,
       'Running',
       {
         reportedAttempt: result.attempt,
@@ -88,6 +90,7 @@ export function resultReported(result: JobResult): StatusChange {
         summary: result.summary,
         ...(result.base_version ? { baseVersion: result.base_version } : {}),
         ...(result.output_version ? { outputVersion: result.output_version } : {}),
+        ...(result.diff_summary ? { diffSummary: result.diff_summary } : {}),
         phaseDurationsMs: Object.fromEntries(Object.entries(result.phase_durations_ms).map(([k, v]) => [k, Math.round(v ?? 0)])),
         ...(failed
           ? { reason: result.reason ?? 'Internal', message: result.error ?? 'the runner failed' }

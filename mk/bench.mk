@@ -3,7 +3,7 @@
 # smoke mode (BENCH_SMOKE=1, smallest sizes, nothing recorded; bench/lib.ts), so a bench that no
 # longer starts or whose checks fail fails the suite; bench-smoke runs only those tests (e2e's on
 # the real node: root, images).
-.PHONY: bench bench-smoke bench-storage bench-runner bench-admission bench-admission-index bench-gateway bench-preview bench-memory bench-e2e
+.PHONY: bench bench-smoke bench-storage bench-runner bench-admission bench-admission-index bench-gateway bench-preview bench-diff bench-memory bench-e2e
 
 bench-smoke: build control-plane images
 	mocha test/integration/bench-smoke.test.ts test/node/bench-e2e-smoke.test.ts
@@ -15,6 +15,7 @@ bench: build control-plane
 	tsx bench/admission-index.ts
 	tsx bench/gateway.ts
 	tsx bench/preview.ts
+	tsx bench/diff.ts
 	tsx bench/manager-memory.ts
 	tsx bench/e2e.ts
 
@@ -39,6 +40,10 @@ bench-gateway: deps
 # needs Debian's nginx-light and wrk (test/support/node/prereqs.sh installs them)
 bench-preview: build
 	tsx bench/preview.ts
+
+# diff.patch (runner/diff.ts) against git diff --no-index on a generated 50 MiB site (BENCH_DIFF_MIB)
+bench-diff: deps
+	tsx bench/diff.ts
 
 bench-memory: build control-plane
 	tsx bench/manager-memory.ts

@@ -8,7 +8,7 @@
  */
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';
-import { DiffSummary, type ReviewJob } from './review-job.js';
+import type { ReviewJob } from './review-job.js';
 
 const JOB_TTL_MS = 2000;
 const MEMO_MAX = 1000;
@@ -32,8 +32,6 @@ export function reviewJobOf(raw: unknown): ReviewJob {
   const job = PagewrightJob.parse(raw);
   const { name, namespace } = job.metadata;
   const s = job.status;
-  // status.diffSummary comes with the diff work (the runner counts it); absent or another shape: not shown
-  const diff = DiffSummary.safeParse((raw as { status?: { diffSummary?: unknown } }).status?.diffSummary);
   const baseVersion = s.baseVersion ?? job.spec.baseVersion;
   return {
     uid: s.jobId ?? job.metadata.uid,
@@ -47,7 +45,7 @@ export function reviewJobOf(raw: unknown): ReviewJob {
     ...(s.usage ? { usage: s.usage } : {}),
     ...(baseVersion ? { baseVersion } : {}),
     ...(s.outputVersion ? { outputVersion: s.outputVersion } : {}),
-    ...(diff.success ? { diffSummary: diff.data } : {}),
+    ...(s.diffSummary ? { diffSummary: s.diffSummary } : {}),
     commands: jobCommands(namespace, name, job.spec.siteId),
   };
 }

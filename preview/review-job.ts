@@ -5,19 +5,7 @@
  */
 import { z } from 'zod';
 import { JobPhase } from '../common/job-resource.js';
-import { Sha256, SiteId, Usage } from '../common/schemas.js';
-
-/** The job status's diff summary (the runner counts it from diff.patch). */
-export const DiffSummary = z.object({
-  filesAdded: z.number().int().nonnegative(),
-  filesModified: z.number().int().nonnegative(),
-  filesDeleted: z.number().int().nonnegative(),
-  linesAdded: z.number().int().nonnegative(),
-  linesRemoved: z.number().int().nonnegative(),
-  /** diff.patch was cut at the runner's limit. */
-  truncated: z.boolean(),
-});
-export type DiffSummary = z.infer<typeof DiffSummary>;
+import { DiffSummary, Sha256, SiteId, Usage } from '../common/schemas.js';
 
 export const ReviewJob = z.object({
   /** The job's uid: its objects in storage are under it. */

@@ -16,10 +16,11 @@
  */
 import { createHash } from 'node:crypto';
 import { type Stats, createReadStream, createWriteStream } from 'node:fs';
-import { chmod, lstat, mkdir, readdir } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, readdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type ReadEntry, Unpack, WriteEntry, WriteEntryTar, create } from 'tar';
+import { type ReadEntry, Unpack, WriteEntry, WriteEntryTar, create, x as extract } from 'tar';
 import { type ArchiveLimits, type RuleViolation, normalizeEntryPath, unpackRules, unpackViolation } from '../common/archive-rules.js';
 import { ArchiveFormatError, feedTar, headerOf, scanArchive } from '../common/archive-scan.js';
 import { PagewrightError } from '../common/errors.js';
@@ -126,6 +127,43 @@ export async function unpackArchive(
     if (umask !== null) process.umask(umask);
   }
   return { entries: rules.entries, bytes: rules.bytes, modes };
+}
+
+const CONTENT_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'SymbolicLink']);
+
+/**
+ * Extracts the files and links at `paths` of an archive unpackArchive already took (the input)
+ * into `dest`: the base side of the diff (runner/diff.ts), which needs only what changed. A
+ * hard link gets its target's content (extracted in a second pass, into `dest`.links).
+ */
+export async function extractPaths(archivePath: string, dest: string, paths: ReadonlySet<string>): Promise<void> {
+  await mkdir(dest, { recursive: true });
+  const links = new Map<string, string>();
+  const options = { file: archivePath, strict: true, preservePaths: false, preserveOwner: false, unlink: true };
+  await extract({
+    ...options,
+    cwd: dest,
+    filter: (path, entry) => {
+      const e = entry as ReadEntry;
+      const name = normalizeEntryPath(path);
+      if (!paths.has(name)) return false;
+      if (e.type === 'Link' && e.linkpath) links.set(name, normalizeEntryPath(e.linkpath));
+      return CONTENT_TYPES.has(e.type);
+    },
+  });
+  if (links.size === 0) return;
+  const targets = new Set(links.values());
+  const side = `${dest}.links`;
+  await mkdir(side, { recursive: true });
+  await extract({
+    ...options,
+    cwd: side,
+    filter: (path, entry) => targets.has(normalizeEntryPath(path)) && CONTENT_TYPES.has((entry as ReadEntry).type),
+  });
+  for (const [path, target] of links) {
+    await mkdir(dirname(join(dest, path)), { recursive: true });
+    await copyFile(join(side, target), join(dest, path));
+  }
 }
 
 export interface PackResult {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { env, httpUrl, json, logLevel, port, positiveInt } from '../common/config.js';
 import { DEFAULT_MODEL } from '../common/models.js';
 import { RunnerJob } from '../common/schemas.js';
+import { DEFAULT_MAX_DIFF_BYTES } from './diff.js';
 
 export const runnerConfigSpec = {
   port: env('WORKER_PORT', port(8082)),
@@ -27,6 +28,8 @@ export const runnerConfigSpec = {
   codexStreamRetries: env('CODEX_STREAM_RETRIES', z.coerce.number().int().min(0).max(20).default(5)),
   maxArchiveEntries: env('MAX_ARCHIVE_ENTRIES', positiveInt(5000)),
   maxUnpackedBytes: env('MAX_UNPACKED_BYTES', positiveInt(512 * 1024 * 1024)),
+  /** diff.patch is cut here (runner/diff.ts); the job's diffSummary then says `truncated`. */
+  maxDiffBytes: env('MAX_DIFF_BYTES', z.coerce.number().int().min(1024).default(DEFAULT_MAX_DIFF_BYTES)),
   callbackTimeoutMs: env('CALLBACK_TIMEOUT_MS', positiveInt(10 * 60 * 1000)),
   /** Keep answering /status this long after the job ended, then exit. */
   exitDelayMs: env('EXIT_DELAY_MS', z.coerce.number().int().min(0).default(2000)),

@@ -10,21 +10,30 @@ import { join } from 'node:path';
 import { type JobFailure, PagewrightError, toJobFailure } from '../common/errors.js';
 import { runMarker } from '../common/process-marker.js';
 import type { Logger } from '../common/logger.js';
-import { type JobManifest, type JobResult, MAX_RESULT_FILES, type RunnerJob, type WorkPhase } from '../common/schemas.js';
+import {
+  type DiffSummary,
+  type FileChange,
+  type JobManifest,
+  type JobResult,
+  MAX_RESULT_FILES,
+  type RunnerJob,
+  type WorkPhase,
+} from '../common/schemas.js';
 import type { StorageClient } from '../common/storage-client.js';
 import type { AgentLauncher } from './agent-launcher.js';
-import { type UnpackLimits, packArchive, unpackArchive } from './archive.js';
+import { type UnpackLimits, extractPaths, packArchive, unpackArchive } from './archive.js';
 import { runCodex } from './codex.js';
 import { installInstructions, isCodexPath, stashCodexEntries } from './codex-dir.js';
 import { readOutputArchive } from './output-archive.js';
-import { outputModes } from './file-modes.js';
+import { DEFAULT_MAX_DIFF_BYTES, writeSiteDiff } from './diff.js';
+import { type OutputModes, outputModes } from './file-modes.js';
 import { checkOutputTree } from './output-check.js';
 import { parseFinalMessage } from './final-message.js';
 import type { ManagerClient } from './manager-client.js';
 import { RunState } from './phases.js';
 import { preflightModel } from './preflight.js';
 import { fetchSiteArtifact, uploadJobFile } from './transfers.js';
-import { diffTrees, hashFile, snapshotTree } from './tree.js';
+import { type Tree, diffTrees, hashFile, snapshotTree } from './tree.js';
 
 export interface JobRunnerOptions {
   job: RunnerJob;
@@ -43,6 +52,8 @@ export interface JobRunnerOptions {
   manager: ManagerClient | null;
   codex: CodexSettings;
   limits: UnpackLimits;
+  /** diff.patch is cut here (runner/diff.ts); default DEFAULT_MAX_DIFF_BYTES. */
+  maxDiffBytes?: number;
   logger: Logger;
   /** The job log file that is uploaded as jobs/{id}/log. */
   logPath: string;
@@ -74,6 +85,8 @@ export class JobRunner {
   readonly #abort = new AbortController();
   readonly #paths;
   #deadline = 0;
+  /** The completed attempt's diff.patch in numbers; null when none was stored (#writeDiff). */
+  #diffSummary: DiffSummary | null = null;
 
   constructor(opts: JobRunnerOptions) {
     this.#o = opts;
@@ -85,6 +98,8 @@ export class JobRunner {
       codexStash: join(own, 'codex-stash.tar'),
       output: join(own, 'output.tar.gz'),
       manifest: join(own, 'manifest.json'),
+      diffBase: join(own, 'diff-base'),
+      diff: join(own, 'diff.patch'),
       codexHome: join(opts.workDir, 'codex-home'),
     };
   }
@@ -134,8 +149,8 @@ export class JobRunner {
 
       const { stashed, instructions } = await this.#phase('patching_instructions', async () => {
         const text = await readFile(this.#o.codex.instructionsPath, 'utf8');
+        // the input stays (out of the agent's reach) until the diff has read the base side from it
         const hasCodexDir = await stashCodexEntries(this.#paths.input, this.#paths.codexStash);
-        await rm(this.#paths.input, { force: true });
         await installInstructions(this.#paths.site, text);
         return { stashed: hasCodexDir, instructions: text };
       });
@@ -159,7 +174,8 @@ export class JobRunner {
         const archive = await packArchive(this.#paths.site, entries, this.#paths.output, (path) => modes.of(path));
         // what goes out is what was checked: the archive itself, read back (and hashed for the manifest)
         const full = await readOutputArchive(this.#paths.output, this.#o.limits);
-        return { changes, full, archive };
+        const diff = await this.#writeDiff(changes, inputModes, before, after, modes);
+        return { changes, full, archive, diff };
       });
       files = packed.changes.map((c) => c.path);
       this.#state.filesChanged = files.length;
@@ -187,6 +203,7 @@ export class JobRunner {
           { sha256: packed.archive.sha256, size: packed.archive.size },
           this.#transfer(),
         );
+        if (packed.diff) await this.#uploadDiff(packed.diff);
         await this.#uploadManifest(manifest!, this.#result('completed', baseVersion, files, startedAt));
       });
       this.#state.finish('completed');
@@ -214,6 +231,7 @@ export class JobRunner {
       );
     } finally {
       clearTimeout(deadlineTimer);
+      await rm(this.#paths.input, { force: true }).catch(() => {});
     }
     const result = this.#result(this.#state.phase === 'completed' ? 'completed' : 'failed', baseVersion, files, startedAt);
     await this.#uploadLog();
@@ -286,7 +304,55 @@ export class JobRunner {
       started_at: new Date(startedAt).toISOString(),
       finished_at: new Date().toISOString(),
       phase_durations_ms: this.#state.durations,
+      ...(status === 'completed' && this.#diffSummary ? { diff_summary: this.#diffSummary } : {}),
     };
+  }
+
+  /**
+   * diff.patch (runner/diff.ts): the base side is the input archive's changed files and links,
+   * extracted into the private dir; the output side is the site as packed, with the modes the
+   * output carries. A diff that cannot be written does not fail a good job: the job succeeds
+   * without diffSummary (and without diff.patch), and the log says why.
+   */
+  async #writeDiff(
+    changes: FileChange[],
+    inputModes: ReadonlyMap<string, number>,
+    before: Tree,
+    after: Tree,
+    modes: OutputModes,
+  ): Promise<{ summary: DiffSummary; sha256: string; size: number } | null> {
+    const started = Date.now();
+    try {
+      const paths = changes.map((c) => c.path);
+      await extractPaths(this.#paths.input, this.#paths.diffBase, new Set(paths.filter((p) => before.has(p))));
+      const summary = await writeSiteDiff(this.#paths.diffBase, this.#paths.site, this.#paths.diff, {
+        maxBytes: this.#o.maxDiffBytes ?? DEFAULT_MAX_DIFF_BYTES,
+        exclude: isCodexPath,
+        paths,
+        baseMode: (p) => inputModes.get(p),
+        outputMode: (p) => (after.has(p) ? modes.of(p) : undefined),
+      });
+      const { size } = await stat(this.#paths.diff);
+      this.#o.logger.info('diff written', { ...summary, size, duration_ms: Date.now() - started });
+      return { summary, size, sha256: await hashFile(this.#paths.diff, size) };
+    } catch (err) {
+      this.#o.logger.warn('diff.patch could not be written: the job goes on without it', { error: String(err) });
+      return null;
+    } finally {
+      await rm(this.#paths.diffBase, { recursive: true, force: true }).catch(() => {});
+      await rm(`${this.#paths.diffBase}.links`, { recursive: true, force: true }).catch(() => {});
+    }
+  }
+
+  /** Stored before the manifest, so a manifest with a diff_summary always has its diff.patch. */
+  async #uploadDiff(diff: { summary: DiffSummary; sha256: string; size: number }): Promise<void> {
+    try {
+      await uploadJobFile(this.#o.storage, this.#o.job.job_id, 'diff.patch', this.#paths.diff, diff, this.#transfer());
+      this.#diffSummary = diff.summary;
+    } catch (err) {
+      this.#abort.signal.throwIfAborted();
+      this.#o.logger.warn('diff.patch could not be stored: the job goes on without it', { error: String(err) });
+    }
   }
 
   async #uploadManifest(manifest: Omit<JobManifest, 'result'>, result: JobResult): Promise<void> {

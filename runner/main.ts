@@ -72,6 +72,7 @@ async function runRunner(): Promise<void> {
         streamMaxRetries: config.codexStreamRetries,
       },
       limits: { maxEntries: config.maxArchiveEntries, maxBytes: config.maxUnpackedBytes },
+      maxDiffBytes: config.maxDiffBytes,
       logger,
       logPath,
       callbackTimeoutMs: config.callbackTimeoutMs,

@@ -143,6 +143,23 @@ describe('runner (process, real storage and Codex CLI)', function () {
     const log = await (await storage.admin.getJobObject(job.job_id, 'log')).body.text();
     expect(log).to.contain('"message":"job completed"');
     expect(log).to.contain('command_execution');
+
+    // diff.patch: the edit as git shows it, applied by git onto the input it makes the output
+    const summary = { filesAdded: 0, filesModified: 1, filesDeleted: 0, linesAdded: 1, linesRemoved: 0, truncated: false };
+    expect(result.diff_summary).to.deep.equal(summary);
+    expect(manifest.result.diff_summary).to.deep.equal(summary);
+    const patch = await (await storage.admin.getJobObject(job.job_id, 'diff.patch')).body.text();
+    expect(patch).to.match(
+      /^diff --git a\/index\.html b\/index\.html\nindex [0-9a-f]{7}\.\.[0-9a-f]{7} 100644\n--- a\/index\.html\n\+\+\+ b\/index\.html\n@@ /,
+    );
+    const added = patch.split('\n').filter((l) => l.startsWith('+') && !l.startsWith('+++'));
+    expect(added).to.have.length(1);
+    expect(added[0]).to.contain(`<aside class="pagewright-note" role="note">${PROMPT}</aside>`);
+    const applied = await mkdtemp(join(scratch, 'applied-'));
+    await cp(EXAMPLE_SITE, applied, { recursive: true, verbatimSymlinks: true });
+    await writeFile(join(scratch, `${job.job_id}.patch`), patch);
+    await promisify(execFile)('git', ['apply', join(scratch, `${job.job_id}.patch`)], { cwd: applied });
+    expect(await readFile(join(applied, 'index.html'), 'utf8')).to.equal(await readFile(join(out, 'index.html'), 'utf8'));
   });
 
   it("delivers the container instructions (not the site's) to the model", async () => {

@@ -285,6 +285,21 @@ describe('manager on a real control plane', function () {
     const job = await env.waitForJob(name, 'finished', finished, 90_000);
     expect(job.status.phase, await env.diagnostics()).to.equal('Succeeded');
     expect(job.status.files).to.deep.equal(['index.html', 'notes.txt', 'tools/build.sh']);
+    // the diff the runner stored, and its numbers in the status: the output's modes, as git shows them
+    expect(job.status.diffSummary).to.deep.equal({
+      filesAdded: 2,
+      filesModified: 1,
+      filesDeleted: 0,
+      linesAdded: 3,
+      linesRemoved: 1,
+      truncated: false,
+    });
+    const patch = await (await env.storage.admin.getJobObject(job.metadata.uid, 'diff.patch')).body.text();
+    expect(patch).to.match(/^diff --git a\/index\.html b\/index\.html\nindex [0-9a-f]{7}\.\.[0-9a-f]{7} 100644\n/);
+    expect(patch).to.contain('-<h1>Welcome</h1>\n+<h1>Welcome back</h1>\n');
+    expect(patch).to.contain('diff --git a/notes.txt b/notes.txt\nnew file mode 100644\n');
+    expect(patch).to.contain('diff --git a/tools/build.sh b/tools/build.sh\nnew file mode 100755\n');
+    expect(patch).not.to.contain('.codex');
     const output = Buffer.concat(await (await env.storage.admin.getJobObject(job.metadata.uid, 'output.tar.gz')).body.toArray());
     const [before, after] = await Promise.all([tarModes(inputBytes), tarModes(output)]);
     for (const path of [

@@ -20,6 +20,7 @@ export const BENCHES = [
   'admission-index',
   'gateway',
   'preview',
+  'diff',
   'manager-memory',
   'e2e',
 ];

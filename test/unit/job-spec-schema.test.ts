@@ -14,6 +14,7 @@ import { loadYaml } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { z } from 'zod';
 import { JobSpec } from '../../common/job-resource.js';
+import { DiffSummary } from '../../common/schemas.js';
 import { REPO_ROOT } from '../support/sites.js';
 
 type Schema = { [keyword: string]: unknown };
@@ -43,6 +44,18 @@ function crdSpec(): Schema {
   const crd = loadYaml<{ spec: { versions: Array<{ schema: { openAPIV3Schema: { properties: { spec: Schema } } } }> } }>(plain);
   expect(crd.spec.versions, 'one served version').to.have.length(1);
   return crd.spec.versions[0]!.schema.openAPIV3Schema.properties.spec;
+}
+
+/** A field of the CRD's status schema, read as crdSpec() reads the spec. */
+function crdStatusField(name: string): Schema {
+  const text = readFileSync(join(REPO_ROOT, 'deploy/k8s/crd.yaml'), 'utf8').replace(
+    /^apiVersion: apiextensions\.k8s\.io\/v1$/m,
+    'apiVersion: as-written.test/v1',
+  );
+  const crd = loadYaml<{
+    spec: { versions: Array<{ schema: { openAPIV3Schema: { properties: { status: { properties: Record<string, Schema> } } } } }> };
+  }>(text);
+  return crd.spec.versions[0]!.schema.openAPIV3Schema.properties.status.properties[name]!;
 }
 
 function zodSpec(): Schema {
@@ -118,5 +131,13 @@ describe('the job spec: deploy/k8s/crd.yaml and common/job-resource.ts agree', (
         expect(found[0]).to.match(expected);
       });
     }
+  });
+});
+
+describe('status.diffSummary: deploy/k8s/crd.yaml and common/schemas.ts DiffSummary agree', () => {
+  it('field by field, as the runner writes it and the preview reads it', () => {
+    const zod = z.toJSONSchema(DiffSummary, { io: 'input', target: 'openapi-3.0' });
+    expect(differences(crdStatusField('diffSummary'), zod, 'status.diffSummary')).to.deep.equal([]);
+    expect(Object.keys(crdStatusField('diffSummary').properties as Schema)).to.have.members(Object.keys(DiffSummary.shape));
   });
 });

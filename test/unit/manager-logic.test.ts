@@ -137,6 +137,14 @@ describe('status transitions', () => {
     expect(t.resultReported(result(2))(after)).to.equal(null);
   });
 
+  it("writes the result's diff summary into status.diffSummary, and drops an earlier attempt's", () => {
+    const diffSummary = { filesAdded: 1, filesModified: 2, filesDeleted: 0, linesAdded: 7, linesRemoved: 3, truncated: true };
+    const j = job({ status: { phase: 'Running', attempt: 2 } });
+    expect(t.resultReported({ ...result(2), diff_summary: diffSummary })(j)!.diffSummary).to.deep.equal(diffSummary);
+    const earlier = job({ status: { phase: 'Running', attempt: 2, diffSummary: { ...diffSummary, truncated: false } } });
+    expect(t.resultReported(result(2, 'failed'))(earlier)).not.to.have.property('diffSummary');
+  });
+
   it('sets the conditions kubectl wait understands', () => {
     const j = job({ status: { phase: 'Running', attempt: 1, reportedAttempt: 1, runnerPhase: 'completed', summary: 's' } });
     const done = t.succeeded(1, undefined)(j)!;

@@ -294,7 +294,14 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
         `PAGEWRIGHT_WEBHOOK_ALLOWED_CIDRS=${node.nodeIp}/32`,
       ]);
       await kubectl(['rollout', 'status', 'deployment/pagewright-manager', '--timeout=180s']);
-      await kubectl(['patch', 'pws', SITE, '--type=merge', '-p', JSON.stringify({ spec: { webhook: { url: `http://${node.nodeIp}:${port}/hooks/pagewright` } } })]);
+      await kubectl([
+        'patch',
+        'pws',
+        SITE,
+        '--type=merge',
+        '-p',
+        JSON.stringify({ spec: { webhook: { url: `http://${node.nodeIp}:${port}/hooks/pagewright` } } }),
+      ]);
       pushed = (await getSite(SITE)).status?.currentVersion ?? '';
     });
     after(async () => {
@@ -303,7 +310,13 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
 
     const getSite = async (name: string) =>
       PagewrightSite.parse(
-        await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: SITE_PLURAL, namespace: deployed.namespace, name }),
+        await custom.getNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: SITE_PLURAL,
+          namespace: deployed.namespace,
+          name,
+        }),
       );
 
     it('a job of the pushed site: its diff summary in the status, `pagewright diff` shows the edited lines', async () => {
@@ -322,7 +335,9 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
       const diff = await cli(['diff', NAME, '-n', deployed.namespace]);
       expect(diff.code, diff.stderr).to.equal(0);
       expect(diff.stdout).to.include('diff --git a/index.html b/index.html');
-      expect(diff.stdout).to.match(/^\+\s*<aside class="pagewright-note" role="note">Add a short notice that the bakery is closed on Boxing Day<\/aside>$/m);
+      expect(diff.stdout).to.match(
+        /^\+\s*<aside class="pagewright-note" role="note">Add a short notice that the bakery is closed on Boxing Day<\/aside>$/m,
+      );
       // not a terminal: no colour
       expect(diff.stdout).not.to.include('\u001b[');
     });
@@ -337,7 +352,12 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
       preview.stderr.on('data', (c: Buffer) => (out += c.toString()));
       try {
         // `url: http://127.0.0.1:PORT/review`: the review page; the output beside it
-        const url = await waitFor('pagewright preview to print its URL', async () => /^url: (http:\/\/127\.0\.0\.1:\d+\/review)$/m.exec(out)?.[1], 60_000, 100);
+        const url = await waitFor(
+          'pagewright preview to print its URL',
+          async () => /^url: (http:\/\/127\.0\.0\.1:\d+\/review)$/m.exec(out)?.[1],
+          60_000,
+          100,
+        );
         const page = await request(url.replace(/review$/, 'output/index.html'));
         const html = await page.body.text();
         expect(page.statusCode, html).to.equal(200);
@@ -369,7 +389,10 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
       expect(rollback.code, `${rollback.stdout}${rollback.stderr}`).to.equal(0);
       expect((await getSite(SITE)).status?.currentVersion).to.equal(pushed);
       const history = await cli(['sites', 'history', SITE, '-n', deployed.namespace]);
-      expect(history.stdout).to.match(/rolled.?back/i).and.to.match(/published/i).and.to.match(/pushed/i);
+      expect(history.stdout)
+        .to.match(/rolled.?back/i)
+        .and.to.match(/published/i)
+        .and.to.match(/pushed/i);
 
       const types = () => received.map((r) => (JSON.parse(r.body) as { type: string }).type);
       await waitFor('the webhook to receive the rollback', async () => types().includes('dev.pagewright.site.rolledback'), 90_000, 200);
@@ -384,7 +407,12 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
       expect(new Set(ids).size).to.equal(ids.length);
       // Standard Webhooks: HMAC-SHA256 of "id.timestamp.body" with the site's key, from the Secret the manager wrote
       const secret = await core.readNamespacedSecret({ namespace: deployed.namespace, name: `${SITE}-webhook` });
-      const key = Buffer.from(Buffer.from(secret.data?.secret ?? '', 'base64').toString().replace(/^whsec_/, ''), 'base64');
+      const key = Buffer.from(
+        Buffer.from(secret.data?.secret ?? '', 'base64')
+          .toString()
+          .replace(/^whsec_/, ''),
+        'base64',
+      );
       for (const r of received) {
         const signed = `${r.headers['webhook-id']}.${r.headers['webhook-timestamp']}.${r.body}`;
         const expected = `v1,${createHmac('sha256', key).update(signed).digest('base64')}`;

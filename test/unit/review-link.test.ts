@@ -13,7 +13,11 @@ describe('signed review links in the job status (manager/review-link.ts)', () =>
   });
 
   it("links to the job's review page under the base URL, signed for that job, expiring after the TTL", () => {
-    const s = reviewLinkSettings({ previewBaseUrl: 'https://p.example/previews/', previewLinkSecret: SECRET, previewLinkTtlSeconds: 3600 })!;
+    const s = reviewLinkSettings({
+      previewBaseUrl: 'https://p.example/previews/',
+      previewLinkSecret: SECRET,
+      previewLinkTtlSeconds: 3600,
+    })!;
     const now = new Date('2026-12-02T10:00:00.700Z');
     const job = { metadata: { name: 'j1', namespace: 'shop' } } as PagewrightJob;
     const link = reviewLinkFor(job, s, now);

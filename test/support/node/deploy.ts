@@ -61,10 +61,14 @@ export async function deployPagewright(node: RealNode, opts: { llmKey?: string; 
   const storageUrl = `http://${service.spec?.clusterIP}:8080`;
   // the README's push: the CLI with the user's kubeconfig, through the review API (it creates
   // the PagewrightSite); no storage token in the user's hands
-  const push = await run(process.execPath, [join(REPO_ROOT, 'dist/cli/main.js'), 'sites', 'push', EXAMPLE_SITE_ID, 'examples/site', '-n', NAMESPACE], {
-    env,
-    cwd: REPO_ROOT,
-  }).catch((err: Error & { stdout?: string; stderr?: string }) => {
+  const push = await run(
+    process.execPath,
+    [join(REPO_ROOT, 'dist/cli/main.js'), 'sites', 'push', EXAMPLE_SITE_ID, 'examples/site', '-n', NAMESPACE],
+    {
+      env,
+      cwd: REPO_ROOT,
+    },
+  ).catch((err: Error & { stdout?: string; stderr?: string }) => {
     throw new Error(`pagewright sites push failed: ${err.message}\n${err.stdout ?? ''}\n${err.stderr ?? ''}`);
   });
   const version = /version ([0-9a-f]{64})/.exec(push.stdout)?.[1];

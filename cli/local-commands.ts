@@ -47,11 +47,19 @@ function parsed<T>(parse: () => T): T {
 }
 
 function fail(message: string): never {
-  process.stderr.write(`pagewright: ${message}\n\n${LOCAL_USAGE}\n`);
+  process.stderr.write(`error: ${message}\nSee 'pagewright --help' for usage.\n`);
   process.exit(2);
 }
 
+/** `--help` or `-h` anywhere: the usage on stdout, exit 0 (as kubectl and git). */
+function helpAsked(argv: string[]): boolean {
+  if (!argv.includes('--help') && !argv.includes('-h')) return false;
+  process.stdout.write(`${LOCAL_USAGE}\n`);
+  return true;
+}
+
 export async function runCommand(argv: string[]): Promise<number> {
+  if (helpAsked(argv)) return 0;
   const { values } = parsed(() =>
     parseArgs({
       args: argv,
@@ -124,6 +132,7 @@ export async function runCommand(argv: string[]): Promise<number> {
 }
 
 export async function demoModelCommand(argv: string[]): Promise<void> {
+  if (helpAsked(argv)) return;
   const { values } = parsed(() =>
     parseArgs({
       args: argv,

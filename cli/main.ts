@@ -68,7 +68,8 @@ try {
   }
 } catch (e) {
   if (e instanceof UsageError) {
-    err(`error: ${e.message}\nSee 'pagewright ${command === undefined ? '' : `${command} `}--help' for usage.`);
+    const known = ['run', 'demo-model', 'sites', 'site', 'diff', 'preview', 'approve'].includes(command ?? '');
+    err(`error: ${e.message}\nSee 'pagewright ${known ? `${command} ` : ''}--help' for usage.`);
     process.exitCode = EXIT.usage;
   } else {
     err(`error: ${e instanceof CliError ? e.message : errorLine(e)}`);

@@ -6,7 +6,7 @@
  * are thrown as one-line CliErrors.
  */
 import type { IncomingMessage } from 'node:http';
-import { API_ROOT } from '../preview/discovery.js';
+import { REVIEW_API_ROOT as API_ROOT } from '../common/review-api.js';
 import { CliError } from './command.js';
 import { type KubeTarget, failureOf, kubeRequest, readBody } from './kube-context.js';
 

@@ -4,11 +4,13 @@
  * resources are subresources of sites and jobs (no list of them is served): RBAC rules name
  * them as `sites/versions`, `jobs/diff`, ... in the group review.pagewright.dev.
  */
-export const GROUP = 'review.pagewright.dev';
-const VERSION = 'v1alpha1';
+import { REVIEW_API_ROOT, REVIEW_GROUP, REVIEW_VERSION } from '../common/review-api.js';
+
+export const GROUP = REVIEW_GROUP;
+const VERSION = REVIEW_VERSION;
 const GROUP_VERSION = `${GROUP}/${VERSION}`;
 /** Where the API's namespaced paths start. */
-export const API_ROOT = `/apis/${GROUP_VERSION}`;
+export const API_ROOT = REVIEW_API_ROOT;
 
 const resource = (name: string, kind: string, verbs: string[]) => ({ name, singularName: '', namespaced: true, kind, verbs });
 

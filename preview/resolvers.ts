@@ -8,6 +8,7 @@
  */
 import type { CustomObjectsApi } from '@kubernetes/client-node';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';
+import { REVIEW_API_ROOT } from '../common/review-api.js';
 import type { ReviewJob } from './review-job.js';
 
 const JOB_TTL_MS = 2000;
@@ -22,7 +23,7 @@ export function jobCommands(namespace: string, name: string, siteId: string): Re
     ],
     rollback: [
       `pagewright sites rollback ${siteId} -n ${namespace}`,
-      `echo '{}' | kubectl create --raw /apis/review.pagewright.dev/v1alpha1/namespaces/${namespace}/sites/${siteId}/rollback -f -`,
+      `echo '{}' | kubectl create --raw ${REVIEW_API_ROOT}/namespaces/${namespace}/sites/${siteId}/rollback -f -`,
     ],
   };
 }

@@ -6,12 +6,11 @@
  */
 import express, { type Express } from 'express';
 import { installErrorHandling } from '../common/error-middleware.js';
+import { REVIEW_API_ROOT } from '../common/review-api.js';
 import { type PreviewDeps, type PreviewRouter, createPreviewRouter, createSignedLinkRouter } from './app.js';
 
-const REVIEW_API_GROUP = 'review.pagewright.dev';
-const REVIEW_API_VERSION = 'v1alpha1';
 /** Where the API router is mounted; `:namespace` is read by the router. */
-export const REVIEW_API_PREFIX = `/apis/${REVIEW_API_GROUP}/${REVIEW_API_VERSION}/namespaces/:namespace`;
+export const REVIEW_API_PREFIX = `${REVIEW_API_ROOT}/namespaces/:namespace`;
 
 export interface PreviewApps {
   /** jobs/… and sites/… under REVIEW_API_PREFIX. */

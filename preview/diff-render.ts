@@ -27,6 +27,8 @@ export interface DiffFile {
   hunks: Array<{ header: string; lines: DiffLine[] }>;
   /** The file's text did not parse as a unified diff (cut short, or not a diff): its lines as they are. */
   raw?: DiffLine[];
+  /** Binary files: the runner's `# binary:` line, each side's size and sha256. */
+  binary?: string;
 }
 
 /** Splits before each `diff --git` header, so one broken file does not take the others with it. */
@@ -84,7 +86,8 @@ function toFile(patch: StructuredPatch, chunk: string): DiffFile {
     });
     return { header: `@@ -${h.oldStart},${h.oldLines} +${h.newStart},${h.newLines} @@`, lines };
   });
-  return { path, ...(status === 'renamed' && oldName ? { from: oldName } : {}), status, hunks };
+  const binary = status === 'binary' ? /^# binary: (.*)$/m.exec(chunk)?.[1] : undefined;
+  return { path, ...(status === 'renamed' && oldName ? { from: oldName } : {}), status, hunks, ...(binary ? { binary } : {}) };
 }
 
 function rawLines(chunk: string): DiffLine[] {
@@ -150,7 +153,7 @@ export function renderDiff(text: string, opts: RenderDiffOptions = {}): Html {
     const body = f.raw
       ? html`<table class="hunk raw"><tbody>${take(f.raw).map(lineRow)}</tbody></table>`
       : f.status === 'binary'
-        ? html`<p class="binary">Binary file: not shown.</p>`
+        ? html`<p class="binary">Binary file: not shown.${f.binary ? html` ${f.binary}` : ''}</p>`
         : f.hunks.map(
             (h) =>
               html`<table class="hunk"><thead><tr><th colspan="4">${h.header}</th></tr></thead><tbody>${take(h.lines).map(lineRow)}</tbody></table>`,

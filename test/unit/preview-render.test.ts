@@ -43,6 +43,7 @@ index 4444444..0000000
 diff --git a/logo.png b/logo.png
 index 5555555..6666666 100644
 Binary files a/logo.png and b/logo.png differ
+# binary: a/logo.png 120 bytes, sha256 aa11, b/logo.png 96 bytes, sha256 bb22
 diff --git a/<img src=x onerror=alert(3)>.html b/<img src=x onerror=alert(3)>.html
 new file mode 100644
 --- /dev/null
@@ -113,6 +114,11 @@ describe('preview rendering', () => {
         ['ctx', 4, 4],
       ]);
       expect(files[2]!.hunks[0]!.lines.at(-1)).to.deep.equal({ kind: 'meta', text: '\\ No newline at end of file' });
+      // a binary file: the runner's line with each side's size and hash, shown as it is
+      expect(files[3]!.binary).to.equal('a/logo.png 120 bytes, sha256 aa11, b/logo.png 96 bytes, sha256 bb22');
+      expect(renderDiff(DIFF).value).to.include(
+        'Binary file: not shown. a/logo.png 120 bytes, sha256 aa11, b/logo.png 96 bytes, sha256 bb22',
+      );
     });
 
     it('renders +/- rows with their classes and escapes the agent text and file names', () => {

@@ -10,7 +10,8 @@ node-prereqs:
 test-node: typecheck build control-plane images
 	mocha 'test/node/**/*.test.ts' 'test/e2e/**/*.test.ts'
 
-dev-cluster: deps control-plane images
+# build: the example is pushed with the CLI (dist/cli/main.js), as the README does
+dev-cluster: deps build control-plane images
 	tsx test/support/dev-cluster.ts up
 
 dev-cluster-down: deps

@@ -129,7 +129,14 @@ export async function startSeaweedFs(): Promise<SeaweedFs> {
       },
     },
   );
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let spawnError: Error | undefined;
+  const exited = new Promise<void>((r) => {
+    child.once('exit', () => r());
+    child.once('error', (err) => {
+      spawnError = err;
+      r();
+    });
+  });
   // only this child: the same owner may also hold the shared control plane, which must survive
   const unregister = onTermination(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -157,6 +164,7 @@ export async function startSeaweedFs(): Promise<SeaweedFs> {
     await waitFor(
       'weed mini to answer a signed S3 ListBuckets',
       async () => {
+        if (spawnError) throw new Error(`weed mini did not start: ${spawnError.message}`);
         if (child.exitCode !== null || child.signalCode !== null)
           throw new Error(`weed mini exited (${child.exitCode ?? child.signalCode})`);
         return probe.send(new ListBucketsCommand({})).then(

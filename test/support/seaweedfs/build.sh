@@ -22,6 +22,15 @@ if [[ -x $weed ]]; then
 fi
 
 command -v go >/dev/null || { echo "seaweedfs: Go is not installed (need go >= 1.24 with the module proxy)" >&2; exit 1; }
+# two test runs starting at once share the one build (and its src/): the second waits, then reuses
+mkdir -p "$out"
+exec 9>"$out/.lock"
+flock 9
+if [[ -x $weed ]]; then
+  echo "seaweedfs: reusing $weed (built meanwhile by another run)" >&2
+  echo "$weed"
+  exit 0
+fi
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 src=$out/src
 mkdir -p "$src"

@@ -13,18 +13,19 @@
  * on the server's answers (412 on a lost race), which only the real server gives.
  *
  * stop() kills it and removes its directory; a test process that exits or is interrupted first
- * kills it on the way out, and one that was SIGKILLed leaves it for the next control plane start
- * to reap (it carries this process as its owner, control-plane/owner.ts).
+ * kills it on the way out, and one that was SIGKILLed leaves it for the next start (here or of a
+ * control plane) to reap: it carries this process as its owner (control-plane/owner.ts), whose
+ * "pid:starttime" also names its temp directory, which the next start here removes.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { openSync, readFileSync, rmSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
-import { OWNER_ENV, onTermination, selfOwner } from './control-plane/owner.js';
+import { OWNER_ENV, isOwnerAlive, onTermination, reapOrphans, selfOwner } from './control-plane/owner.js';
 import { getFreePort } from './ports.js';
 import { waitFor } from './processes.js';
 import { REPO_ROOT } from './sites.js';
@@ -68,7 +69,14 @@ export function s3Client(
 
 export async function startSeaweedFs(): Promise<SeaweedFs> {
   const weed = await ensureWeed();
-  const dir = await mkdtemp(join(tmpdir(), 'pagewright-seaweedfs-'));
+  // what a SIGKILLed run left: its weed, then its directory
+  reapOrphans();
+  for (const d of await readdir(tmpdir())) {
+    const owner = /^pagewright-seaweedfs-(\d+)-(\d+)-/.exec(d);
+    if (owner && !isOwnerAlive(`${owner[1]}:${owner[2]}`)) await rm(join(tmpdir(), d), { recursive: true, force: true });
+  }
+  const owner = selfOwner();
+  const dir = await mkdtemp(join(tmpdir(), `pagewright-seaweedfs-${owner.replace(':', '-')}-`));
   const accessKeyId = `PW${randomBytes(9).toString('hex').toUpperCase()}`;
   const secretAccessKey = randomBytes(24).toString('base64url');
   const region = 'us-east-1';
@@ -123,7 +131,7 @@ export async function startSeaweedFs(): Promise<SeaweedFs> {
         PATH: process.env.PATH,
         HOME: dir,
         TMPDIR: dir,
-        [OWNER_ENV]: selfOwner(),
+        [OWNER_ENV]: owner,
         AWS_ACCESS_KEY_ID: accessKeyId,
         AWS_SECRET_ACCESS_KEY: secretAccessKey,
       },

@@ -19,7 +19,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,6 +137,7 @@ export async function startSeaweedFs(): Promise<SeaweedFs> {
       },
     },
   );
+  closeSync(log); // the child holds its own copy
   let spawnError: Error | undefined;
   const exited = new Promise<void>((r) => {
     child.once('exit', () => r());

@@ -6,10 +6,11 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 NPM_STAMP := node_modules/.package-lock.json
 CONTROL_PLANE_BUILD := test/support/control-plane/build.sh
+SEAWEEDFS_BUILD := test/support/seaweedfs/build.sh
 TEST_SPECS := 'test/unit/**/*.test.ts' 'test/integration/**/*.test.ts' 'test/node/**/*.test.ts' 'test/e2e/**/*.test.ts'
 PROMPT ?= Add a notice to the home page that the bakery is closed from December 24 to 26.
 
-.PHONY: all deps build typecheck lint test test-unit test-integration demo control-plane clean help
+.PHONY: all deps build typecheck lint test test-unit test-integration demo control-plane seaweedfs clean help
 all: build
 
 help:
@@ -20,6 +21,7 @@ help:
 	@echo "make test-node     only the suites on the real node (manager, deploy/k8s, the README end to end)"
 	@echo "make build         compile TypeScript to dist/"
 	@echo "make control-plane build or reuse Kubernetes (control plane and node) and CoreDNS from Go modules"
+	@echo "make seaweedfs     build or reuse SeaweedFS's weed (the tests' real S3 server) from its Go module"
 	@echo "make bench         every benchmark (or bench-storage, bench-runner, bench-admission, bench-diff, bench-memory, bench-e2e)"
 	@echo "make bench-smoke   every benchmark once at its smallest size, recording nothing (make test runs it too)"
 	@echo "make images        the runner, manager, storage and gateway images (docker; builds a local Node base if no registry answers)"
@@ -57,15 +59,20 @@ lint: deps
 control-plane:
 	@$(CONTROL_PLANE_BUILD) >/dev/null
 
+# the real S3 server the S3 storage backend's tests run against (test/support/seaweedfs.ts): built
+# from its pinned Go module like the control plane (~10 min cold), cached in ~/.cache/pagewright
+seaweedfs:
+	@$(SEAWEEDFS_BUILD) >/dev/null
+
 # runner pods run the runner image on the real node (mk/node.mk); every benchmark runs once in
 # smoke mode too (test/integration/bench-smoke.test.ts, test/node/bench-e2e-smoke.test.ts)
-test: typecheck lint build control-plane images
+test: typecheck lint build control-plane seaweedfs images
 	mocha $(TEST_SPECS)
 
 test-unit: typecheck
 	mocha 'test/unit/**/*.test.ts'
 
-test-integration: typecheck build control-plane
+test-integration: typecheck build control-plane seaweedfs
 	mocha 'test/integration/**/*.test.ts'
 
 demo: build

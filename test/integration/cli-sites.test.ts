@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { AuthorizationV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { DEFAULT_ARCHIVE_LIMITS } from '../../common/archive-rules.js';
-import { GROUP, PLURAL, PagewrightJob, VERSION } from '../../common/job-resource.js';
+import { GROUP, PLURAL, VERSION } from '../../common/job-resource.js';
 import { silentLogger } from '../../common/logger.js';
 import { createTimedServer } from '../../common/server-timeouts.js';
 import { AccessReviewer } from '../../preview/access-review.js';
@@ -41,6 +41,7 @@ import { getFreePort } from '../support/ports.js';
 import { waitFor } from '../support/processes.js';
 import { REPO_ROOT } from '../support/sites.js';
 import { type TestStorage, startTestStorage } from '../support/storage.js';
+import { writeSucceededJob } from '../support/succeeded-job.js';
 import { forgeTarGzBuffer } from '../support/tar-forge.js';
 
 interface Run {
@@ -115,51 +116,12 @@ describe('pagewright CLI against the review API (aggregation layer, RBAC, real s
   /** A job that ran attempt 1 and succeeded, with its output (and a diff) in storage; the manager paused meanwhile. */
   async function succeededJob(site: string, base: string, files: Record<string, string>, diff?: string): Promise<string> {
     const name = randomName('ran');
-    manager.proc.kill('SIGSTOP');
-    try {
-      const created = PagewrightJob.parse(
-        await custom.createNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          namespace: ns,
-          body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PagewrightJob', metadata: { name }, spec: { siteId: site, prompt: 'edit' } },
-        }),
-      );
-      const output = await forgeTarGzBuffer(Object.entries(files).map(([path, content]) => ({ path, content })));
-      const stored = await storage.admin.putJobObject(created.metadata.uid, 'output.tar.gz', output);
-      if (diff) await storage.admin.putJobObject(created.metadata.uid, 'diff.patch', Buffer.from(diff));
-      const now = new Date().toISOString();
-      await custom.patchNamespacedCustomObjectStatus(
-        {
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          namespace: ns,
-          name,
-          body: {
-            status: {
-              phase: 'Succeeded',
-              runnerPhase: 'completed',
-              jobId: created.metadata.uid,
-              attempt: 1,
-              reportedAttempt: 1,
-              startTime: now,
-              completionTime: now,
-              baseVersion: base,
-              outputVersion: stored.version,
-              filesChanged: 1,
-              files: Object.keys(files),
-              summary: 'edited',
-            },
-          },
-        },
-        MERGE,
-      );
-      return name;
-    } finally {
-      manager.proc.kill('SIGCONT');
-    }
+    const output = await forgeTarGzBuffer(Object.entries(files).map(([path, content]) => ({ path, content })));
+    await writeSucceededJob(
+      { custom, storage: storage.admin, manager },
+      { namespace: ns, name, site, base, output, files: Object.keys(files), diff },
+    );
+    return name;
   }
 
   before(async () => {

@@ -27,6 +27,7 @@ import { type ManagerProcess, startManagerProcess } from '../support/manager-pro
 import { getFreePort } from '../support/ports.js';
 import { waitFor } from '../support/processes.js';
 import { type TestStorage, startTestStorage } from '../support/storage.js';
+import { writeSucceededJob } from '../support/succeeded-job.js';
 import { forgeTarGzBuffer } from '../support/tar-forge.js';
 import { WebhookReceiver, verifyStandardWebhook } from '../support/webhook-receiver.js';
 
@@ -67,68 +68,11 @@ describe('PagewrightSites with the real manager: mirror, adoption, SiteNotFound,
       MERGE,
     );
   /** A job that ran attempt 1 and succeeded, as the manager records it, with its output in storage. */
-  async function succeededJob(site: string, base: string, output: Buffer, spec: Record<string, unknown> = {}): Promise<PagewrightJob> {
-    const name = randomName('ran');
-    // the manager is paused while the job is created and given its status, so that it first
-    // sees it Succeeded (else it would admit it and start a pod); it is not told anything else
-    manager.proc.kill('SIGSTOP');
-    try {
-      return await createSucceeded(name, site, base, output, spec);
-    } finally {
-      manager.proc.kill('SIGCONT');
-    }
-  }
-  async function createSucceeded(
-    name: string,
-    site: string,
-    base: string,
-    output: Buffer,
-    spec: Record<string, unknown>,
-  ): Promise<PagewrightJob> {
-    const created = PagewrightJob.parse(
-      await custom.createNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        namespace: ns,
-        body: {
-          apiVersion: `${GROUP}/${VERSION}`,
-          kind: 'PagewrightJob',
-          metadata: { name },
-          spec: { siteId: site, prompt: 'edit', ...spec },
-        },
-      }),
+  const succeededJob = (site: string, base: string, output: Buffer, spec: Record<string, unknown> = {}): Promise<PagewrightJob> =>
+    writeSucceededJob(
+      { custom, storage: storage.admin, manager },
+      { namespace: ns, name: randomName('ran'), site, base, output, files: ['index.html'], spec },
     );
-    const stored = await storage.admin.putJobObject(created.metadata.uid, 'output.tar.gz', output);
-    const now = new Date().toISOString();
-    await custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP,
-        version: VERSION,
-        plural: PLURAL,
-        namespace: ns,
-        name,
-        body: {
-          status: {
-            phase: 'Succeeded',
-            runnerPhase: 'completed',
-            jobId: created.metadata.uid,
-            attempt: 1,
-            reportedAttempt: 1,
-            startTime: now,
-            completionTime: now,
-            baseVersion: base,
-            outputVersion: stored.version,
-            filesChanged: 1,
-            files: ['index.html'],
-            summary: 'edited',
-          },
-        },
-      },
-      MERGE,
-    );
-    return getJob(name);
-  }
 
   before(async () => {
     cp = await sharedControlPlane();

@@ -23,6 +23,7 @@ import { Agent, request } from 'undici';
 import { OWNER_ENV, isOwnerAlive, killOwnedBy, onTermination, reapOrphans, selfOwner } from './control-plane/owner.js';
 import { type KeyPair, Pki } from './pki.js';
 import { getFreePort } from './ports.js';
+import { terminate } from './processes.js';
 import { REPO_ROOT } from './sites.js';
 
 const run = promisify(execFile);
@@ -271,20 +272,6 @@ async function waitUntil(what: string, probe: () => Promise<boolean>, child: Chi
     if (await probe().catch(() => false)) return;
     if (Date.now() > deadline) throw new Error(`${what} not ready after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function terminate(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  // a pending timer would keep the test process alive after its last test: clear it
-  let timer: NodeJS.Timeout | undefined;
-  const done = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000)))]);
-  clearTimeout(timer);
-  if (!done) {
-    child.kill('SIGKILL');
-    await exited;
   }
 }
 

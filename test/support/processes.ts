@@ -1,4 +1,5 @@
-/** /proc helpers for asserting that no process of a run is left behind. */
+/** /proc helpers for asserting that no process of a run is left behind, and stopping a child. */
+import type { ChildProcess } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 
 /** PIDs whose command line contains `needle` (e.g. a unique `sleep 601.25`). */
@@ -31,5 +32,21 @@ export async function waitFor<T>(
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Stops `child`: SIGTERM, then SIGKILL if it has not exited within 5 s; resolves once it has. */
+export async function terminate(child: ChildProcess): Promise<void> {
+  // never spawned (no pid: an 'error' event, and maybe no 'exit' ever), or already gone
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  // a pending timer would keep the test process alive after its last test: clear it
+  let timer: NodeJS.Timeout | undefined;
+  const done = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000)))]);
+  clearTimeout(timer);
+  if (!done) {
+    child.kill('SIGKILL');
+    await exited;
   }
 }

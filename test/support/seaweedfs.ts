@@ -27,7 +27,7 @@ import { promisify } from 'node:util';
 import { ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
 import { OWNER_ENV, isOwnerAlive, onTermination, reapOrphans, selfOwner } from './control-plane/owner.js';
 import { getFreePort } from './ports.js';
-import { waitFor } from './processes.js';
+import { terminate, waitFor } from './processes.js';
 import { REPO_ROOT } from './sites.js';
 
 const run = promisify(execFile);
@@ -139,12 +139,8 @@ export async function startSeaweedFs(): Promise<SeaweedFs> {
   );
   closeSync(log); // the child holds its own copy
   let spawnError: Error | undefined;
-  const exited = new Promise<void>((r) => {
-    child.once('exit', () => r());
-    child.once('error', (err) => {
-      spawnError = err;
-      r();
-    });
+  child.once('error', (err) => {
+    spawnError = err;
   });
   // only this child: the same owner may also hold the shared control plane, which must survive
   const unregister = onTermination(() => {
@@ -152,16 +148,7 @@ export async function startSeaweedFs(): Promise<SeaweedFs> {
     rmSync(dir, { recursive: true, force: true });
   });
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const done = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5000)))]);
-      clearTimeout(timer);
-      if (!done) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    }
+    await terminate(child);
     await rm(dir, { recursive: true, force: true });
     unregister();
   };

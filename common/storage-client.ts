@@ -52,6 +52,13 @@ export type SealResult = z.infer<typeof SealResult>;
 export const DeleteJobResult = z.object({ job_id: z.string(), deleted: z.array(z.string()) });
 export type DeleteJobResult = z.infer<typeof DeleteJobResult>;
 
+/** One page of GET /sites: each site's current version; `next_after` when there are more. */
+export const SitePage = z.object({
+  sites: z.array(z.object({ site_id: z.string(), version: z.string(), size: z.number(), updated_at: z.string(), revision: z.number() })),
+  next_after: z.string().optional(),
+});
+export type SitePage = z.infer<typeof SitePage>;
+
 export const GcReport = z.object({ deleted: z.number(), kept: z.number(), bytes_freed: z.number() });
 export type GcReport = z.infer<typeof GcReport>;
 
@@ -90,6 +97,15 @@ export class StorageClient {
 
   async getSite(siteId: string, signal?: AbortSignal): Promise<SiteInfo> {
     return SiteInfo.parse(await this.#json('GET', `/sites/${enc(siteId)}`, signal));
+  }
+
+  /** Every site, by id, a page at a time (admin only): pass the previous page's next_after as `after`. */
+  async listSites(opts: { limit?: number; after?: string; signal?: AbortSignal } = {}): Promise<SitePage> {
+    const query = new URLSearchParams();
+    if (opts.limit !== undefined) query.set('limit', String(opts.limit));
+    if (opts.after !== undefined) query.set('after', opts.after);
+    const qs = query.size > 0 ? `?${query}` : '';
+    return SitePage.parse(await this.#json('GET', `/sites${qs}`, opts.signal));
   }
 
   async downloadArtifact(siteId: string, opts: { version?: string; signal?: AbortSignal } = {}): Promise<Download> {

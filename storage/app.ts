@@ -10,15 +10,15 @@ import type { ArchiveLimits } from '../common/archive-rules.js';
 import { installErrorHandling } from '../common/error-middleware.js';
 import { PagewrightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { JOB_ID_PATTERN, SHA256_PATTERN, Sha256 } from '../common/schemas.js';
+import { JOB_ID_PATTERN, SHA256_PATTERN, SITE_ID_PATTERN, Sha256 } from '../common/schemas.js';
 import type { Authorizer } from './auth.js';
-import type { BlobStore } from './blob-store.js';
+import type { BlobBackend } from './backend.js';
 import { StorageError } from './errors.js';
 import type { BlobCollector } from './gc.js';
 import { preconditionOf, putOptions, sendBlob, siteParam } from './http.js';
 import { registerJobRoutes } from './job-routes.js';
 import { checkStoredOutput } from './output-check.js';
-import type { RefStore } from './ref-store.js';
+import { blobOf, type RefStore } from './ref-store.js';
 
 interface StorageLimits {
   maxArtifactBytes: number;
@@ -31,7 +31,7 @@ interface StorageLimits {
 }
 
 export interface StorageAppDeps {
-  blobs: BlobStore;
+  blobs: BlobBackend;
   refs: RefStore;
   auth: Authorizer;
   collector: BlobCollector;
@@ -49,6 +49,10 @@ const PublishBody = z.strictObject({
 });
 /** `to`: a version in the site's history; `if_match`: the version the caller saw current; `by`: who asked (recorded). */
 const RollbackBody = z.strictObject({ to: Sha256, if_match: Sha256, by: z.string().min(1).max(512).nullable().default(null) });
+const SitePage = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(1000),
+  after: z.string().regex(SITE_ID_PATTERN).optional(),
+});
 /** Who pushed a site version (the admin caller says so; recorded in the history). */
 const BY_HEADER = 'x-pagewright-by';
 
@@ -80,19 +84,36 @@ export function createStorageApp(deps: StorageAppDeps): express.Express {
     await auth.authorize(req.headers.authorization, { kind: 'site', siteId }, 'site:read');
     const site = await refs.getSite(siteId);
     if (!site) throw new StorageError('SiteNotFound', `site ${siteId} has no artifact`);
-    let version = site.version;
+    let blob = blobOf(site);
     const wanted = req.query.version;
     if (wanted !== undefined) {
       if (typeof wanted !== 'string' || !SHA256_PATTERN.test(wanted)) {
         throw new StorageError('InvalidVersion', 'version must be a lowercase hex sha256');
       }
       // only versions this site has had, so a token for one site cannot read another's blobs
-      if (!site.history.some((h) => h.version === wanted)) {
-        throw new StorageError('VersionNotFound', `site ${siteId} has no version ${wanted}`);
-      }
-      version = wanted;
+      const entry = site.history.find((h) => h.version === wanted);
+      if (!entry) throw new StorageError('VersionNotFound', `site ${siteId} has no version ${wanted}`);
+      blob = blobOf(entry);
     }
-    await sendBlob(req, res, blobs, version, 'application/gzip');
+    await sendBlob(req, res, blobs, blob, 'application/gzip');
+  });
+
+  // every site, by id, one page at a time: ?limit= (1..1000, default 1000) and ?after=<last id seen>
+  app.get('/sites', async (req, res) => {
+    await auth.authorize(req.headers.authorization, { kind: 'admin' }, null);
+    const page = SitePage.safeParse(req.query);
+    if (!page.success)
+      throw new StorageError('BadRequest', `GET /sites takes ?limit=1..1000&after=SITE_ID: ${page.error.issues[0]?.message}`);
+    const { limit, after } = page.data;
+    const ids: string[] = [];
+    for await (const id of refs.siteIds()) if (after === undefined || id > after) ids.push(id);
+    ids.sort();
+    const sites = [];
+    for (const id of ids.slice(0, limit)) {
+      const site = await refs.getSite(id);
+      if (site) sites.push({ site_id: id, version: site.version, size: site.size, updated_at: site.updated_at, revision: site.revision });
+    }
+    res.json({ sites, ...(ids.length > limit ? { next_after: ids[limit - 1] } : {}) });
   });
 
   app.get('/sites/:siteId', async (req, res) => {
@@ -142,25 +163,31 @@ export function createStorageApp(deps: StorageAppDeps): express.Express {
  * Makes the job's output the site's version if, in this order: the job has an output; it is
  * the version the runner reported (OutputMismatch); the site is at `ifMatch` (checked before the
  * long scan, and again atomically: PublishConflict); the output passes the archive rules
- * (UnsafeOutput). The output is pinned from the start, so the collector cannot take it even
- * if the job's record moves on meanwhile; the manager seals the attempt first, so it cannot.
+ * (UnsafeOutput). The output is protected from the collector (a pin, or a lease in the s3
+ * backend) before the job's record is read again under that protection, so the collector
+ * cannot take it even if the job's record moves on meanwhile; the manager seals the attempt
+ * first, so it cannot.
  */
 async function publish(deps: StorageAppDeps, siteId: string, jobId: string, ifMatch: string, version: string, by: string | null) {
   const { blobs, refs, limits } = deps;
-  return blobs.withPin(version, async () => {
-    const currentOutput = async () => {
-      const output = (await refs.getJob(jobId))?.objects['output.tar.gz'];
-      if (!output) throw new StorageError('ObjectNotFound', `job ${jobId} has no output.tar.gz`);
-      if (output.version !== version) {
-        throw new StorageError('OutputMismatch', `job ${jobId}'s output.tar.gz is ${output.version}, not the reported version ${version}`);
-      }
-      return output;
-    };
-    await currentOutput();
+  const currentOutput = async (key?: string) => {
+    const output = (await refs.getJob(jobId))?.objects['output.tar.gz'];
+    if (!output) throw new StorageError('ObjectNotFound', `job ${jobId} has no output.tar.gz`);
+    if (output.version !== version) {
+      throw new StorageError('OutputMismatch', `job ${jobId}'s output.tar.gz is ${output.version}, not the reported version ${version}`);
+    }
+    if (key !== undefined && output.key !== key)
+      throw new StorageError('OutputMismatch', `job ${jobId}'s output.tar.gz was replaced meanwhile`);
+    return blobOf(output);
+  };
+  const seen = await currentOutput();
+  return blobs.protect(seen, async () => {
+    // read again now that it is protected: this is the read the protection covers
+    await currentOutput(seen.key);
     await asPublishConflict(refs.checkSitePrecondition(siteId, { ifMatch }));
-    await checkStoredOutput(blobs.createReadStream(version), limits.archive);
+    await checkStoredOutput(await blobs.open(seen), limits.archive);
     // the scan takes a while: the job's output must still be the one checked
-    const output = await currentOutput();
+    const output = await currentOutput(seen.key);
     return asPublishConflict(refs.setSiteVersion(siteId, output, { ifMatch }, { action: 'published', jobId, by }));
   });
 }

@@ -1,5 +1,5 @@
 /**
- * Content-addressed blobs: blobs/sha256/<aa>/<digest>. A blob is streamed to a temp file while
+ * The fs backend's blobs (backend.ts): content-addressed files, blobs/sha256/<aa>/<digest>. A blob is streamed to a temp file while
  * its size and its sha256 (on a worker thread: off-thread-hasher.ts) are computed, fsynced,
  * then renamed to its digest; memory use does not depend on the blob's size. Equal content is
  * stored once.
@@ -9,7 +9,8 @@
  * blob from before it exists (put) or before it reads the record it copies (publish) until the
  * reference is durable; a pin taken while a sweep runs marks the blob for the whole sweep; and
  * the commit of a blob and its removal take the same per-blob lock, so a removal cannot land
- * on a file an upload has just renamed into place.
+ * on a file an upload has just renamed into place. One process owns the directory, so these
+ * in-memory pins are enough here; the s3 backend, shared by replicas, uses leases instead.
  */
 import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
@@ -19,24 +20,10 @@ import { pipeline } from 'node:stream/promises';
 import { StorageError } from './errors.js';
 import { commitFile, tempPath } from './fs-durable.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import type { BlobBackend, BlobRef, PutBlobOptions, SweepReport } from './backend.js';
 import { type HashSession, OffThreadHasher } from './off-thread-hasher.js';
 
-export interface PutBlobOptions {
-  maxBytes: number;
-  /** The client's digest; a mismatch rejects the blob. */
-  expectedSha256?: string;
-  /** A size the client announced (Content-Length); checked against maxBytes before reading. */
-  declaredSize?: number;
-  /** The error for a body over maxBytes (default: PayloadTooLarge). */
-  tooLarge?: () => StorageError;
-}
-
-export interface BlobInfo {
-  version: string;
-  size: number;
-}
-
-export interface StoredBlob {
+interface StoredBlob {
   version: string;
   size: number;
   mtimeMs: number;
@@ -44,7 +31,8 @@ export interface StoredBlob {
 
 const SHA256_NAME = /^[a-f0-9]{64}$/;
 
-export class BlobStore {
+export class BlobStore implements BlobBackend {
+  readonly kind = 'fs' as const;
   readonly #root: string;
   readonly #tmp: string;
   readonly #hasher = new OffThreadHasher();
@@ -82,7 +70,7 @@ export class BlobStore {
    * Stores the body as a blob, then runs `use` (which records a reference to it) with the blob
    * pinned, so the collector cannot remove it in between.
    */
-  async put<T>(body: Readable, opts: PutBlobOptions, use: (blob: BlobInfo) => Promise<T>): Promise<T> {
+  async put<T>(body: Readable, opts: PutBlobOptions, use: (blob: BlobRef) => Promise<T>): Promise<T> {
     const overflow = opts.tooLarge ?? (() => tooLarge(opts.maxBytes));
     if (opts.declaredSize !== undefined && opts.declaredSize > opts.maxBytes) throw overflow();
     const tmp = tempPath(this.#tmp);
@@ -129,6 +117,45 @@ export class BlobStore {
     }
   }
 
+  protect<T>(blob: BlobRef, fn: () => Promise<T>): Promise<T> {
+    return this.withPin(blob.version, fn);
+  }
+
+  referenceOf(blob: BlobRef): string {
+    return blob.version;
+  }
+
+  /**
+   * Order, against concurrent uploads and publishes (a blob is written, then referenced):
+   *   1. beginSweep(): from here on every pinned blob is kept (uploads pin their blob before it
+   *      exists under its name, publishes pin the output before reading it);
+   *   2. read every reference (a reference written before this read is seen; one written after
+   *      comes from an operation that pinned its blob, so step 1 keeps it);
+   *   3. list the blobs and remove each unreferenced one that is neither pinned, nor pinned since
+   *      step 1, nor younger than the grace period, deciding under the blob's own lock.
+   * The grace period is a second guard, for anything that writes a blob and references it later
+   * without a pin.
+   */
+  async sweep(referenced: () => Promise<Set<string>>, graceSeconds: number): Promise<SweepReport> {
+    const cutoff = Date.now() - graceSeconds * 1000;
+    const report: SweepReport = { deleted: 0, kept: 0, bytes_freed: 0 };
+    this.beginSweep();
+    try {
+      const refs = await referenced();
+      for await (const blob of this.list()) {
+        const freed = refs.has(blob.version) || blob.mtimeMs > cutoff ? null : await this.removeIfUnused(blob.version, cutoff);
+        if (freed === null) report.kept++;
+        else {
+          report.deleted++;
+          report.bytes_freed += freed;
+        }
+      }
+    } finally {
+      this.endSweep();
+    }
+    return report;
+  }
+
   /** A sweep is starting: from now until endSweep, every pinned blob is kept. */
   beginSweep(): void {
     this.#touched = new Set(this.#pins.keys());
@@ -172,13 +199,17 @@ export class BlobStore {
     });
   }
 
-  async size(version: string): Promise<number | null> {
+  async size(blob: BlobRef): Promise<number | null> {
     try {
-      return (await stat(this.pathOf(version))).size;
+      return (await stat(this.pathOf(blob.version))).size;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
     }
+  }
+
+  async open(blob: BlobRef): Promise<Readable> {
+    return this.createReadStream(blob.version);
   }
 
   createReadStream(version: string): ReadStream {
@@ -186,12 +217,12 @@ export class BlobStore {
   }
 }
 
-function tooLarge(maxBytes: number): StorageError {
+export function tooLarge(maxBytes: number): StorageError {
   return new StorageError('PayloadTooLarge', `body exceeds the limit of ${maxBytes} bytes`);
 }
 
 /** Passes bytes through while hashing and counting them; fails once the limit is passed. */
-class HashingLimiter extends Transform {
+export class HashingLimiter extends Transform {
   readonly #hash: HashSession;
   readonly #max: number;
   readonly #overflow: () => StorageError;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_ARCHIVE_LIMITS } from '../common/archive-rules.js';
-import { type ConfigOf, env, logLevel, port, positiveInt } from '../common/config.js';
+import { type ConfigOf, bool, env, httpUrl, logLevel, port, positiveInt } from '../common/config.js';
 import { MIN_SECRET_BYTES } from '../common/tokens.js';
 
 const GiB = 1024 ** 3;
@@ -29,6 +29,12 @@ export const STORAGE_DEFAULTS = {
   keepAliveTimeoutSeconds: 5,
   /** No byte either way for this long closes the connection (also mid-upload). */
   idleTimeoutSeconds: 120,
+  backend: 'fs' as 'fs' | 's3',
+  s3Region: 'us-east-1',
+  s3Prefix: '',
+  s3Insecure: false,
+  /** How far apart two replicas' clocks may be: the s3 collector's margin (s3-backend.ts). */
+  s3ClockSkewSeconds: 60,
 };
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
@@ -55,6 +61,30 @@ export const storageConfigSpec = {
   requestTimeoutSeconds: env('STORAGE_REQUEST_TIMEOUT_SECONDS', seconds(STORAGE_DEFAULTS.requestTimeoutSeconds)),
   keepAliveTimeoutSeconds: env('STORAGE_KEEP_ALIVE_TIMEOUT_SECONDS', seconds(STORAGE_DEFAULTS.keepAliveTimeoutSeconds)),
   idleTimeoutSeconds: env('STORAGE_IDLE_TIMEOUT_SECONDS', seconds(STORAGE_DEFAULTS.idleTimeoutSeconds)),
+  backend: env('STORAGE_BACKEND', z.enum(['fs', 's3']).default(STORAGE_DEFAULTS.backend)),
+  s3Bucket: env('S3_BUCKET', z.string().min(3).max(63).optional()),
+  s3Endpoint: env('S3_ENDPOINT', httpUrl().optional()),
+  s3Region: env('S3_REGION', z.string().min(1).default(STORAGE_DEFAULTS.s3Region)),
+  s3Prefix: env(
+    'S3_PREFIX',
+    z
+      .string()
+      .regex(/^[A-Za-z0-9!_.*'()/-]*$/, "must be a key prefix of letters, digits and !_.*'()/-")
+      .default(STORAGE_DEFAULTS.s3Prefix)
+      // one directory-like prefix: "a/b" and "a/b/" both mean a/b/
+      .transform((p) => (p === '' || p.endsWith('/') ? p : `${p}/`)),
+  ),
+  // unset: path style exactly when an endpoint is set (self-hosted servers rarely have wildcard DNS)
+  s3ForcePathStyle: env(
+    'S3_FORCE_PATH_STYLE',
+    z
+      .enum(['true', 'false', '1', '0'], { error: 'must be true or false' })
+      .optional()
+      .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1')),
+  ),
+  s3Insecure: env('S3_INSECURE', bool(STORAGE_DEFAULTS.s3Insecure)),
+  s3CaFile: env('S3_CA_FILE', z.string().min(1).optional()),
+  s3ClockSkewSeconds: env('S3_CLOCK_SKEW_SECONDS', secondsOrZero(STORAGE_DEFAULTS.s3ClockSkewSeconds)),
   logLevel: env('LOG_LEVEL', logLevel()),
 };
 export type StorageConfig = ConfigOf<typeof storageConfigSpec>;

@@ -26,6 +26,7 @@ export type StorageErrorCode = CodeSubset<
   | 'PayloadTooLarge'
   | 'JobQuotaExceeded'
   | 'UnsafeOutput'
+  | 'UpstreamUnavailable'
   | 'Internal'
 >;
 

@@ -1,27 +1,18 @@
 /**
  * The blob collector: deletes blobs that no site (current version or history), no job object
  * references, once they are older than a grace period. Replaced job objects, deleted jobs and
- * site versions beyond the history limit otherwise stay on the volume for ever.
+ * site versions beyond the history limit otherwise stay in the backend for ever.
  *
- * Order, against concurrent uploads and publishes (a blob is written, then referenced):
- *   1. beginSweep(): from here on every pinned blob is kept (blob-store.ts: uploads pin their
- *      blob before it exists under its name, publishes pin the output before reading it);
- *   2. read every reference (a reference written before this read is seen; one written after
- *      comes from an operation that pinned its blob, so step 1 keeps it);
- *   3. list the blobs and remove each unreferenced one that is neither pinned, nor pinned since
- *      step 1, nor younger than the grace period, deciding under the blob's own lock.
- * The grace period is a second guard, for anything that writes a blob and references it later
- * without a pin. One storage process owns a data directory, so in-memory pins are enough.
+ * This is the schedule (periodic, never two sweeps at once in this process); how a sweep stays
+ * off a blob that is about to be referenced is the backend's: pins in the fs backend
+ * (blob-store.ts), leases and upload deadlines in the s3 one (s3-backend.ts), whose sweeps may
+ * run in every replica at once.
  */
 import type { Logger } from '../common/logger.js';
-import type { BlobStore } from './blob-store.js';
+import type { BlobBackend, SweepReport } from './backend.js';
 import type { RefStore } from './ref-store.js';
 
-export interface GcReport {
-  deleted: number;
-  kept: number;
-  bytes_freed: number;
-}
+export type GcReport = SweepReport;
 
 export interface GcOptions {
   graceSeconds: number;
@@ -32,7 +23,7 @@ export interface GcOptions {
 type CollectorState = 'idle' | 'running' | 'closed';
 
 export class BlobCollector {
-  readonly #blobs: BlobStore;
+  readonly #blobs: BlobBackend;
   readonly #refs: RefStore;
   readonly #opts: GcOptions;
   readonly #logger: Logger;
@@ -41,7 +32,7 @@ export class BlobCollector {
   /** The sweep running now, if any: sweeps never overlap. */
   #current: Promise<GcReport> | null = null;
 
-  constructor(deps: { blobs: BlobStore; refs: RefStore; logger: Logger }, opts: GcOptions) {
+  constructor(deps: { blobs: BlobBackend; refs: RefStore; logger: Logger }, opts: GcOptions) {
     this.#blobs = deps.blobs;
     this.#refs = deps.refs;
     this.#logger = deps.logger;
@@ -83,22 +74,7 @@ export class BlobCollector {
 
   async #sweepOnce(): Promise<GcReport> {
     const started = Date.now();
-    const cutoff = started - this.#opts.graceSeconds * 1000;
-    const report: GcReport = { deleted: 0, kept: 0, bytes_freed: 0 };
-    this.#blobs.beginSweep();
-    try {
-      const referenced = await this.#refs.referencedVersions();
-      for await (const blob of this.#blobs.list()) {
-        const freed = referenced.has(blob.version) || blob.mtimeMs > cutoff ? null : await this.#blobs.removeIfUnused(blob.version, cutoff);
-        if (freed === null) report.kept++;
-        else {
-          report.deleted++;
-          report.bytes_freed += freed;
-        }
-      }
-    } finally {
-      this.#blobs.endSweep();
-    }
+    const report = await this.#blobs.sweep(() => this.#refs.referencedBlobs(this.#blobs), this.#opts.graceSeconds);
     this.#logger.info('blobs collected', { ...report, ms: Date.now() - started });
     return report;
   }

@@ -5,7 +5,7 @@
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import { JOB_ID_PATTERN, SHA256_PATTERN, SITE_ID_PATTERN } from '../common/schemas.js';
-import type { BlobStore, PutBlobOptions } from './blob-store.js';
+import type { BlobBackend, BlobRef, PutBlobOptions } from './backend.js';
 import { contentDigestHeader, requestedSha256, unquoteEtag } from './digest.js';
 import { StorageError } from './errors.js';
 import { JobObjectName, type Precondition } from './ref-store.js';
@@ -61,8 +61,9 @@ export function putOptions(req: Request, maxBytes: number, tooLarge?: () => Stor
   };
 }
 
-export async function sendBlob(req: Request, res: Response, blobs: BlobStore, version: string, contentType: string): Promise<void> {
-  const size = await blobs.size(version);
+export async function sendBlob(req: Request, res: Response, blobs: BlobBackend, blob: BlobRef, contentType: string): Promise<void> {
+  const { version } = blob;
+  const size = await blobs.size(blob);
   if (size === null) throw new StorageError('Internal', `blob ${version} is missing from the store`);
   res.setHeader('ETag', `"${version}"`);
   res.setHeader('X-Content-SHA256', version);
@@ -79,7 +80,7 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, ve
     return;
   }
   try {
-    await pipeline(blobs.createReadStream(version), res);
+    await pipeline(await blobs.open(blob), res);
   } catch (err) {
     // a client that hangs up mid-download is not a server error
     if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw err;

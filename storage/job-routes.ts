@@ -15,10 +15,10 @@ import { z } from 'zod';
 import { JobManifest } from '../common/schemas.js';
 import { attemptOf } from './auth.js';
 import type { StorageAppDeps } from './app.js';
-import type { BlobInfo, BlobStore, PutBlobOptions } from './blob-store.js';
+import type { BlobBackend, BlobRef, PutBlobOptions } from './backend.js';
 import { StorageError } from './errors.js';
 import { jobParam, objectParam, putOptions, sendBlob } from './http.js';
-import { type JobObjectName, quotaExceeded } from './ref-store.js';
+import { blobOf, type JobObjectName, quotaExceeded } from './ref-store.js';
 
 const CONTENT_TYPES: Record<JobObjectName, string> = {
   'output.tar.gz': 'application/gzip',
@@ -44,7 +44,7 @@ export function registerJobRoutes(app: Express, deps: StorageAppDeps): void {
       Math.max(0, Math.min(perObject, room)),
       room < perObject ? () => quotaExceeded(jobId, limits.maxJobBytes) : undefined,
     );
-    const record = (blob: BlobInfo) =>
+    const record = (blob: BlobRef) =>
       refs.setJobObject(jobId, name, blob, { maxJobBytes: limits.maxJobBytes, ...withAttempt(attemptOf(principal)) }).then(() => blob);
     const blob = name === 'manifest.json' ? await putManifest(req, blobs, jobId, options, record) : await blobs.put(req, options, record);
     logger.info('job object stored', { job_id: jobId, object: name, version: blob.version, size: blob.size });
@@ -57,7 +57,7 @@ export function registerJobRoutes(app: Express, deps: StorageAppDeps): void {
     await auth.authorize(req.headers.authorization, { kind: 'job', jobId }, 'job:write');
     const object = (await refs.getJob(jobId))?.objects[name];
     if (!object) throw new StorageError('ObjectNotFound', `job ${jobId} has no ${name}`);
-    await sendBlob(req, res, blobs, object.version, CONTENT_TYPES[name]);
+    await sendBlob(req, res, blobs, blobOf(object), CONTENT_TYPES[name]);
   });
 
   app.get('/jobs/:jobId', async (req, res) => {
@@ -99,11 +99,11 @@ function withAttempt(attempt: number | undefined): { attempt?: number } {
 /** A manifest is validated whole before it is stored, so it is read into memory (it is small). */
 async function putManifest(
   req: Request,
-  blobs: BlobStore,
+  blobs: BlobBackend,
   jobId: string,
   options: PutBlobOptions,
-  record: (blob: BlobInfo) => Promise<BlobInfo>,
-): Promise<BlobInfo> {
+  record: (blob: BlobRef) => Promise<BlobRef>,
+): Promise<BlobRef> {
   const overflow =
     options.tooLarge ?? (() => new StorageError('PayloadTooLarge', `manifest exceeds the limit of ${options.maxBytes} bytes`));
   if (options.declaredSize !== undefined && options.declaredSize > options.maxBytes) throw overflow();

@@ -1,22 +1,23 @@
 /**
  * Named pointers to blobs: a site's current version (with its history) and a job's outputs.
- * Each record is one small JSON file rewritten durably under a per-key lock, so the
- * compare-and-swap on a site's version is atomic and a crash leaves the old or the new record.
+ * Each record is one small JSON document in the backend's records (backend.ts), changed only by
+ * compare-and-swap: read it, decide, write it if nobody wrote it since, else read and decide
+ * again. So the compare-and-swap on a site's version holds across storage replicas, a crash
+ * leaves the old or the new record, and every check made in a decision (a precondition, the
+ * quota, the seal) held against the record that was replaced.
  *
  * A job record also holds what its credentials may still do: `sealed_through` (the highest
  * attempt that has ended; job tokens of that attempt or earlier are refused) and `deleted_at`
  * (the job's objects were removed; every job token is refused, so a leftover runner cannot
- * fill storage again for a job nobody will delete twice). The checks that matter run under
- * the job's lock, so once seal or delete returned no write of an ended attempt can land.
+ * fill storage again for a job nobody will delete twice). The checks that matter are part of
+ * the job record's compare-and-swap, so once seal or delete returned no write of an ended
+ * attempt can land, whichever replica serves it.
  */
-import { readFile, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { JobId, Sha256, SiteId } from '../common/schemas.js';
-import type { BlobInfo } from './blob-store.js';
+import type { BlobBackend, BlobRef, RecordBackend } from './backend.js';
 import { StorageError } from './errors.js';
-import { writeFileDurably } from './fs-durable.js';
-import { KeyedMutex } from './keyed-mutex.js';
 
 const JOB_OBJECT_NAMES = ['output.tar.gz', 'manifest.json', 'log', 'diff.patch'] as const;
 export const JobObjectName = z.enum(JOB_OBJECT_NAMES);
@@ -43,6 +44,8 @@ const SiteVersionEntry = z.object({
   action: SiteAction.optional(),
   by: z.string().max(512).nullable().optional(),
   seq: z.number().int().positive().optional(),
+  /** The blob's key where the backend names blobs (s3). */
+  key: z.string().min(1).max(1024).optional(),
 });
 type SiteVersionEntry = z.infer<typeof SiteVersionEntry>;
 export const SiteRecord = z
@@ -50,6 +53,7 @@ export const SiteRecord = z
     site_id: SiteId,
     version: Sha256,
     size: z.number().int().nonnegative(),
+    key: z.string().min(1).max(1024).optional(),
     updated_at: z.iso.datetime(),
     history: z.array(SiteVersionEntry),
     /** The seq of the latest change (the history keeps only the last SITE_HISTORY_LIMIT). */
@@ -77,6 +81,7 @@ export interface SiteChange {
 const JobObjectRecord = z.object({
   version: Sha256,
   size: z.number().int().nonnegative(),
+  key: z.string().min(1).max(1024).optional(),
   updated_at: z.iso.datetime(),
 });
 export type JobObjectRecord = z.infer<typeof JobObjectRecord>;
@@ -96,26 +101,52 @@ export interface Precondition {
   ifNoneMatch?: '*';
 }
 
+/** Compare-and-swap attempts before a write gives up (each loss means another writer made progress). */
+const MAX_RACES = 32;
+
 export class RefStore {
-  readonly #dir: string;
-  readonly #tmp: string;
-  readonly #locks = new KeyedMutex();
+  readonly #records: RecordBackend;
 
-  constructor(dataDir: string, tmpDir: string) {
-    this.#dir = dataDir;
-    this.#tmp = tmpDir;
+  constructor(records: RecordBackend) {
+    this.#records = records;
   }
 
-  #sitePath(siteId: string): string {
-    return join(this.#dir, 'sites', `${siteId}.json`);
+  /**
+   * Reads the record, asks `decide` for its next value (undefined: leave it as it is; a throw:
+   * refuse) and writes it if nobody wrote it meanwhile, else decides again on the newer record.
+   */
+  async #update<S extends z.ZodType>(
+    path: string,
+    schema: S,
+    decide: (current: z.output<S> | null) => z.output<S> | undefined,
+  ): Promise<z.output<S> | null> {
+    for (let race = 0; ; race++) {
+      const stored = await this.#records.read(path);
+      const current = stored === null ? null : parseRecord(path, stored.text, schema);
+      const next = decide(current);
+      if (next === undefined) return current;
+      if (await this.#records.write(path, JSON.stringify(next), stored === null ? { absent: true } : { tag: stored.tag })) return next;
+      if (race >= MAX_RACES) throw new StorageError('Internal', `${path}: lost ${MAX_RACES} compare-and-swap races in a row`);
+      // another writer got there first: back off a little (jittered) and decide again
+      await sleep(Math.random() * Math.min(100, 5 * 2 ** race));
+    }
   }
 
-  #jobPath(jobId: string): string {
-    return join(this.#dir, 'jobs', `${jobId}.json`);
+  async #get<S extends z.ZodType>(path: string, schema: S): Promise<z.output<S> | null> {
+    const stored = await this.#records.read(path);
+    return stored === null ? null : parseRecord(path, stored.text, schema);
   }
 
   async getSite(siteId: string): Promise<SiteRecord | null> {
-    return readRecord(this.#sitePath(siteId), SiteRecord);
+    return this.#get(sitePath(siteId), SiteRecord);
+  }
+
+  /** Every site id with a record, in the backend's order (names are checked: a stray file is skipped). */
+  async *siteIds(): AsyncGenerator<string> {
+    for await (const name of this.#records.list('sites')) {
+      const id = name.endsWith('.json') ? name.slice(0, -5) : null;
+      if (id !== null && SiteId.safeParse(id).success) yield id;
+    }
   }
 
   /** Fails fast (before a long upload) when the precondition already cannot hold. */
@@ -123,9 +154,8 @@ export class RefStore {
     checkPrecondition(await this.getSite(siteId), pre);
   }
 
-  async setSiteVersion(siteId: string, blob: BlobInfo, pre: Precondition, change: SiteChange): Promise<SiteRecord> {
-    return this.#locks.run(`site/${siteId}`, async () => {
-      const current = await this.getSite(siteId);
+  async setSiteVersion(siteId: string, blob: BlobRef, pre: Precondition, change: SiteChange): Promise<SiteRecord> {
+    const site = await this.#update(sitePath(siteId), SiteRecord, (current) => {
       checkPrecondition(current, pre);
       const at = new Date().toISOString();
       const seq = (current?.revision ?? 0) + 1;
@@ -137,18 +167,19 @@ export class RefStore {
         action: change.action,
         by: change.by ?? null,
         seq,
+        ...keyOf(blob),
       };
-      const next: SiteRecord = {
+      return {
         site_id: siteId,
         version: blob.version,
         size: blob.size,
+        ...keyOf(blob),
         updated_at: at,
         revision: seq,
         history: [entry, ...(current?.history ?? [])].slice(0, SITE_HISTORY_LIMIT) as SiteRecord['history'],
       };
-      await writeFileDurably(this.#sitePath(siteId), JSON.stringify(next), this.#tmp);
-      return next;
     });
+    return site as SiteRecord;
   }
 
   /**
@@ -161,11 +192,11 @@ export class RefStore {
     const earlier = site.history.find((h) => h.version === to);
     if (!earlier) throw new StorageError('VersionNotFound', `site ${siteId} has no version ${to} in its history`);
     if (site.version === to) throw new StorageError('BadRequest', `site ${siteId} is at version ${to} already`);
-    return this.setSiteVersion(siteId, { version: earlier.version, size: earlier.size }, pre, { action: 'rolled_back', by });
+    return this.setSiteVersion(siteId, blobOf(earlier), pre, { action: 'rolled_back', by });
   }
 
   async getJob(jobId: string): Promise<JobRecord | null> {
-    return readRecord(this.#jobPath(jobId), JobRecord);
+    return this.#get(jobPath(jobId), JobRecord);
   }
 
   /**
@@ -176,19 +207,18 @@ export class RefStore {
   async setJobObject(
     jobId: string,
     name: JobObjectName,
-    blob: BlobInfo,
+    blob: BlobRef,
     opts: { attempt?: number; maxJobBytes: number },
   ): Promise<JobObjectRecord> {
-    return this.#locks.run(`job/${jobId}`, async () => {
-      const current = (await this.getJob(jobId)) ?? emptyJob(jobId);
+    const record: JobObjectRecord = { version: blob.version, size: blob.size, ...keyOf(blob), updated_at: new Date().toISOString() };
+    await this.#update(jobPath(jobId), JobRecord, (stored) => {
+      const current = stored ?? emptyJob(jobId);
       if (opts.attempt !== undefined) assertAttemptLive(current, opts.attempt);
       const total = otherObjectsBytes(current, name) + blob.size;
       if (total > opts.maxJobBytes) throw quotaExceeded(jobId, opts.maxJobBytes);
-      const record = { version: blob.version, size: blob.size, updated_at: new Date().toISOString() };
-      const next: JobRecord = { ...current, objects: { ...current.objects, [name]: record } };
-      await writeFileDurably(this.#jobPath(jobId), JSON.stringify(next), this.#tmp);
-      return record;
+      return { ...current, objects: { ...current.objects, [name]: record } };
     });
+    return record;
   }
 
   /** Throws AttemptEnded if a job token of `attempt` may no longer act for the job. */
@@ -205,13 +235,11 @@ export class RefStore {
 
   /** Seals the job through `attempt` (never lowers it); returns the sealed attempt. */
   async sealJob(jobId: string, attempt: number): Promise<number> {
-    return this.#locks.run(`job/${jobId}`, async () => {
-      const current = (await this.getJob(jobId)) ?? emptyJob(jobId);
-      if (current.sealed_through >= attempt) return current.sealed_through;
-      const next: JobRecord = { ...current, sealed_through: attempt };
-      await writeFileDurably(this.#jobPath(jobId), JSON.stringify(next), this.#tmp);
-      return attempt;
+    const job = await this.#update(jobPath(jobId), JobRecord, (stored) => {
+      const current = stored ?? emptyJob(jobId);
+      return current.sealed_through >= attempt ? undefined : { ...current, sealed_through: attempt };
     });
+    return Math.max(job?.sealed_through ?? 0, attempt);
   }
 
   /**
@@ -219,31 +247,66 @@ export class RefStore {
    * removed. The blobs go with the next collection unless something else references them.
    */
   async deleteJob(jobId: string): Promise<JobObjectName[]> {
-    return this.#locks.run(`job/${jobId}`, async () => {
-      const current = (await this.getJob(jobId)) ?? emptyJob(jobId);
-      const removed = JobObjectName.options.filter((n) => current.objects[n]);
-      if (current.deleted_at !== null && removed.length === 0) return removed;
-      const next: JobRecord = { ...current, objects: {}, deleted_at: current.deleted_at ?? new Date().toISOString() };
-      await writeFileDurably(this.#jobPath(jobId), JSON.stringify(next), this.#tmp);
-      return removed;
+    let removed: JobObjectName[] = [];
+    await this.#update(jobPath(jobId), JobRecord, (stored) => {
+      const current = stored ?? emptyJob(jobId);
+      removed = JobObjectName.options.filter((n) => current.objects[n]);
+      if (current.deleted_at !== null && removed.length === 0) return undefined;
+      return { ...current, objects: {}, deleted_at: current.deleted_at ?? new Date().toISOString() };
     });
+    return removed;
   }
 
   /**
-   * Every blob version a site (current or history) or a job object references. Throws if any
-   * record cannot be read: a collector that missed a reference would delete live data.
+   * What every site (current or history) and every job object references, as the backend names
+   * it (blobs.referenceOf). Throws if any record cannot be read: a collector that missed a
+   * reference would delete live data.
    */
-  async referencedVersions(): Promise<Set<string>> {
-    const versions = new Set<string>();
-    for (const site of await readRecords(join(this.#dir, 'sites'), SiteRecord)) {
-      versions.add(site.version);
-      for (const h of site.history) versions.add(h.version);
+  async referencedBlobs(blobs: Pick<BlobBackend, 'referenceOf'>): Promise<Set<string>> {
+    const refs = new Set<string>();
+    for await (const site of this.#all('sites', SiteRecord)) {
+      refs.add(blobs.referenceOf(site));
+      for (const h of site.history) refs.add(blobs.referenceOf(h));
     }
-    for (const job of await readRecords(join(this.#dir, 'jobs'), JobRecord)) {
-      for (const object of Object.values(job.objects)) if (object) versions.add(object.version);
+    for await (const job of this.#all('jobs', JobRecord)) {
+      for (const object of Object.values(job.objects)) if (object) refs.add(blobs.referenceOf(object));
     }
-    return versions;
+    return refs;
   }
+
+  async *#all<S extends z.ZodType>(dir: string, schema: S): AsyncGenerator<z.output<S>> {
+    for await (const name of this.#records.list(dir)) {
+      if (!name.endsWith('.json')) continue;
+      // a record deleted between the listing and the read references nothing
+      const record = await this.#get(`${dir}/${name}`, schema);
+      if (record !== null) yield record;
+    }
+  }
+}
+
+function sitePath(siteId: string): string {
+  return `sites/${siteId}.json`;
+}
+
+function jobPath(jobId: string): string {
+  return `jobs/${jobId}.json`;
+}
+
+function keyOf(blob: BlobRef): { key?: string } {
+  return blob.key === undefined ? {} : { key: blob.key };
+}
+
+/** The blob a site's version or a job's object refers to. */
+export function blobOf(entry: { version: string; size: number; key?: string | undefined }): BlobRef {
+  return entry.key === undefined
+    ? { version: entry.version, size: entry.size }
+    : { version: entry.version, size: entry.size, key: entry.key };
+}
+
+function parseRecord<S extends z.ZodType>(path: string, text: string, schema: S): z.output<S> {
+  const parsed = schema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new StorageError('Internal', `record ${path} is unreadable: ${parsed.error.issues[0]?.message}`);
+  return parsed.data;
 }
 
 function emptyJob(jobId: string): JobRecord {
@@ -270,23 +333,6 @@ export function quotaExceeded(jobId: string, maxJobBytes: number): StorageError 
   return new StorageError('JobQuotaExceeded', `job ${jobId} would hold more than ${maxJobBytes} bytes (PAGEWRIGHT_STORAGE_MAX_JOB_BYTES)`);
 }
 
-async function readRecords<S extends z.ZodType>(dir: string, schema: S): Promise<Array<z.output<S>>> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  const records: Array<z.output<S>> = [];
-  for (const name of names) {
-    if (!name.endsWith('.json')) continue;
-    const record = await readRecord(join(dir, name), schema);
-    if (record !== null) records.push(record);
-  }
-  return records;
-}
-
 function checkPrecondition(current: SiteRecord | null, pre: Precondition): void {
   if (pre.ifNoneMatch === '*' && current) {
     throw new StorageError('PreconditionFailed', `site already exists at version ${current.version}`);
@@ -296,15 +342,4 @@ function checkPrecondition(current: SiteRecord | null, pre: Precondition): void 
   if (pre.ifMatch !== '*' && pre.ifMatch !== current.version) {
     throw new StorageError('PreconditionFailed', `site is at version ${current.version}, not ${pre.ifMatch}`);
   }
-}
-
-async function readRecord<S extends z.ZodType>(path: string, schema: S): Promise<z.output<S> | null> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  return schema.parse(JSON.parse(text));
 }

@@ -20,9 +20,9 @@ import type { Logger } from '../common/logger.js';
 import { JobTokens } from '../common/tokens.js';
 import { createStorageApp } from './app.js';
 import { createAuthorizer } from './auth.js';
-import { BlobStore } from './blob-store.js';
 import { STORAGE_DEFAULTS, type StorageConfig } from './config.js';
 import { BlobCollector } from './gc.js';
+import { openBackend } from './open-backend.js';
 import { RefStore } from './ref-store.js';
 
 export interface StorageServer {
@@ -33,15 +33,21 @@ export interface StorageServer {
   close(): Promise<void>;
 }
 
-type Defaulted = keyof typeof STORAGE_DEFAULTS;
+/** Settings with defaults, and those that may stay unset. */
+type Defaulted = keyof typeof STORAGE_DEFAULTS | 's3Bucket' | 's3Endpoint' | 's3ForcePathStyle' | 's3CaFile';
 /** The config without logLevel; the settings with defaults may be left out. */
-export type StorageServerConfig = Omit<StorageConfig, 'logLevel' | Defaulted> & Partial<Pick<StorageConfig, Defaulted>>;
+export type StorageServerConfig = Omit<StorageConfig, 'logLevel' | Defaulted> &
+  Partial<Pick<StorageConfig, Defaulted>> & {
+    /** Explicit S3 credentials; unset: the AWS SDK's default chain. */
+    s3Credentials?: { accessKeyId: string; secretAccessKey: string };
+  };
 
 export async function startStorageServer(partial: StorageServerConfig, logger: Logger): Promise<StorageServer> {
-  const config = { ...STORAGE_DEFAULTS, ...definedOnly(partial) } as Omit<StorageConfig, 'logLevel'>;
-  const blobs = new BlobStore(config.dataDir);
-  await blobs.init();
-  const refs = new RefStore(config.dataDir, blobs.tmpDir);
+  const config = { ...STORAGE_DEFAULTS, ...definedOnly(partial) } as Omit<StorageConfig, 'logLevel'> &
+    Pick<StorageServerConfig, 's3Credentials'>;
+  const backend = await openBackend(config);
+  const { blobs } = backend;
+  const refs = new RefStore(backend.records);
   const collector = new BlobCollector(
     { blobs, refs, logger },
     { graceSeconds: config.gcGraceSeconds, intervalSeconds: config.gcIntervalSeconds },
@@ -72,7 +78,7 @@ export async function startStorageServer(partial: StorageServerConfig, logger: L
   collector.start();
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  logger.info('storage listening', { url: `http://${host}:${port}`, data_dir: config.dataDir });
+  logger.info('storage listening', { url: `http://${host}:${port}`, backend: config.backend, at: backend.describe });
   let closing: Promise<void> | null = null;
   return {
     url: `http://${host}:${port}`,
@@ -84,7 +90,7 @@ export async function startStorageServer(partial: StorageServerConfig, logger: L
         await collector.close();
         server.closeAllConnections();
         await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
-        await blobs.close();
+        await backend.close();
       })();
       return closing;
     },

@@ -411,6 +411,20 @@ describe('storage service', () => {
     });
   });
 
+  it('lists every site by id, a page at a time, to the admin only', async () => {
+    for (const id of ['c-site', 'a-site', 'b-site']) await storage.admin.putSiteArtifact(id, Buffer.from(id));
+    const first = await storage.admin.listSites({ limit: 2 });
+    expect(first.sites.map((s) => s.site_id)).to.deep.equal(['a-site', 'b-site']);
+    expect(first.sites[0]).to.include({ version: createHash('sha256').update('a-site').digest('hex'), size: 6, revision: 1 });
+    const rest = await storage.admin.listSites({ after: first.next_after! });
+    expect(rest.next_after).to.equal(undefined);
+    expect(rest.sites.map((s) => s.site_id)).to.deep.equal(['c-site']);
+    const token = await storage.tokens.issue({ jobId: 'job-1', siteId: 'a-site', attempt: 1, ttlSeconds: 60 });
+    const asJob = new StorageClient({ baseUrl: storage.url, token });
+    expect(((await asJob.listSites().catch((e: unknown) => e)) as StorageRequestError).status).to.equal(403);
+    expect(((await storage.admin.listSites({ limit: 0 }).catch((e: unknown) => e)) as StorageRequestError).code).to.equal('BadRequest');
+  });
+
   it('accepts a valid manifest and lists job objects', async () => {
     await storage.admin.putJobObject('j1', 'manifest.json', Buffer.from(JSON.stringify(manifestFor('j1'))));
     const job = await storage.admin.getJob('j1');

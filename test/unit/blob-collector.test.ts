@@ -11,6 +11,7 @@ import { expect } from 'chai';
 import { silentLogger } from '../../common/logger.js';
 import { BlobStore } from '../../storage/blob-store.js';
 import { BlobCollector } from '../../storage/gc.js';
+import { FsRecords } from '../../storage/fs-records.js';
 import { RefStore } from '../../storage/ref-store.js';
 
 const LIMITS = { maxBytes: 1024 * 1024 };
@@ -25,7 +26,7 @@ describe('BlobCollector', () => {
     dir = await mkdtemp(join(tmpdir(), 'pw-gc-'));
     blobs = new BlobStore(dir);
     await blobs.init();
-    refs = new RefStore(dir, blobs.tmpDir);
+    refs = new RefStore(new FsRecords(dir, blobs.tmpDir));
   });
   afterEach(async () => {
     await blobs.close();
@@ -44,15 +45,15 @@ describe('BlobCollector', () => {
       return { blob, report };
     });
     expect(during.report).to.deep.equal({ deleted: 0, kept: 1, bytes_freed: 0 });
-    expect(await blobs.size(during.blob.version)).to.equal(7);
+    expect(await blobs.size(during.blob)).to.equal(7);
   });
 
   it('keeps a blob referenced while the sweep was reading the references, though no longer pinned when it gets to it', async () => {
     // the reference lands just after the collector read the records, and the upload is over
     let landed: string | null = null;
     class RacingRefs extends RefStore {
-      override async referencedVersions(): Promise<Set<string>> {
-        const seen = await super.referencedVersions();
+      override async referencedBlobs(b: BlobStore): Promise<Set<string>> {
+        const seen = await super.referencedBlobs(b);
         landed = await blobs.put(Readable.from([Buffer.from('late')]), LIMITS, async (blob) => {
           await refs.setJobObject('job-2', 'log', blob, QUOTA);
           return blob.version;
@@ -61,10 +62,10 @@ describe('BlobCollector', () => {
         return seen;
       }
     }
-    const report = await collector(new RacingRefs(dir, blobs.tmpDir)).sweep();
+    const report = await collector(new RacingRefs(new FsRecords(dir, blobs.tmpDir))).sweep();
     expect(landed).to.be.a('string');
     expect(report.deleted).to.equal(0);
-    expect(await blobs.size(landed!)).to.equal(4);
+    expect(await blobs.size({ version: landed!, size: 4 })).to.equal(4);
     // and the next sweep sees the reference
     expect(await collector().sweep()).to.deep.equal({ deleted: 0, kept: 1, bytes_freed: 0 });
   });
@@ -75,7 +76,7 @@ describe('BlobCollector', () => {
     const young = await blobs.put(Readable.from([Buffer.from('young')]), LIMITS, async (b) => b);
     const graced = new BlobCollector({ blobs, refs, logger: silentLogger }, { graceSeconds: 60, intervalSeconds: 0 });
     expect(await graced.sweep()).to.deep.equal({ deleted: 1, kept: 1, bytes_freed: 3 });
-    expect(await blobs.size(old.version)).to.equal(null);
-    expect(await blobs.size(young.version)).to.equal(5);
+    expect(await blobs.size(old)).to.equal(null);
+    expect(await blobs.size(young)).to.equal(5);
   });
 });

@@ -29,6 +29,8 @@ export interface ErrorHandlingOptions {
   envelope?: ErrorEnvelope;
   /** Said in parentheses after a 404's "no route METHOD /path" (what the service does serve). */
   routesHint?: string;
+  /** Told every error's code as it is answered (metrics). */
+  onError?: (code: string) => void;
 }
 
 /** Installs the 404 for unknown routes and the error middleware; call it after the last route. */
@@ -47,6 +49,7 @@ function errorMiddleware(opts: ErrorHandlingOptions): ErrorRequestHandler {
   const envelope = opts.envelope ?? apiErrorEnvelope;
   return (err, req, res, _next) => {
     const { error, expected } = toAnswer(err);
+    opts.onError?.(error.code);
     const status = httpStatusOf(error.code);
     const where = { method: req.method, path: req.path, code: error.code };
     if (!expected || status === 500) opts.logger.error('request failed', { ...where, error: String(err) });

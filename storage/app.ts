@@ -15,6 +15,7 @@ import type { Authorizer } from './auth.js';
 import type { BlobBackend } from './backend.js';
 import { StorageError } from './errors.js';
 import type { BlobCollector } from './gc.js';
+import type { StorageMetrics } from './metrics.js';
 import { preconditionOf, putOptions, sendBlob, siteParam } from './http.js';
 import { registerJobRoutes } from './job-routes.js';
 import { checkStoredOutput } from './output-check.js';
@@ -35,6 +36,7 @@ export interface StorageAppDeps {
   refs: RefStore;
   auth: Authorizer;
   collector: BlobCollector;
+  metrics: StorageMetrics;
   limits: StorageLimits;
   logger: Logger;
 }
@@ -57,10 +59,16 @@ const SitePage = z.object({
 const BY_HEADER = 'x-pagewright-by';
 
 export function createStorageApp(deps: StorageAppDeps): express.Express {
-  const { blobs, refs, auth, collector, limits, logger } = deps;
+  const { blobs, refs, auth, collector, metrics, limits, logger } = deps;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.use(metrics.middleware());
+
+  // no credential: counts by route and code only, like the gateway's
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
 
   app.get('/healthz', (_req, res) => void res.json({ ok: true }));
   app.get('/readyz', (_req, res) => void res.json({ ok: true }));
@@ -155,7 +163,7 @@ export function createStorageApp(deps: StorageAppDeps): express.Express {
 
   registerJobRoutes(app, deps);
 
-  installErrorHandling(app, { logger });
+  installErrorHandling(app, { logger, onError: (code) => metrics.errors.inc({ code }) });
   return app;
 }
 

@@ -32,7 +32,11 @@ export class BlobCollector {
   /** The sweep running now, if any: sweeps never overlap. */
   #current: Promise<GcReport> | null = null;
 
-  constructor(deps: { blobs: BlobBackend; refs: RefStore; logger: Logger }, opts: GcOptions) {
+  readonly #onSweep: ((report: GcReport | null) => void) | undefined;
+
+  /** `onSweep`: told each sweep's report, or null when one failed (metrics). */
+  constructor(deps: { blobs: BlobBackend; refs: RefStore; logger: Logger; onSweep?: (report: GcReport | null) => void }, opts: GcOptions) {
+    this.#onSweep = deps.onSweep;
     this.#blobs = deps.blobs;
     this.#refs = deps.refs;
     this.#logger = deps.logger;
@@ -74,8 +78,15 @@ export class BlobCollector {
 
   async #sweepOnce(): Promise<GcReport> {
     const started = Date.now();
-    const report = await this.#blobs.sweep(() => this.#refs.referencedBlobs(this.#blobs), this.#opts.graceSeconds);
+    let report: GcReport;
+    try {
+      report = await this.#blobs.sweep(() => this.#refs.referencedBlobs(this.#blobs), this.#opts.graceSeconds);
+    } catch (err) {
+      this.#onSweep?.(null);
+      throw err;
+    }
     this.#logger.info('blobs collected', { ...report, ms: Date.now() - started });
+    this.#onSweep?.(report);
     return report;
   }
 }

@@ -22,6 +22,7 @@ import { createStorageApp } from './app.js';
 import { createAuthorizer } from './auth.js';
 import { STORAGE_DEFAULTS, type StorageConfig } from './config.js';
 import { BlobCollector } from './gc.js';
+import { StorageMetrics } from './metrics.js';
 import { openBackend } from './open-backend.js';
 import { RefStore } from './ref-store.js';
 
@@ -46,10 +47,11 @@ export async function startStorageServer(partial: StorageServerConfig, logger: L
   const config = { ...STORAGE_DEFAULTS, ...definedOnly(partial) } as Omit<StorageConfig, 'logLevel'> &
     Pick<StorageServerConfig, 's3Credentials'>;
   const backend = await openBackend(config);
-  const { blobs } = backend;
+  const metrics = new StorageMetrics(backend.blobs.kind);
+  const blobs = metrics.counting(backend.blobs);
   const refs = new RefStore(backend.records);
   const collector = new BlobCollector(
-    { blobs, refs, logger },
+    { blobs, refs, logger, onSweep: (report) => metrics.sweep(report) },
     { graceSeconds: config.gcGraceSeconds, intervalSeconds: config.gcIntervalSeconds },
   );
   const app = createStorageApp({
@@ -57,6 +59,7 @@ export async function startStorageServer(partial: StorageServerConfig, logger: L
     refs,
     auth: createAuthorizer(config.adminToken, new JobTokens(config.tokenSecret), (jobId, attempt) => refs.checkAttempt(jobId, attempt)),
     collector,
+    metrics,
     limits: {
       maxArtifactBytes: config.maxArtifactBytes,
       maxManifestBytes: config.maxManifestBytes,

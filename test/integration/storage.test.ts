@@ -425,6 +425,23 @@ describe('storage service', () => {
     expect(((await storage.admin.listSites({ limit: 0 }).catch((e: unknown) => e)) as StorageRequestError).code).to.equal('BadRequest');
   });
 
+  it('counts requests, bytes, errors and sweeps on /metrics', async () => {
+    await storage.admin.putSiteArtifact('blog', Buffer.from('12345'));
+    await (await storage.admin.downloadArtifact('blog')).body.text();
+    await storage.admin.getSite('nope').catch(() => undefined);
+    await storage.admin.gc();
+    const res = await request(`${storage.url}/metrics`);
+    expect(res.headers['content-type']).to.match(/^text\/plain/);
+    const text = await res.body.text();
+    const value = (line: string) => Number(new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+    expect(value('pagewright_storage_bytes_total{direction="in",backend="fs"}')).to.equal(5);
+    expect(value('pagewright_storage_bytes_total{direction="out",backend="fs"}')).to.equal(5);
+    expect(value('pagewright_storage_errors_total{code="SiteNotFound",backend="fs"}')).to.equal(1);
+    expect(value('pagewright_storage_requests_total{route="/sites/:siteId/artifact",method="PUT",status="201",backend="fs"}')).to.equal(1);
+    expect(value('pagewright_storage_gc_sweeps_total{outcome="ok",backend="fs"}')).to.equal(1);
+    expect(text).to.not.include('blog'); // no site or job id in a label
+  });
+
   it('accepts a valid manifest and lists job objects', async () => {
     await storage.admin.putJobObject('j1', 'manifest.json', Buffer.from(JSON.stringify(manifestFor('j1'))));
     const job = await storage.admin.getJob('j1');

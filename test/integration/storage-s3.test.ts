@@ -317,6 +317,48 @@ describe('storage on S3 (real SeaweedFS)', function () {
     }
   });
 
+  it('the S3 server restarted mid-upload: the upload fails with 502 or lands, a retry lands, every acknowledged object is still there', async function () {
+    this.timeout(120_000);
+    const storage = await replica({ config: { gcGraceSeconds: 120 } });
+    const site = await storage.admin.putSiteArtifact('blog', Buffer.from('before the restart'));
+    const out = await forgeTarGzBuffer([{ path: 'index.html', content: 'edited' }]);
+    const output = await storage.admin.putJobObject('job-1', 'output.tar.gz', out);
+    await storage.admin.putJobObject('job-1', 'log', Buffer.from('a log'));
+    // an upload under way (two of its three parts sent) when the server goes down
+    const body = randomBytes(24 * 1024 * 1024);
+    const parts = [body.subarray(0, 16 * 1024 * 1024), body.subarray(16 * 1024 * 1024)];
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const slow = Readable.from(
+      (async function* () {
+        yield parts[0]!;
+        await held;
+        yield parts[1]!;
+      })(),
+    );
+    const inFlight = storage.admin.putJobObject('job-2', 'output.tar.gz', slow).then(
+      (r) => r,
+      (e: unknown) => e as StorageRequestError,
+    );
+    await waitFor('a multipart upload under way', async () => (await pendingUploads(s3, bucket)) > 0, 20_000, 50);
+    await server.restart();
+    release();
+    const first = await inFlight;
+    if (first instanceof Error) {
+      expect([first.status, first.code]).to.deep.equal([502, 'UpstreamUnavailable']);
+      const retried = await storage.admin.putJobObject('job-2', 'output.tar.gz', body);
+      expect(retried.version).to.equal(sha(body));
+    } else expect(first.version).to.equal(sha(body));
+    // everything acknowledged before, during and after is readable, and the site moves on
+    expect((await readAll((await storage.admin.downloadArtifact('blog')).body)).toString()).to.equal('before the restart');
+    expect((await readAll((await storage.admin.getJobObject('job-1', 'log')).body)).toString()).to.equal('a log');
+    expect(sha(await readAll((await storage.admin.getJobObject('job-2', 'output.tar.gz')).body))).to.equal(sha(body));
+    const published = await storage.admin.publish('blog', 'job-1', site.version, output.version);
+    expect(published.version).to.equal(output.version);
+  });
+
   describe('start-up check of conditional writes', () => {
     /**
      * A stand-in for an S3 server that ignores If-None-Match and If-Match: a proxy in front of

@@ -38,6 +38,8 @@ export interface SeaweedFs {
   accessKeyId: string;
   secretAccessKey: string;
   region: string;
+  /** Kills weed (SIGKILL: no flush) and starts it again on the same data and ports; resolves once it answers. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -96,35 +98,34 @@ export async function startSeaweedFs(): Promise<SeaweedFs> {
   ]) {
     port[name] = await getFreePort();
   }
-  const log = openSync(join(dir, 'weed.log'), 'a');
-  const child: ChildProcess = spawn(
-    weed,
-    [
-      'mini',
-      `-dir=${join(dir, 'data')}`,
-      '-ip=127.0.0.1',
-      '-ip.bind=127.0.0.1',
-      `-master.port=${port.master}`,
-      `-master.port.grpc=${port.masterGrpc}`,
-      '-master.telemetry=false',
-      `-volume.port=${port.volume}`,
-      `-volume.port.grpc=${port.volumeGrpc}`,
-      `-filer.port=${port.filer}`,
-      `-filer.port.grpc=${port.filerGrpc}`,
-      `-filer.localSocket=${join(dir, 'filer.sock')}`,
-      `-s3.port=${port.s3}`,
-      `-s3.port.grpc=${port.s3Grpc}`,
-      `-s3.localSocket=${join(dir, 's3.sock')}`,
-      '-s3.port.iceberg=0',
-      '-s3.port.lance=0',
-      '-webdav=false',
-      `-webdav.port=${port.webdav}`,
-      '-admin.ui=false',
-      `-admin.port=${port.admin}`,
-      `-admin.port.grpc=${port.adminGrpc}`,
-      '-admin.port.legacy=0',
-    ],
-    {
+  const args = [
+    'mini',
+    `-dir=${join(dir, 'data')}`,
+    '-ip=127.0.0.1',
+    '-ip.bind=127.0.0.1',
+    `-master.port=${port.master}`,
+    `-master.port.grpc=${port.masterGrpc}`,
+    '-master.telemetry=false',
+    `-volume.port=${port.volume}`,
+    `-volume.port.grpc=${port.volumeGrpc}`,
+    `-filer.port=${port.filer}`,
+    `-filer.port.grpc=${port.filerGrpc}`,
+    `-filer.localSocket=${join(dir, 'filer.sock')}`,
+    `-s3.port=${port.s3}`,
+    `-s3.port.grpc=${port.s3Grpc}`,
+    `-s3.localSocket=${join(dir, 's3.sock')}`,
+    '-s3.port.iceberg=0',
+    '-s3.port.lance=0',
+    '-webdav=false',
+    `-webdav.port=${port.webdav}`,
+    '-admin.ui=false',
+    `-admin.port=${port.admin}`,
+    `-admin.port.grpc=${port.adminGrpc}`,
+    '-admin.port.legacy=0',
+  ];
+  const spawnWeed = (): ChildProcess => {
+    const log = openSync(join(dir, 'weed.log'), 'a');
+    const proc = spawn(weed, args, {
       cwd: dir,
       stdio: ['ignore', log, log],
       env: {
@@ -135,13 +136,11 @@ export async function startSeaweedFs(): Promise<SeaweedFs> {
         AWS_ACCESS_KEY_ID: accessKeyId,
         AWS_SECRET_ACCESS_KEY: secretAccessKey,
       },
-    },
-  );
-  closeSync(log); // the child holds its own copy
-  let spawnError: Error | undefined;
-  child.once('error', (err) => {
-    spawnError = err;
-  });
+    });
+    closeSync(log); // the child holds its own copy
+    return proc;
+  };
+  let child = spawnWeed();
   // only this child: the same owner may also hold the shared control plane, which must survive
   const unregister = onTermination(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -152,31 +151,44 @@ export async function startSeaweedFs(): Promise<SeaweedFs> {
     await rm(dir, { recursive: true, force: true });
     unregister();
   };
-
-  const server = { endpoint: `http://127.0.0.1:${port.s3}`, accessKeyId, secretAccessKey, region, stop };
-  const probe = s3Client(server, { accessKeyId, secretAccessKey }, 1);
-  try {
-    // ready when a signed request is answered: the gateway is up and knows the key
-    await waitFor(
-      'weed mini to answer a signed S3 ListBuckets',
-      async () => {
-        if (spawnError) throw new Error(`weed mini did not start: ${spawnError.message}`);
-        if (child.exitCode !== null || child.signalCode !== null)
-          throw new Error(`weed mini exited (${child.exitCode ?? child.signalCode})`);
-        return probe.send(new ListBucketsCommand({})).then(
-          () => true,
-          () => false,
-        );
-      },
-      60_000,
-      100,
-    );
-  } catch (err) {
-    const tail = readFileSync(join(dir, 'weed.log'), 'utf8').slice(-3000);
-    await stop();
-    throw new Error(`SeaweedFS failed to start: ${(err as Error).message}\n--- weed.log\n${tail}`);
-  } finally {
-    probe.destroy();
-  }
+  const endpoint = `http://127.0.0.1:${port.s3}`;
+  const ready = async () => {
+    let spawnError: Error | undefined;
+    child.once('error', (err) => {
+      spawnError = err;
+    });
+    const probe = s3Client({ endpoint, region }, { accessKeyId, secretAccessKey }, 1);
+    try {
+      // ready when a signed request is answered: the gateway is up and knows the key
+      await waitFor(
+        'weed mini to answer a signed S3 ListBuckets',
+        async () => {
+          if (spawnError) throw new Error(`weed mini did not start: ${spawnError.message}`);
+          if (child.exitCode !== null || child.signalCode !== null)
+            throw new Error(`weed mini exited (${child.exitCode ?? child.signalCode})`);
+          return probe.send(new ListBucketsCommand({})).then(
+            () => true,
+            () => false,
+          );
+        },
+        60_000,
+        100,
+      );
+    } catch (err) {
+      const tail = readFileSync(join(dir, 'weed.log'), 'utf8').slice(-3000);
+      await stop();
+      throw new Error(`SeaweedFS failed to start: ${(err as Error).message}\n--- weed.log\n${tail}`);
+    } finally {
+      probe.destroy();
+    }
+  };
+  const restart = async () => {
+    child.kill('SIGKILL');
+    await terminate(child);
+    child = spawnWeed();
+    await ready();
+  };
+  const server = { endpoint, accessKeyId, secretAccessKey, region, restart, stop };
+  await ready();
   return server;
 }

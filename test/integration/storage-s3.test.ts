@@ -3,9 +3,10 @@
  * (test/support/seaweedfs.ts), through storage's own HTTP API, as the runner and the manager use
  * it: the contract the fs backend keeps (storage.test.ts), then what only a shared bucket
  * asks for: two replicas racing on one site or one job, the collector running in a replica that
- * did not write, multipart uploads and what a cut-off one leaves, a replica SIGKILLed mid-upload
- * (the other serves the retry, the abandoned parts are aborted), and the start-up refusal of a
- * server that ignores conditional writes.
+ * did not write, a lease, multipart uploads and what a cut-off one leaves, a replica SIGKILLed
+ * mid-upload (the other serves the retry, the abandoned parts are aborted) and mid-publish (the
+ * retry publishes exactly once), the S3 server restarted mid-upload (nothing acknowledged lost),
+ * and the start-up refusal of a server that ignores conditional writes.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -242,55 +243,63 @@ describe('storage on S3 (real SeaweedFS)', function () {
     });
   });
 
-  it('a replica SIGKILLed mid-upload: the other serves the retry, and the abandoned parts are aborted after the grace period', async function () {
-    this.timeout(120_000);
-    const adminToken = randomBytes(24).toString('hex');
-    const tokenSecret = randomBytes(32).toString('hex');
-    // a grace period that leaves B's upload time, then is waited out for A's abandoned parts
-    const config = { ...s3StorageConfig({ server, bucket }), gcGraceSeconds: 8 };
-    const env = (port: number) => ({
+  /** A storage replica in a process of its own (to SIGKILL), on the test's bucket, with this grace period. */
+  async function replicaProcess(opts: {
+    adminToken: string;
+    tokenSecret: string;
+    graceSeconds: number;
+  }): Promise<{ proc: ChildProcess; url: string }> {
+    const port = await getFreePort();
+    const env = {
       ...process.env,
       PAGEWRIGHT_STORAGE_BACKEND: 's3',
       PAGEWRIGHT_S3_BUCKET: bucket,
       PAGEWRIGHT_S3_ENDPOINT: server.endpoint,
       PAGEWRIGHT_S3_REGION: server.region,
       PAGEWRIGHT_S3_INSECURE: 'true',
-      PAGEWRIGHT_S3_CLOCK_SKEW_SECONDS: String(config.s3ClockSkewSeconds),
-      PAGEWRIGHT_STORAGE_GC_GRACE_SECONDS: String(config.gcGraceSeconds),
+      PAGEWRIGHT_S3_CLOCK_SKEW_SECONDS: String(s3StorageConfig({ server, bucket }).s3ClockSkewSeconds),
+      PAGEWRIGHT_STORAGE_GC_GRACE_SECONDS: String(opts.graceSeconds),
       PAGEWRIGHT_STORAGE_GC_INTERVAL_SECONDS: '0',
       AWS_ACCESS_KEY_ID: server.accessKeyId,
       AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
       PAGEWRIGHT_STORAGE_HOST: '127.0.0.1',
       PAGEWRIGHT_STORAGE_PORT: String(port),
-      PAGEWRIGHT_STORAGE_ADMIN_TOKEN: adminToken,
-      PAGEWRIGHT_TOKEN_SECRET: tokenSecret,
+      PAGEWRIGHT_STORAGE_ADMIN_TOKEN: opts.adminToken,
+      PAGEWRIGHT_TOKEN_SECRET: opts.tokenSecret,
       PAGEWRIGHT_LOG_LEVEL: 'warn',
-    });
-    const start = async (port: number): Promise<ChildProcess> => {
-      const proc = spawn(process.execPath, ['--import', 'tsx', 'storage/main.ts'], {
-        env: env(port),
-        stdio: ['ignore', 'inherit', 'inherit'],
-      });
-      await waitFor(
-        'storage /healthz',
-        async () => {
-          if (proc.exitCode !== null) throw new Error(`storage exited with ${proc.exitCode}`);
-          return request(`http://127.0.0.1:${port}/healthz`).then(
-            (r) => r.body.text().then(() => r.statusCode === 200),
-            () => false,
-          );
-        },
-        20_000,
-        50,
-      );
-      return proc;
     };
-    const [portA, portB] = [await getFreePort(), await getFreePort()];
-    const [a, b] = [await start(portA), await start(portB)];
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'storage/main.ts'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const url = `http://127.0.0.1:${port}`;
+    await waitFor(
+      'storage /healthz',
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`storage exited with ${proc.exitCode}`);
+        return request(`${url}/healthz`).then(
+          (r) => r.body.text().then(() => r.statusCode === 200),
+          () => false,
+        );
+      },
+      20_000,
+      50,
+    );
+    return { proc, url };
+  }
+
+  it('a replica SIGKILLed mid-upload: the other serves the retry, and the abandoned parts are aborted after the grace period', async function () {
+    this.timeout(120_000);
+    const adminToken = randomBytes(24).toString('hex');
+    const tokenSecret = randomBytes(32).toString('hex');
+    // a grace period that leaves B's upload time, then is waited out for A's abandoned parts
+    const graceSeconds = 8;
+    const [A, B] = [
+      await replicaProcess({ adminToken, tokenSecret, graceSeconds }),
+      await replicaProcess({ adminToken, tokenSecret, graceSeconds }),
+    ];
+    const [a, b] = [A.proc, B.proc];
     try {
       const body = randomBytes(30 * 1024 * 1024);
       // the upload to A: the first 20 MiB sent (two parts in the bucket), then A is killed
-      const upload = httpRequest(`http://127.0.0.1:${portA}/sites/blog/artifact`, {
+      const upload = httpRequest(`${A.url}/sites/blog/artifact`, {
         method: 'PUT',
         headers: { authorization: `Bearer ${adminToken}`, 'content-length': String(body.length) },
       });
@@ -300,11 +309,11 @@ describe('storage on S3 (real SeaweedFS)', function () {
       a.kill('SIGKILL');
       upload.destroy();
       // the retry goes to B and lands
-      const viaB = new StorageClient({ baseUrl: `http://127.0.0.1:${portB}`, token: adminToken });
+      const viaB = new StorageClient({ baseUrl: B.url, token: adminToken });
       const put = await viaB.putSiteArtifact('blog', body, { sha256: sha(body) });
       expect(put.version).to.equal(sha(body));
       expect(await pendingUploads(s3, bucket)).to.equal(1); // A's, abandoned
-      await new Promise((r) => setTimeout(r, (config.gcGraceSeconds! + 0.5) * 1000));
+      await new Promise((r) => setTimeout(r, (graceSeconds + 0.5) * 1000));
       await viaB.gc();
       expect(await pendingUploads(s3, bucket)).to.equal(0);
       // nothing else left: the site's one blob and its record
@@ -314,6 +323,49 @@ describe('storage on S3 (real SeaweedFS)', function () {
       expect(sha(await readAll((await viaB.downloadArtifact('blog')).body))).to.equal(sha(body));
     } finally {
       await Promise.all([terminate(a), terminate(b)]);
+    }
+  });
+
+  it('a replica SIGKILLed mid-publish: the retry through the other publishes exactly once', async function () {
+    this.timeout(120_000);
+    const adminToken = randomBytes(24).toString('hex');
+    const tokenSecret = randomBytes(32).toString('hex');
+    const [A, B] = [
+      await replicaProcess({ adminToken, tokenSecret, graceSeconds: 120 }),
+      await replicaProcess({ adminToken, tokenSecret, graceSeconds: 120 }),
+    ];
+    try {
+      const viaA = new StorageClient({ baseUrl: A.url, token: adminToken });
+      const viaB = new StorageClient({ baseUrl: B.url, token: adminToken });
+      const base = await viaA.putSiteArtifact('blog', Buffer.from('base'));
+      // big enough that A is still scanning it when it is killed
+      const files = Array.from({ length: 4000 }, (_, i) => ({ path: `p${i}.html`, content: randomBytes(256).toString('hex') }));
+      const out = await viaA.putJobObject('job-1', 'output.tar.gz', await forgeTarGzBuffer(files));
+      const dying = viaA.publish('blog', 'job-1', base.version, out.version).then(
+        () => 'published',
+        () => 'cut off',
+      );
+      await waitFor(
+        'the lease of the publish',
+        async () => Object.keys(await snapshotBucket({ server, bucket })).some((k) => k.startsWith('leases/')),
+        10_000,
+        5,
+      );
+      A.proc.kill('SIGKILL');
+      const first = await dying;
+      // the manager's retry lands on B: if A's write landed, B's is a conflict on the same version
+      const retried = await viaB.publish('blog', 'job-1', base.version, out.version).then(
+        (r) => r.version,
+        (e: StorageRequestError) => e.code,
+      );
+      const site = await viaB.getSite('blog');
+      expect(site.version).to.equal(out.version);
+      expect(site.history.filter((h) => h.action === 'published')).to.have.length(1);
+      expect(first === 'published' ? retried : 'retry published').to.be.oneOf(['PublishConflict', 'retry published']);
+      if (first === 'cut off') expect(retried).to.equal(out.version);
+      expect(sha(await readAll((await viaB.downloadArtifact('blog')).body))).to.equal(out.version);
+    } finally {
+      await Promise.all([terminate(A.proc), terminate(B.proc)]);
     }
   });
 

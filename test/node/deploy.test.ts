@@ -56,6 +56,55 @@ describe('deploy/k8s on a real apiserver', function () {
     expect(res.stderr).to.not.match(/violate PodSecurity/);
   });
 
+  it('the S3 overlay (deploy/overlays/s3): 2 storage replicas, rolling, spread, a PDB, the bucket settings, no volume claim', async () => {
+    await cp.kubectl(['apply', '-f', join(DEPLOY, 'namespace.yaml')]);
+    const res = await cp.kubectl(['apply', '-k', join(REPO_ROOT, 'deploy/overlays/s3'), '--dry-run=server', '-o', 'json']);
+    expect(res.stderr).to.not.match(/violate PodSecurity/);
+    interface Obj {
+      kind: string;
+      metadata: { name: string; namespace?: string };
+      spec?: Record<string, unknown>;
+    }
+    const parsed = JSON.parse(res.stdout) as { items?: Obj[] } & Obj;
+    const items: Obj[] = parsed.items ?? [parsed];
+    expect(items.filter((o) => o.kind === 'PersistentVolumeClaim')).to.deep.equal([]);
+    const storage = items.find((o) => o.kind === 'Deployment' && o.metadata.name === 'pagewright-storage') as unknown as {
+      spec: {
+        replicas: number;
+        strategy: { type: string; rollingUpdate: { maxUnavailable: number } };
+        template: {
+          metadata: { labels: Record<string, string> };
+          spec: {
+            topologySpreadConstraints: Array<{ topologyKey: string }>;
+            volumes: Array<Record<string, unknown>>;
+            containers: Array<{
+              name: string;
+              env: Array<{ name: string; value?: string; valueFrom?: Record<string, { name: string; key: string; optional?: boolean }> }>;
+            }>;
+          };
+        };
+      };
+    };
+    expect(storage.spec.replicas).to.equal(2);
+    expect([storage.spec.strategy.type, storage.spec.strategy.rollingUpdate.maxUnavailable]).to.deep.equal(['RollingUpdate', 0]);
+    expect(storage.spec.template.spec.topologySpreadConstraints.map((t) => t.topologyKey)).to.include('kubernetes.io/hostname');
+    expect(storage.spec.template.spec.volumes.some((v) => 'persistentVolumeClaim' in v)).to.equal(false);
+    const env = Object.fromEntries(storage.spec.template.spec.containers[0]!.env.map((e) => [e.name, e]));
+    expect(env.PAGEWRIGHT_STORAGE_BACKEND?.value).to.equal('s3');
+    expect(env.PAGEWRIGHT_S3_BUCKET?.valueFrom?.configMapKeyRef).to.deep.include({ name: 'pagewright-s3', key: 'bucket' });
+    expect(env.AWS_ACCESS_KEY_ID?.valueFrom?.secretKeyRef).to.deep.include({ name: 'pagewright-s3-credentials', optional: true });
+    const pdb = items.find((o) => o.kind === 'PodDisruptionBudget') as unknown as {
+      metadata: { namespace: string };
+      spec: { minAvailable: number; selector: { matchLabels: Record<string, string> } };
+    };
+    expect(pdb.metadata.namespace).to.equal('pagewright');
+    expect(pdb.spec.minAvailable).to.equal(1);
+    expect(storage.spec.template.metadata.labels).to.deep.include(pdb.spec.selector.matchLabels);
+    // and the base is left as it was: one replica on its volume
+    const base = await cp.kubectl(['apply', '-k', DEPLOY, '--dry-run=server']);
+    expect(base.stdout).to.include('persistentvolumeclaim/pagewright-storage');
+  });
+
   it('runner pods from the manager pass Pod Security admission at "restricted"', async () => {
     const ns = await createNamespace(cp, 'pss');
     await cp.kubectl(['label', 'namespace', ns, 'pod-security.kubernetes.io/enforce=restricted']);

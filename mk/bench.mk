@@ -3,13 +3,14 @@
 # smoke mode (BENCH_SMOKE=1, smallest sizes, nothing recorded; bench/lib.ts), so a bench that no
 # longer starts or whose checks fail fails the suite; bench-smoke runs only those tests (e2e's on
 # the real node: root, images).
-.PHONY: bench bench-smoke bench-storage bench-runner bench-admission bench-admission-index bench-gateway bench-preview bench-diff bench-memory bench-e2e
+.PHONY: bench bench-smoke bench-storage bench-s3 bench-runner bench-admission bench-admission-index bench-gateway bench-preview bench-diff bench-memory bench-e2e
 
-bench-smoke: build control-plane images
+bench-smoke: build control-plane seaweedfs images
 	mocha test/integration/bench-smoke.test.ts test/node/bench-e2e-smoke.test.ts
 
-bench: build control-plane
+bench: build control-plane seaweedfs
 	tsx bench/storage-throughput.ts
+	tsx bench/storage-s3.ts
 	tsx bench/runner-artifacts.ts
 	tsx bench/manager-admission.ts
 	tsx bench/admission-index.ts
@@ -21,6 +22,10 @@ bench: build control-plane
 
 bench-storage: build
 	tsx bench/storage-throughput.ts
+
+# storage on its s3 backend against the AWS SDK straight to SeaweedFS (make seaweedfs: the cached weed)
+bench-s3: build seaweedfs
+	tsx bench/storage-s3.ts
 
 bench-runner: build
 	tsx bench/runner-artifacts.ts

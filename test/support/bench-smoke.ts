@@ -15,6 +15,7 @@ export const BENCH_DIR = join(REPO_ROOT, 'bench');
 /** Every bench, in the order `make bench` runs them. */
 export const BENCHES = [
   'storage-throughput',
+  'storage-s3',
   'runner-artifacts',
   'manager-admission',
   'admission-index',

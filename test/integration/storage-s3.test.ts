@@ -21,7 +21,7 @@ import { StorageClient, StorageRequestError } from '../../common/storage-client.
 import { STORAGE_DEFAULTS } from '../../storage/config.js';
 import { s3Settings } from '../../storage/open-backend.js';
 import { S3Backend } from '../../storage/s3-backend.js';
-import { startStorageServer } from '../../storage/server.js';
+import { type StorageServerConfig, startStorageServer } from '../../storage/server.js';
 import { getFreePort } from '../support/ports.js';
 import { terminate, waitFor } from '../support/processes.js';
 import { type SeaweedFs, s3Client, startSeaweedFs } from '../support/seaweedfs.js';
@@ -442,9 +442,9 @@ describe('storage on S3 (real SeaweedFS)', function () {
     });
     after(() => new Promise((r) => proxy.close(r)));
 
-    it('refuses to start on a server that ignores them, naming the server', async () => {
-      const endpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
-      const err = await startStorageServer(
+    /** Starts storage with these settings (on top of small limits): its start-up error, or null if it started (then it is closed). */
+    async function startupError(settings: Partial<StorageServerConfig>): Promise<Error | null> {
+      return startStorageServer(
         {
           host: '127.0.0.1',
           port: 0,
@@ -454,7 +454,7 @@ describe('storage on S3 (real SeaweedFS)', function () {
           maxArtifactBytes: 1024,
           maxManifestBytes: 1024,
           maxLogBytes: 1024,
-          ...s3StorageConfig({ server: { ...server, endpoint }, bucket }),
+          ...settings,
         },
         silentLogger,
       ).then(
@@ -464,6 +464,11 @@ describe('storage on S3 (real SeaweedFS)', function () {
         },
         (e: unknown) => e as Error,
       );
+    }
+
+    it('refuses to start on a server that ignores them, naming the server', async () => {
+      const endpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      const err = await startupError(s3StorageConfig({ server: { ...server, endpoint }, bucket }));
       expect(err?.message).to.match(/ForgetfulS3\/1\.0.*ignores If-None-Match: \* and If-Match/);
       // and on the real server behind it, it starts
       const ok = await startTestStorage({ s3: { server, bucket } });
@@ -471,25 +476,10 @@ describe('storage on S3 (real SeaweedFS)', function () {
     });
 
     it('refuses bad settings before it reaches the server, all at once', async () => {
-      const err = await startStorageServer(
-        {
-          host: '127.0.0.1',
-          port: 0,
-          dataDir: '/nonexistent',
-          adminToken: randomBytes(24).toString('hex'),
-          tokenSecret: randomBytes(32).toString('hex'),
-          maxArtifactBytes: 1024,
-          maxManifestBytes: 1024,
-          maxLogBytes: 1024,
-          backend: 's3',
-          s3Endpoint: server.endpoint,
-          gcGraceSeconds: 60,
-        },
-        silentLogger,
-      ).catch((e: unknown) => e as Error);
-      expect((err as Error).message).to.include('PAGEWRIGHT_S3_BUCKET: is required');
-      expect((err as Error).message).to.include('PAGEWRIGHT_S3_ENDPOINT: is plain http');
-      expect((err as Error).message).to.include('PAGEWRIGHT_STORAGE_GC_GRACE_SECONDS: must be more than twice');
+      const err = await startupError({ backend: 's3', s3Endpoint: server.endpoint, gcGraceSeconds: 60 });
+      expect(err?.message).to.include('PAGEWRIGHT_S3_BUCKET: is required');
+      expect(err?.message).to.include('PAGEWRIGHT_S3_ENDPOINT: is plain http');
+      expect(err?.message).to.include('PAGEWRIGHT_STORAGE_GC_GRACE_SECONDS: must be more than twice');
     });
   });
 });

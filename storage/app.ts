@@ -193,7 +193,9 @@ async function publish(deps: StorageAppDeps, siteId: string, jobId: string, ifMa
     // read again now that it is protected: this is the read the protection covers
     await currentOutput(seen.key);
     await asPublishConflict(refs.checkSitePrecondition(siteId, { ifMatch }));
-    await checkStoredOutput(await blobs.open(seen), limits.archive);
+    const stored = await blobs.open(seen);
+    if (stored === null) throw new StorageError('Internal', `job ${jobId}'s output.tar.gz ${version} is missing from the store`);
+    await checkStoredOutput(stored.body, limits.archive);
     // the scan takes a while: the job's output must still be the one checked
     const output = await currentOutput(seen.key);
     return asPublishConflict(refs.setSiteVersion(siteId, output, { ifMatch }, { action: 'published', jobId, by }));

@@ -47,7 +47,8 @@ export interface BlobBackend {
   protect<T>(blob: BlobRef, fn: () => Promise<T>): Promise<T>;
   /** The blob's size, or null if it is missing. */
   size(blob: BlobRef): Promise<number | null>;
-  open(blob: BlobRef): Promise<Readable>;
+  /** The blob's body and size in one request, or null if it is missing. */
+  open(blob: BlobRef): Promise<{ body: Readable; size: number } | null>;
   /** The name a reference to this blob keeps alive in a sweep (what referenced() returns). */
   referenceOf(blob: BlobRef): string;
   /**

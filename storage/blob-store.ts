@@ -208,8 +208,9 @@ export class BlobStore implements BlobBackend {
     }
   }
 
-  async open(blob: BlobRef): Promise<Readable> {
-    return this.createReadStream(blob.version);
+  async open(blob: BlobRef): Promise<{ body: Readable; size: number } | null> {
+    const size = await this.size(blob);
+    return size === null ? null : { body: this.createReadStream(blob.version), size };
   }
 
   createReadStream(version: string): ReadStream {

@@ -63,24 +63,28 @@ export function putOptions(req: Request, maxBytes: number, tooLarge?: () => Stor
 
 export async function sendBlob(req: Request, res: Response, blobs: BlobBackend, blob: BlobRef, contentType: string): Promise<void> {
   const { version } = blob;
-  const size = await blobs.size(blob);
-  if (size === null) throw new StorageError('Internal', `blob ${version} is missing from the store`);
+  // one request for the body and its size (a HEAD first would be a second round trip to S3)
+  const opened = await blobs.open(blob);
+  if (opened === null) throw new StorageError('Internal', `blob ${version} is missing from the store`);
+  const { body, size } = opened;
   res.setHeader('ETag', `"${version}"`);
   res.setHeader('X-Content-SHA256', version);
   res.setHeader('Repr-Digest', contentDigestHeader(version));
   const inm = req.headers['if-none-match'];
   if (inm?.split(',').some((v) => unquoteEtag(v) === version)) {
+    body.destroy();
     res.status(304).end();
     return;
   }
   res.setHeader('Content-Type', contentType);
   res.setHeader('Content-Length', String(size));
   if (req.method === 'HEAD') {
+    body.destroy();
     res.end();
     return;
   }
   try {
-    await pipeline(await blobs.open(blob), res);
+    await pipeline(body, res);
   } catch (err) {
     // a client that hangs up mid-download is not a server error
     if ((err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw err;

@@ -221,13 +221,13 @@ export class S3Blobs implements BlobBackend {
     }
   }
 
-  async open(blob: BlobRef): Promise<Readable> {
-    if (blob.key === undefined) throw new StorageError('Internal', `blob ${blob.version} has no key in the s3 backend`);
+  async open(blob: BlobRef): Promise<{ body: Readable; size: number } | null> {
+    if (blob.key === undefined) return null;
     try {
       const got = await this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.#prefix + blob.key }));
-      return got.Body as Readable;
+      return { body: got.Body as Readable, size: got.ContentLength ?? blob.size };
     } catch (err) {
-      if (isNotFound(err)) throw new StorageError('Internal', `blob ${blob.version} is missing from the bucket`);
+      if (isNotFound(err)) return null;
       throw asUpstream(err, 'reading a blob');
     }
   }

@@ -182,21 +182,39 @@ function kubernetesStatus(err: PagewrightError): unknown {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: err.code, message: `${err.code}: ${err.message}` };
 }
 
-/** Streams the body to `file`, hashing it, refusing it past `maxBytes` (PayloadTooLarge) as soon as it gets there. */
+/**
+ * How much of an oversized push is read and thrown away before the refusal. The kube-apiserver
+ * proxies the body to us; if we answer and close while it is still writing, its proxy sees the
+ * connection reset and tells the user 503 "error trying to reach service" instead of our 413
+ * (whichever of the two it notices first). Reading the rest lets it finish writing and relay the
+ * real reason. Past this much more, we stop reading and close: the user then may see the 503,
+ * and we don't spend more than this on a body we refused.
+ */
+const DISCARD_PAST_LIMIT_BYTES = 64 * 1024 * 1024;
+
+/** Streams the body to `file`, hashing it, refusing it past `maxBytes` (PayloadTooLarge) once the body has been read. */
 async function spoolBounded(req: Request, file: string, maxBytes: number): Promise<{ sha256: string; size: number }> {
+  const refusal = () => new PagewrightError('PayloadTooLarge', `a site archive may be at most ${maxBytes} bytes`);
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > maxBytes) throw new PagewrightError('PayloadTooLarge', `a site archive may be at most ${maxBytes} bytes`);
+  if (declared > maxBytes + DISCARD_PAST_LIMIT_BYTES) throw refusal();
   const hash = createHash('sha256');
   let size = 0;
+  // Once over, chunks are dropped, not kept: the file stops growing at maxBytes.
+  let over = declared > maxBytes;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       size += chunk.length;
-      if (size > maxBytes) return done(new PagewrightError('PayloadTooLarge', `a site archive may be at most ${maxBytes} bytes`));
+      if (size > maxBytes + DISCARD_PAST_LIMIT_BYTES) return done(refusal());
+      if (over || size > maxBytes) {
+        over = true;
+        return done();
+      }
       hash.update(chunk);
       done(null, chunk);
     },
   });
   await pipeline(req, meter, createWriteStream(file));
+  if (over) throw refusal();
   return { sha256: hash.digest('hex'), size };
 }
 

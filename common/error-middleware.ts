@@ -31,6 +31,15 @@ export interface ErrorHandlingOptions {
   routesHint?: string;
   /** Told every error's code as it is answered (metrics). */
   onError?: (code: string) => void;
+  /**
+   * A refused request whose declared body is at most this long is read to its end and dropped,
+   * and the connection kept; a longer one (or one of unknown length) is answered with
+   * `Connection: close`. Default 0: always close. Closing a socket with unread bytes resets it,
+   * and a reset can reach the client before it read our answer (Linux then drops the answer):
+   * it sees EPIPE or ECONNRESET, not the status and Retry-After we sent. Reading a body the
+   * service would have taken anyway costs no memory, so a service sets its own body limit here.
+   */
+  readRefusedBodiesUpTo?: number;
 }
 
 /** Installs the 404 for unknown routes and the error middleware; call it after the last route. */
@@ -59,8 +68,12 @@ function errorMiddleware(opts: ErrorHandlingOptions): ErrorRequestHandler {
       res.destroy();
       return;
     }
-    // the client may still be sending a body we refused; don't keep the socket to drain it
-    if (!req.complete) res.setHeader('Connection', 'close');
+    if (!req.complete) {
+      // the client may still be sending a body we refused: read it (bounded) so it can read our answer, or close
+      const declared = Number(req.headers['content-length']);
+      if (Number.isSafeInteger(declared) && declared <= (opts.readRefusedBodiesUpTo ?? 0)) req.resume();
+      else res.setHeader('Connection', 'close');
+    }
     res.status(status).json(envelope(error));
   };
 }

@@ -347,6 +347,8 @@ export function createGatewayApp(d: GatewayDeps): express.Express {
   installErrorHandling(app, {
     logger: d.logger,
     envelope: openAiErrorEnvelope,
+    // a refused call (Overloaded, over budget) is read to its end, so codex sees the 503 and its Retry-After, not a reset
+    readRefusedBodiesUpTo: d.maxRequestBytes,
     routesHint: 'the gateway serves POST /v1/responses and GET /v1/models[/{id}]',
   });
   return app;

@@ -72,6 +72,12 @@ export const FailureReason = z.enum([
   'RunnerFailed',
   'CallbackFailed',
   'PublishConflict',
+  /** Admission: the site's git source names a URL the cluster does not allow (a transport, an address). */
+  'SourceNotAllowed',
+  /** Admission: the site's git source could not be fetched (network, authentication, no such ref); retried. */
+  'SourceUnavailable',
+  /** Admission: the site's git source holds what a site may not (a submodule, a link out, too many or too large files). */
+  'UnsafeSource',
   'InvalidConfig',
   'Internal',
 ]);
@@ -132,6 +138,11 @@ export const HttpErrorCode = z.enum([
   'UpstreamUnavailable',
   /** Client side: a non-2xx answer whose body names no code of this vocabulary (a proxy, a crash page). */
   'UnexpectedResponse',
+  // a site's publish target (its status, not a job's end nor an HTTP answer)
+  /** The target names a URL or bucket endpoint the cluster does not allow. */
+  'TargetNotAllowed',
+  /** The target could not be written (network, authentication, the server's refusal); retried. */
+  'TargetUnavailable',
 ]);
 export type HttpErrorCode = z.infer<typeof HttpErrorCode>;
 
@@ -182,6 +193,9 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   RunnerFailed: 500,
   CallbackFailed: 500,
   PublishConflict: 409,
+  SourceNotAllowed: 403,
+  SourceUnavailable: 502,
+  UnsafeSource: 422,
   InvalidConfig: 500,
   Internal: 500,
   // HTTP only
@@ -216,6 +230,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   Overloaded: 503,
   UpstreamUnavailable: 502,
   UnexpectedResponse: 502,
+  TargetNotAllowed: 403,
+  TargetUnavailable: 502,
 };
 
 export function httpStatusOf(code: ErrorCode): number {

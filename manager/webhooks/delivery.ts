@@ -168,7 +168,7 @@ export class WebhookSender {
 }
 
 /** A `lookup` that answers with the vetted addresses, whatever it is asked. */
-function pinnedLookup(addresses: readonly ResolvedAddress[]): LookupFunction {
+export function pinnedLookup(addresses: readonly ResolvedAddress[]): LookupFunction {
   return (_hostname, options, callback) => {
     const wanted = options.family === 4 || options.family === 6 ? addresses.filter((a) => a.family === options.family) : addresses;
     if (wanted.length === 0) {

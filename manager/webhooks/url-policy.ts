@@ -57,6 +57,8 @@ export interface NetworkPolicyConfig {
   serviceCidrs?: readonly string[];
   /** The cluster's pod ranges. */
   podCidrs?: readonly string[];
+  /** The settings' prefix that refusals name (what to set to allow it); default PAGEWRIGHT_WEBHOOK. */
+  settingPrefix?: string;
 }
 
 /** Why an address is refused: a stable name, for logs, the site's status and tests. */
@@ -177,12 +179,14 @@ const RANGE_TEXT: Readonly<Record<AddressRange, string>> = {
  */
 export class UrlPolicy {
   readonly allowHttp: boolean;
+  readonly #settings: string;
   readonly #never: ReadonlyArray<readonly [AddressRange, net.BlockList]>;
   readonly #refused: ReadonlyArray<readonly [AddressRange, net.BlockList]>;
   readonly #allowed: net.BlockList;
 
   constructor(config: NetworkPolicyConfig) {
     this.allowHttp = config.allowHttp;
+    this.#settings = config.settingPrefix ?? 'PAGEWRIGHT_WEBHOOK';
     const compile = (ranges: ReadonlyArray<readonly [AddressRange, readonly string[]]>) =>
       ranges.filter(([, cidrs]) => cidrs.length > 0).map(([range, cidrs]) => [range, blockList(cidrs.map(parseCidr))] as const);
     this.#never = compile(NEVER);
@@ -209,7 +213,7 @@ export class UrlPolicy {
     for (const [range, list] of this.#never) if (list.check(address, type)) return refuse(range);
     if (this.#allowed.check(address, type)) return { allowed: true };
     for (const [range, list] of this.#refused) {
-      if (list.check(address, type)) return refuse(range, ' (PAGEWRIGHT_WEBHOOK_ALLOWED_CIDRS can allow it)');
+      if (list.check(address, type)) return refuse(range, ` (${this.#settings}_ALLOWED_CIDRS can allow it)`);
     }
     return { allowed: true };
   }
@@ -223,7 +227,7 @@ export class UrlPolicy {
       return { allowed: false, code: 'InvalidUrl', message: 'not an absolute URL' };
     }
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && this.allowHttp)) {
-      const allowed = this.allowHttp ? 'https: or http:' : 'https: (http: only where PAGEWRIGHT_WEBHOOK_ALLOW_HTTP is set)';
+      const allowed = this.allowHttp ? 'https: or http:' : `https: (http: only where ${this.#settings}_ALLOW_HTTP is set)`;
       return { allowed: false, code: 'SchemeNotAllowed', message: `scheme ${url.protocol} is not allowed: ${allowed}` };
     }
     if (url.username !== '' || url.password !== '') {

@@ -105,6 +105,12 @@ export interface PublishRequest {
 
 const BRANCH = /^(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?![./-])[A-Za-z0-9._/-]{1,200}(?<![./]|\.lock)$/;
 
+function checkRef(ref: string): void {
+  if (!/^[A-Za-z0-9._/-]{1,200}$/.test(ref) || ref.startsWith('-') || ref.includes('..')) {
+    throw new GitError('SourceUnavailable', `ref ${JSON.stringify(ref)} is not a branch, tag or commit name`);
+  }
+}
+
 /** `a/b` inside a repository: relative, normalised, no `..`, no `.git`. */
 export function checkRepoPath(path: string | undefined): string | null {
   if (path === undefined || path === '' || path === '.' || path === '/') return null;
@@ -125,11 +131,31 @@ export class GitClient {
     this.#resolve = opts.resolve ?? systemResolver;
   }
 
+  /**
+   * The commit `ref` names on the server now (ls-remote: no fetch), so an unchanged source costs
+   * one round trip. A branch first, then a tag (peeled), then the ref as a full name; a commit id
+   * is itself.
+   */
+  async resolveRef(req: { url: string; ref: string; auth?: GitAuth; signal?: AbortSignal }): Promise<string> {
+    checkRef(req.ref);
+    if (/^[0-9a-f]{40}$/.test(req.ref)) return req.ref;
+    const session = await this.#session(req.url, req.auth, 'source');
+    const out = await session.git(['ls-remote', '--', session.url, req.ref, `${req.ref}^{}`], req.signal ? { signal: req.signal } : {});
+    const refs = new Map(
+      out
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => [l.slice(41), l.slice(0, 40)] as const),
+    );
+    const found =
+      refs.get(`refs/heads/${req.ref}`) ?? refs.get(`refs/tags/${req.ref}^{}`) ?? refs.get(`refs/tags/${req.ref}`) ?? refs.get(req.ref);
+    if (!found) throw new GitError('SourceUnavailable', `no branch or tag ${JSON.stringify(req.ref)} on the server`);
+    return found;
+  }
+
   /** The tree at `ref` (a branch, a tag or a commit id), as a checked site archive. */
   async importTree(req: { url: string; ref: string; path?: string; auth?: GitAuth; signal?: AbortSignal }): Promise<ImportedTree> {
-    if (!/^[A-Za-z0-9._/-]{1,200}$/.test(req.ref) || req.ref.startsWith('-') || req.ref.includes('..')) {
-      throw new GitError('SourceUnavailable', `ref ${JSON.stringify(req.ref)} is not a branch, tag or commit name`);
-    }
+    checkRef(req.ref);
     const sub = checkRepoPath(req.path);
     const session = await this.#session(req.url, req.auth, 'source');
     const dir = await mkdtemp(join(this.#o.scratchDir, 'import-'));

@@ -88,6 +88,14 @@ describe('the manager git client against git http-backend', function () {
     const tagged = await client().importTree({ url, ref: 'v1', auth: alice });
     expect(tagged.commit).to.equal(first);
     await tagged.dispose();
+    // what a ref names now, without a fetch: a branch, a tag (annotated ones peeled), a commit id
+    const bare = join(server.root, 'site.git');
+    await git(['--git-dir', bare, '-c', 'user.name=t', '-c', 'user.email=t@x', 'tag', '-a', '-m', 'release', 'v1-annotated', first]);
+    expect(await client().resolveRef({ url, ref: 'main', auth: alice })).to.equal(tip.commit);
+    expect(await client().resolveRef({ url, ref: 'v1', auth: alice })).to.equal(first);
+    expect(await client().resolveRef({ url, ref: 'v1-annotated', auth: alice })).to.equal(first);
+    expect(await client().resolveRef({ url, ref: first, auth: alice })).to.equal(first);
+    expect((await refusal(client().resolveRef({ url, ref: 'gone', auth: alice }))).message).to.match(/no branch or tag "gone"/);
   });
 
   it('fetches one commit of an ever-growing history, not the history', async () => {

@@ -45,6 +45,15 @@ ENV NODE_ENV=production
 USER 10001:10001
 
 FROM base AS manager
+# git, for sites' git sources and git publish targets (manager/sites/git-client.ts): git with its
+# https transport (git-remote-https, libcurl) and the CA bundle. No ssh client: ssh remotes are
+# refused (not supported yet).
+USER 0:0
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && git --version
+USER 10001:10001
 EXPOSE 8081
 ENTRYPOINT ["node", "/app/dist/manager/main.js"]
 

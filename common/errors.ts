@@ -193,9 +193,9 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   RunnerFailed: 500,
   CallbackFailed: 500,
   PublishConflict: 409,
-  SourceNotAllowed: 403,
-  SourceUnavailable: 502,
-  UnsafeSource: 422,
+  SourceNotAllowed: 500,
+  SourceUnavailable: 500,
+  UnsafeSource: 500,
   InvalidConfig: 500,
   Internal: 500,
   // HTTP only
@@ -250,6 +250,8 @@ function isFailureReason(value: unknown): value is FailureReason {
 const INFRASTRUCTURE_REASONS: ReadonlySet<FailureReason> = new Set<FailureReason>([
   'StorageUnavailable',
   'UploadFailed',
+  // the git host, not the job: the next attempt fetches again
+  'SourceUnavailable',
   'OOMKilled',
   'Evicted',
   'PodLost',

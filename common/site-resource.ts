@@ -40,7 +40,51 @@ export const SiteHistoryItem = z.object({
 });
 export type SiteHistoryItem = z.infer<typeof SiteHistoryItem>;
 
+/** A Secret beside the site: for git, keys `username` and `password` (a token as the password); for s3, `accessKeyId` and `secretAccessKey`. */
+const SecretName = z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/);
+const RepoPath = z.string().max(500).optional();
+
+/** spec.source.git: a job's base is the tree at `ref`, imported as a version before the job's pod starts (manager/sites/). */
+const GitSource = z.object({
+  url: z.string().min(1).max(2048),
+  /** A branch, a tag or a commit id. */
+  ref: z.string().min(1).max(200).default('main'),
+  /** The site is this directory of the repository (default: its root). */
+  path: RepoPath,
+  credentialsSecret: SecretName.optional(),
+});
+
+/** One place each published or rolled-back version goes (manager/sites/exporter.ts). */
+export const SiteTarget = z
+  .object({
+    /** The target's name in status.targets (unique in the site). */
+    name: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/),
+    git: z
+      .object({
+        url: z.string().min(1).max(2048),
+        branch: z.string().min(1).max(200).default('main'),
+        path: RepoPath,
+        credentialsSecret: SecretName.optional(),
+        author: z.object({ name: z.string().min(1).max(200), email: z.string().min(1).max(200) }).optional(),
+      })
+      .optional(),
+    s3: z
+      .object({
+        bucket: z.string().min(3).max(63),
+        prefix: z.string().max(500).optional(),
+        /** An S3-compatible endpoint (default: AWS's for the region). */
+        endpoint: z.string().max(2048).optional(),
+        region: z.string().max(64).optional(),
+        credentialsSecret: SecretName.optional(),
+      })
+      .optional(),
+  })
+  .refine((t) => (t.git ? 1 : 0) + (t.s3 ? 1 : 0) === 1, { message: 'a target is exactly one of git or s3' });
+export type SiteTarget = z.infer<typeof SiteTarget>;
+
 const SiteSpec = z.object({
+  source: z.object({ git: GitSource }).optional(),
+  targets: z.array(SiteTarget).max(8).optional(),
   /**
    * Where the manager POSTs a signed CloudEvent when a version is published, pushed or rolled
    * back, and when a job of the site ends (manager/webhooks/). Its signing key is the manager's:
@@ -54,6 +98,24 @@ export function webhookSecretName(site: string): string {
   return `${site}-webhook`;
 }
 export const WEBHOOK_SECRET_KEY = 'secret';
+
+/** What the exporter has done for one target (manager/sites/exporter.ts). */
+export const TargetStatus = z.object({
+  name: z.string(),
+  /** The target's settings it worked for (a changed target starts afresh). */
+  specHash: z.string().optional(),
+  /** The history sequence exported last: every change up to it is in the target. */
+  exportedThrough: z.number().int().nonnegative().optional(),
+  version: z.string().optional(),
+  /** git: the commit pushed for it. */
+  commit: z.string().optional(),
+  time: z.string().optional(),
+  /** Failed tries of the next change; it is retried with backoff. */
+  attempts: z.number().int().nonnegative().optional(),
+  nextAttemptTime: z.string().optional(),
+  lastError: z.object({ code: z.string(), message: z.string(), time: z.string(), sequence: z.number().int().optional() }).optional(),
+});
+export type TargetStatus = z.infer<typeof TargetStatus>;
 
 export const SiteStatus = z.object({
   currentVersion: z.string().optional(),
@@ -69,6 +131,12 @@ export const SiteStatus = z.object({
   /** The Secret with the webhook's signing key, once the manager made it. */
   webhookSecret: z.string().optional(),
   webhook: SiteWebhookStatus.optional(),
+  /** The last import of spec.source: the commit, and the version it became. */
+  source: z
+    .object({ url: z.string(), ref: z.string(), path: z.string(), commit: z.string(), version: z.string(), importedAt: z.string() })
+    .partial()
+    .optional(),
+  targets: z.array(TargetStatus).optional(),
 });
 export type SiteStatus = z.infer<typeof SiteStatus>;
 

@@ -32,6 +32,8 @@ export interface AttemptSyncDeps {
   credentials: AttemptCredentials;
   outcomes: Outcomes;
   events: EventRecorder;
+  /** A site's git source, imported as its current version before the attempt's pod (manager/sites/site-sync.ts). */
+  sources?: { prepare(job: PagewrightJob): Promise<{ ok: true } | { ok: false; reason: FailureReason; message: string }> };
   logger: Logger;
 }
 
@@ -80,6 +82,9 @@ export class AttemptSync {
    * job fails with that reason. Null when the pod was created.
    */
   async start(job: PagewrightJob, attempt: number): Promise<ReconcileResult | null> {
+    const sourced = await this.d.sources?.prepare(job);
+    if (sourced && !sourced.ok)
+      return this.d.outcomes.attemptFailed(job, attempt, sourced.reason, `attempt ${attempt}: ${sourced.message}`);
     const issued = await this.d.credentials.issue(job, attempt);
     if (!issued.ok) return this.d.outcomes.attemptFailed(job, attempt, issued.reason, `attempt ${attempt} refused: ${issued.message}`);
     await this.d.pods.createAttempt(job, attempt, issued.secrets);

@@ -1,5 +1,6 @@
 /** The manager's PAGEWRIGHT_* environment, validated once at start-up (README "Configuration"). */
 import { z } from 'zod';
+import { siteSyncConfigSpec } from './sites/config.js';
 import { webhookConfigSpec } from './webhooks/config.js';
 import { type ConfigOf, bool, env, httpUrl, json, list, logLevel, port, positiveInt } from '../common/config.js';
 import { DEFAULT_BUDGET, DEFAULT_MODEL } from '../common/models.js';
@@ -82,6 +83,7 @@ export const managerConfigSpec = {
   logLevel: env('LOG_LEVEL', logLevel()),
   // webhooks of PagewrightSites (manager/webhooks/config.ts)
   ...webhookConfigSpec,
+  ...siteSyncConfigSpec,
   /** Signed review links in a Succeeded job's status (manager/review-link.ts): the preview's public URL and its link secret, or neither. */
   previewBaseUrl: env('PREVIEW_BASE_URL', httpUrl().optional()),
   previewLinkSecret: env(

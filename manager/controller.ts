@@ -24,6 +24,9 @@ import { EventRecorder } from './events.js';
 import { FinalizerPatcher } from './finalizer.js';
 import { ResilientInformer, listInPages } from '../common/informer.js';
 import { JobCache } from './job-cache.js';
+import { siteNetworkPolicy, gitClientSettings } from './sites/config.js';
+import { GitClient } from './sites/git-client.js';
+import { SiteSync } from './sites/site-sync.js';
 import { LeaderElector } from './leader.js';
 import { ManagerMetrics } from './metrics.js';
 import { Reconciler } from './reconciler.js';
@@ -152,9 +155,22 @@ export class Controller {
         ),
       onRestart: onRestart('pagewrightsites'),
     });
+    const sitePolicy = new UrlPolicy(siteNetworkPolicy(config));
+    const siteSync = new SiteSync({
+      custom,
+      core,
+      storage: d.storage,
+      git: new GitClient({ policy: sitePolicy, ...gitClientSettings(config) }),
+      policy: sitePolicy,
+      scratchDir: config.siteScratchDir,
+      retry: { baseBackoffMs: config.siteExportBackoffSeconds * 1000 },
+      stored: (raw) => this.sites.put(raw),
+      logger,
+    });
     this.#siteController = new SiteController({
       custom,
       core,
+      sync: siteSync,
       webhookKeyRoot: config.tokenSecret,
       storage: d.storage,
       sites: this.sites,
@@ -226,6 +242,12 @@ export class Controller {
       credentials: new SignedAttemptCredentials(config, d.tokens, new GatewayCredentials(config.gatewaySecret)),
       admitter: this.#admitter,
       sites: this.#siteController,
+      sources: {
+        prepare: async (job) => {
+          const site = this.sites.get(job.metadata.namespace, job.spec.siteId);
+          return site ? siteSync.importSource(site) : { ok: true };
+        },
+      },
       events: new EventRecorder(core, logger, d.identity),
       metrics: this.metrics,
       logger,

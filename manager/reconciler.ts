@@ -15,7 +15,7 @@ import { LABEL_ATTEMPT, type PagewrightJob, isTerminal, jobKey, timestamp } from
 import { refusalEndsAttempt } from '../common/schemas.js';
 import type { Admitter } from './admitter.js';
 import type { AttemptCredentials } from './attempt-credentials.js';
-import { AttemptSync, POLL_MS } from './attempt-sync.js';
+import { AttemptSync, type AttemptSyncDeps, POLL_MS } from './attempt-sync.js';
 import type { ManagerConfig } from './config.js';
 import type { EventRecorder } from './events.js';
 import type { FinalizerPatcher } from './finalizer.js';
@@ -44,6 +44,7 @@ export interface ReconcilerDeps {
   admitter: Admitter;
   /** Whether a job's site exists (a PagewrightSite of its siteId in its namespace). */
   sites: { exists(namespace: string, name: string): Promise<boolean> };
+  sources?: AttemptSyncDeps['sources'];
   events: EventRecorder;
   metrics: ManagerMetrics;
   logger: Logger;

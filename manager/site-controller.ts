@@ -17,8 +17,9 @@ import type { Logger } from '../common/logger.js';
 import { PagewrightSite, SITE_KIND, SITE_PLURAL, WEBHOOK_SECRET_KEY, webhookSecretName } from '../common/site-resource.js';
 import type { SiteInfo, StorageClient } from '../common/storage-client.js';
 import { StorageRequestError } from '../common/storage-client.js';
-import { DONE, type ReconcileResult } from './reconcile-result.js';
+import { DONE, type ReconcileResult, requeueAfter } from './reconcile-result.js';
 import { type MirroredStatus, mirroredStatus } from './site-status.js';
+import type { SiteSync } from './sites/site-sync.js';
 import type { WebhookDispatcher } from './webhooks/dispatcher.js';
 import type { EndedJob, SiteSnapshot } from './webhooks/outbox.js';
 import { deriveSigningKey, formatSigningSecret } from './webhooks/signature.js';
@@ -74,6 +75,8 @@ export interface SiteControllerDeps {
   jobsOf: (namespace: string, siteId: string) => PagewrightJob[];
   /** Webhook delivery, on the leader (null: none runs). */
   webhooks: () => WebhookDispatcher | null;
+  /** Publish targets' exports (null: sites have none here). */
+  sync?: SiteSync;
   logger: Logger;
 }
 
@@ -111,7 +114,13 @@ export class SiteController {
     let status = isDeepStrictEqual(owned(site.status), owned(next)) ? site.status : await this.#write(site, next);
     if (site.spec.webhook) status = await this.#webhookSecret(site, status);
     this.d.webhooks()?.offer(this.#snapshot(site, status));
-    return DONE;
+    if (!this.d.sync || !site.spec.targets?.length) {
+      if (site.status.targets?.length && this.d.sync) await this.d.sync.exportTargets({ ...site, status }, []);
+      return DONE;
+    }
+    const history = [...(status.history ?? [])].reverse();
+    const wait = await this.d.sync.exportTargets({ ...site, status }, history);
+    return wait === null ? DONE : requeueAfter(Math.max(wait, 100));
   }
 
   /**

@@ -16,7 +16,7 @@
  */
 import type { UrlDecision, UrlPolicy } from '../webhooks/url-policy.js';
 
-export type GitUrlRefusal =
+type GitUrlRefusal =
   | { code: 'TransportNotAllowed' | 'TransportNotSupported' | 'InvalidUrl'; message: string }
   | { code: Exclude<Extract<UrlDecision, { allowed: false }>['code'], 'InvalidUrl'>; message: string };
 

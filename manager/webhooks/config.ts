@@ -13,7 +13,7 @@ import { InvalidCidrError, type NetworkPolicyConfig, parseCidr } from './url-pol
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
 
 /** Comma-separated CIDRs (or single addresses), each checked with url-policy's parser. */
-const cidrs = () =>
+export const cidrs = () =>
   z
     .string()
     .transform((s, ctx) => {

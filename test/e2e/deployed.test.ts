@@ -112,6 +112,10 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
       .makeApiClient(CoordinationV1Api)
       .readNamespacedLease({ namespace: deployed.namespace, name: 'pagewright-manager' });
     expect(managers.map((p) => p.metadata?.name)).to.include(lease.spec?.holderIdentity);
+    // the manager image carries git and its https transport, for sites' git sources and targets
+    const gitVersion = await kubectl(['exec', managers[0]!.metadata!.name!, '--', 'git', '--version']);
+    expect(gitVersion.stdout).to.match(/^git version 2\./);
+    await kubectl(['exec', managers[0]!.metadata!.name!, '--', 'ls', '/usr/lib/git-core/git-remote-https']);
   });
 
   it('kubectl apply -f examples/job.yaml: Complete, the edited site in storage, and get -w, describe and logs show it', async () => {

@@ -47,12 +47,18 @@ USER 10001:10001
 FROM base AS manager
 # git, for sites' git sources and git publish targets (manager/sites/git-client.ts): git with its
 # https transport (git-remote-https, libcurl) and the CA bundle. No ssh client: ssh remotes are
-# refused (not supported yet).
+# refused (not supported yet). Perl goes again (50 MB): only git's perl scripts (svn, send-email,
+# ...) use it, none of the builtins the manager runs (init, fetch, ls-remote, ls-tree, cat-file,
+# archive, fast-import, log, push); perl-base stays (dpkg's own). And apt's caches: the local base
+# image (deploy/images/base-image.sh) has no docker-clean hook to drop them.
 USER 0:0
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && git --version
+ && dpkg --remove --force-depends perl perl-modules-5.36 libperl5.36 liberror-perl git-man \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log /usr/share/doc/* \
+ && git --version \
+ && test -x /usr/lib/git-core/git-remote-https
 USER 10001:10001
 EXPOSE 8081
 ENTRYPOINT ["node", "/app/dist/manager/main.js"]

@@ -3,7 +3,7 @@
 # smoke mode (BENCH_SMOKE=1, smallest sizes, nothing recorded; bench/lib.ts), so a bench that no
 # longer starts or whose checks fail fails the suite; bench-smoke runs only those tests (e2e's on
 # the real node: root, images).
-.PHONY: bench bench-smoke bench-storage bench-s3 bench-runner bench-admission bench-admission-index bench-gateway bench-preview bench-diff bench-memory bench-e2e
+.PHONY: bench bench-smoke bench-storage bench-s3 bench-runner bench-admission bench-admission-index bench-gateway bench-preview bench-diff bench-site-git bench-memory bench-e2e
 
 bench-smoke: build control-plane seaweedfs images
 	mocha test/integration/bench-smoke.test.ts test/node/bench-e2e-smoke.test.ts
@@ -18,6 +18,7 @@ bench: build control-plane seaweedfs
 	tsx bench/preview.ts
 	tsx bench/diff.ts
 	tsx bench/manager-memory.ts
+	tsx bench/site-git.ts
 	tsx bench/e2e.ts
 
 bench-storage: build
@@ -49,6 +50,12 @@ bench-preview: build
 # diff.patch (runner/diff.ts) against git diff --no-index on a generated 50 MiB site (BENCH_DIFF_MIB)
 bench-diff: deps
 	tsx bench/diff.ts
+
+# GitClient publish/import (manager/sites/git-client.ts) against plain git over the same git http-backend, and a
+# site push (packDirectory + storage, in process) against a raw PUT, on a generated 1,000-file site
+# (BENCH_SITE_GIT_FILES); needs only the system git
+bench-site-git: deps
+	tsx bench/site-git.ts
 
 bench-memory: build control-plane
 	tsx bench/manager-memory.ts

@@ -23,6 +23,7 @@ export const BENCHES = [
   'preview',
   'diff',
   'manager-memory',
+  'site-git',
   'e2e',
 ];
 /** Run on the suite's real node instead, in process (test/node/bench-e2e-smoke.test.ts). */

@@ -188,22 +188,10 @@ export class GitClient {
     try {
       const repo = join(dir, 'repo.git');
       await session.git(['init', '--bare', '--quiet', '--template=', repo]);
-      const heads = await session.git(['-C', repo, 'ls-remote', '--heads', '--', session.url, `refs/heads/${req.branch}`], {
-        signal: req.signal,
-      });
-      const tip =
-        heads
-          .split('\n')
-          .find((l) => l.endsWith(`\trefs/heads/${req.branch}`))
-          ?.slice(0, 40) ?? null;
+      // the tip's commit and trees, not its files (a partial fetch: fast-import needs the parent's
+      // tree, never its blobs); a server without filters sends them anyway, which is only slower
+      const tip = await session.fetchTip(repo, req.branch, req.signal);
       if (tip) {
-        await session.fetch(repo, `refs/heads/${req.branch}`, req.signal);
-        const fetched = (await session.git(['-C', repo, 'rev-parse', '--verify', 'FETCH_HEAD^{commit}'])).trim();
-        if (fetched !== tip)
-          throw new GitError(
-            'PublishConflict',
-            `${req.branch} moved while it was fetched (${tip.slice(0, 12)} -> ${fetched.slice(0, 12)})`,
-          );
         const message = await session.git(['-C', repo, 'log', '-1', '--format=%B', tip]);
         if (await req.alreadyPushed?.(message)) return { commit: tip, pushed: false };
       }
@@ -368,6 +356,27 @@ class GitSession {
       if (err instanceof GitError && err.message.includes('larger than')) throw new GitError('UnsafeSource', err.message);
       throw err;
     });
+  }
+
+  /**
+   * The branch's tip, fetched at depth 1 without blobs (remote `origin` as a promisor, which
+   * partial fetches need), or null when the branch does not exist yet.
+   */
+  async fetchTip(repo: string, branch: string, signal?: AbortSignal): Promise<string | null> {
+    await this.git(['-C', repo, 'config', 'remote.origin.url', this.url]);
+    await this.git(['-C', repo, 'config', 'remote.origin.promisor', 'true']);
+    await this.git(['-C', repo, 'config', 'remote.origin.partialclonefilter', 'blob:none']);
+    const max = this.#s.maxFetchBytes;
+    try {
+      await this.git(['-C', repo, 'fetch', '--quiet', '--depth=1', '--no-tags', '--filter=blob:none', 'origin', `refs/heads/${branch}`], {
+        ...(signal ? { signal } : {}),
+        watch: async () => ((await treeBytes(repo)) > max ? `the repository is larger than ${max} bytes at depth 1` : null),
+      });
+    } catch (err) {
+      if (err instanceof GitError && /no such ref/.test(err.message)) return null;
+      throw err;
+    }
+    return (await this.git(['-C', repo, 'rev-parse', '--verify', 'FETCH_HEAD^{commit}'])).trim();
   }
 
   /** `git archive` of a tree, gzipped into `out`, hashed. */

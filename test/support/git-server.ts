@@ -68,7 +68,7 @@ export interface GitServer {
   origin: string;
   /** Absolute path of the directory holding bare repos (GIT_PROJECT_ROOT). */
   root: string;
-  /** Creates a bare repo `<name>.git` under root (http.receivepack true, HEAD -> main), returns `${origin}/<name>.git`. */
+  /** Creates a bare repo `<name>.git` under root (http.receivepack and uploadpack.allowFilter true, HEAD -> main), returns `${origin}/<name>.git`. */
   createRepo(name: string): Promise<string>;
   /**
    * Commits `files` onto `branch` of repo `name`, written into the bare repo on disk (not over
@@ -255,6 +255,8 @@ export async function startGitServer(opts: GitServerOptions = {}): Promise<GitSe
     await mkdir(dir, { recursive: true });
     await git(['init', '--bare', '--quiet', '--initial-branch=main', dir], { env });
     await git(['config', 'http.receivepack', 'true'], { cwd: dir, env });
+    // partial fetches (--filter=blob:none), as GitHub and GitLab serve them
+    await git(['config', 'uploadpack.allowFilter', 'true'], { cwd: dir, env });
     return `${origin}/${name}.git`;
   };
 

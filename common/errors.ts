@@ -78,6 +78,10 @@ export const FailureReason = z.enum([
   'SourceUnavailable',
   /** Admission: the site's git source holds what a site may not (a submodule, a link out, too many or too large files). */
   'UnsafeSource',
+  /** The output changes a path the site's rules (spec.paths allow/deny) do not let a job change. */
+  'PathNotAllowed',
+  /** The output changes more files or bytes than the site's spec.paths allows. */
+  'ChangeTooLarge',
   'InvalidConfig',
   'Internal',
 ]);
@@ -196,6 +200,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   SourceNotAllowed: 500,
   SourceUnavailable: 500,
   UnsafeSource: 500,
+  PathNotAllowed: 500,
+  ChangeTooLarge: 500,
   InvalidConfig: 500,
   Internal: 500,
   // HTTP only

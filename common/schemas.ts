@@ -23,6 +23,31 @@ export const Prompt = z.string().min(1, 'must not be empty').max(20000, 'must be
 export const TIMEOUT_SECONDS = { min: 60, max: 86400, default: 1800 } as const;
 
 /** The job a runner executes (PAGEWRIGHT_JOB). */
+/**
+ * A glob of site paths (picomatch syntax, matched with `dot: true`): `*`, `**`, `?`, `{a,b}`,
+ * no character classes, relative, no `..`. The same grammar the PagewrightSite's CRD checks with
+ * CEL, so a glob that does not parse is refused when the site is applied.
+ */
+export const PATH_GLOB_PATTERN = /^(?![/!])(?!.*(?:^|\/)\.\.(?:\/|$))(?:[A-Za-z0-9._+@=,~ /*?-]|\{[A-Za-z0-9._+@=,~ /*?-]*\})+$/;
+export const PathGlob = z
+  .string()
+  .min(1)
+  .max(500)
+  .regex(PATH_GLOB_PATTERN, 'a glob of *, **, ?, {a,b} and plain path characters, relative, without ".."');
+
+/** A site's path rules and change limits (PagewrightSite spec.paths), as the runner enforces them. */
+export const PathRules = z.strictObject({
+  /** Paths the agent may change (add, modify, delete); empty or absent: any path. */
+  allow: z.array(PathGlob).max(100).default([]),
+  /** Paths it may not, whatever allow says. */
+  deny: z.array(PathGlob).max(100).default([]),
+  /** The most files one job may change. */
+  max_files: z.number().int().positive().optional(),
+  /** The most bytes of added and modified files one job may write (their new sizes). */
+  max_bytes: z.number().int().positive().optional(),
+});
+export type PathRules = z.infer<typeof PathRules>;
+
 export const RunnerJob = z.strictObject({
   job_id: JobId,
   site_id: SiteId,
@@ -31,6 +56,7 @@ export const RunnerJob = z.strictObject({
   model: z.string().min(1).max(200).optional(),
   timeout_seconds: z.number().int().min(TIMEOUT_SECONDS.min).max(TIMEOUT_SECONDS.max).default(TIMEOUT_SECONDS.default),
   attempt: z.number().int().min(1).default(1),
+  path_rules: PathRules.optional(),
 });
 export type RunnerJob = z.infer<typeof RunnerJob>;
 export type RunnerJobInput = z.input<typeof RunnerJob>;

@@ -14,7 +14,7 @@
 import { ApiException, type CustomObjectsApi } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { Condition, GROUP, VERSION } from './job-resource.js';
-import { Sha256 } from './schemas.js';
+import { PathGlob, type PathRules, Sha256 } from './schemas.js';
 import { SiteWebhookStatus } from './webhook-status.js';
 
 export const SITE_PLURAL = 'pagewrightsites';
@@ -82,8 +82,27 @@ export const SiteTarget = z
   .refine((t) => (t.git ? 1 : 0) + (t.s3 ? 1 : 0) === 1, { message: 'a target is exactly one of git or s3' });
 export type SiteTarget = z.infer<typeof SiteTarget>;
 
+/** spec.paths: what a job of the site may change (runner/path-rules.ts enforces it). */
+const SitePaths = z.object({
+  allow: z.array(PathGlob).max(100).optional(),
+  deny: z.array(PathGlob).max(100).optional(),
+  maxFilesChanged: z.number().int().positive().optional(),
+  maxBytesChanged: z.number().int().positive().optional(),
+});
+
+/** spec.paths as the runner's job input carries it. */
+export function runnerPathRules(p: z.infer<typeof SitePaths>): PathRules {
+  return {
+    allow: p.allow ?? [],
+    deny: p.deny ?? [],
+    ...(p.maxFilesChanged !== undefined ? { max_files: p.maxFilesChanged } : {}),
+    ...(p.maxBytesChanged !== undefined ? { max_bytes: p.maxBytesChanged } : {}),
+  };
+}
+
 const SiteSpec = z.object({
   source: z.object({ git: GitSource }).optional(),
+  paths: SitePaths.optional(),
   targets: z.array(SiteTarget).max(8).optional(),
   /**
    * Where the manager POSTs a signed CloudEvent when a version is published, pushed or rolled

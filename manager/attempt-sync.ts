@@ -14,7 +14,7 @@ import type { EventRecorder } from './events.js';
 import type { Outcomes } from './outcomes.js';
 import type { PodControl } from './pod-control.js';
 import { EXPECTATION_TIMEOUT_MS } from './pod-control.js';
-import { podName } from './pod-spec.js';
+import { type AttemptSite, podName } from './pod-spec.js';
 import type { Publisher } from './publisher.js';
 import { DONE, type ReconcileResult, requeueAfter } from './reconcile-result.js';
 import * as t from './transitions.js';
@@ -33,7 +33,7 @@ export interface AttemptSyncDeps {
   outcomes: Outcomes;
   events: EventRecorder;
   /** A site's git source, imported as its current version before the attempt's pod (manager/sites/site-sync.ts). */
-  sources?: { prepare(job: PagewrightJob): Promise<{ ok: true } | { ok: false; reason: FailureReason; message: string }> };
+  sources?: { prepare(job: PagewrightJob): Promise<({ ok: true } & AttemptSite) | { ok: false; reason: FailureReason; message: string }> };
   logger: Logger;
 }
 
@@ -87,7 +87,12 @@ export class AttemptSync {
       return this.d.outcomes.attemptFailed(job, attempt, sourced.reason, `attempt ${attempt}: ${sourced.message}`);
     const issued = await this.d.credentials.issue(job, attempt);
     if (!issued.ok) return this.d.outcomes.attemptFailed(job, attempt, issued.reason, `attempt ${attempt} refused: ${issued.message}`);
-    await this.d.pods.createAttempt(job, attempt, issued.secrets);
+    await this.d.pods.createAttempt(
+      job,
+      attempt,
+      issued.secrets,
+      sourced?.ok ? { ...(sourced.pathRules ? { pathRules: sourced.pathRules } : {}) } : {},
+    );
     return null;
   }
 

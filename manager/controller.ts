@@ -24,6 +24,7 @@ import { EventRecorder } from './events.js';
 import { FinalizerPatcher } from './finalizer.js';
 import { ResilientInformer, listInPages } from '../common/informer.js';
 import { JobCache } from './job-cache.js';
+import { runnerPathRules } from '../common/site-resource.js';
 import { siteNetworkPolicy, gitClientSettings } from './sites/config.js';
 import { GitClient } from './sites/git-client.js';
 import { SiteSync } from './sites/site-sync.js';
@@ -245,7 +246,9 @@ export class Controller {
       sources: {
         prepare: async (job) => {
           const site = this.sites.get(job.metadata.namespace, job.spec.siteId);
-          return site ? siteSync.importSource(site) : { ok: true };
+          if (!site) return { ok: true };
+          const imported = await siteSync.importSource(site);
+          return imported.ok ? { ok: true, ...(site.spec.paths ? { pathRules: runnerPathRules(site.spec.paths) } : {}) } : imported;
         },
       },
       events: new EventRecorder(core, logger, d.identity),

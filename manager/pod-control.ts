@@ -6,14 +6,19 @@
  */
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import { LABEL_ATTEMPT, LABEL_JOB, type PagewrightJob } from '../common/job-resource.js';
-import { type PodSpecConfig, buildPod, buildSecret, podName, secretName } from './pod-spec.js';
+import { type AttemptSite, type PodSpecConfig, buildPod, buildSecret, podName, secretName } from './pod-spec.js';
 import { apiCode } from './status.js';
 
 /** How long a created pod may take to show up in the cache before the API is asked directly. */
 export const EXPECTATION_TIMEOUT_MS = 5000;
 
 export interface PodControl {
-  createAttempt(job: PagewrightJob, attempt: number, credentials: { runnerToken: string; gatewayCredential: string }): Promise<void>;
+  createAttempt(
+    job: PagewrightJob,
+    attempt: number,
+    credentials: { runnerToken: string; gatewayCredential: string },
+    site?: AttemptSite,
+  ): Promise<void>;
   /** The attempt's pod as the cache shows it. */
   attemptPod(job: PagewrightJob, attempt: number): V1Pod | undefined;
   /** True while a pod this process created may still be on its way into the cache. */
@@ -37,13 +42,18 @@ export class KubePodControl implements PodControl {
     private readonly cachedPods: (uid: string) => V1Pod[],
   ) {}
 
-  async createAttempt(job: PagewrightJob, attempt: number, credentials: { runnerToken: string; gatewayCredential: string }): Promise<void> {
+  async createAttempt(
+    job: PagewrightJob,
+    attempt: number,
+    credentials: { runnerToken: string; gatewayCredential: string },
+    site: AttemptSite = {},
+  ): Promise<void> {
     const namespace = job.metadata.namespace;
     // the kubelet retries a pod whose Secret is not there yet, so both go out at once; both are
     // idempotent (a second create is a 409), so a crash between them is repaired by a re-run
     await Promise.all([
       ignore(409, this.core.createNamespacedSecret({ namespace, body: buildSecret(job, attempt, credentials) })),
-      ignore(409, this.core.createNamespacedPod({ namespace, body: buildPod(job, attempt, this.config) })),
+      ignore(409, this.core.createNamespacedPod({ namespace, body: buildPod(job, attempt, this.config, site) })),
     ]);
     this.#created.set(podName(job, attempt), Date.now());
   }

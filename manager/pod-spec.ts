@@ -46,7 +46,7 @@
  */
 import type { V1Container, V1EnvVar, V1OwnerReference, V1Pod, V1Secret, V1SecurityContext } from '@kubernetes/client-node';
 import { AGENT_COMMAND, RUNNER_COMMAND, RUNNER_SECRETS, runnerEnvironment } from '../common/runner-launch.js';
-import type { RunnerJobInput } from '../common/schemas.js';
+import type { PathRules, RunnerJobInput } from '../common/schemas.js';
 import type { ManagerConfig } from './config.js';
 import {
   API_VERSION,
@@ -181,7 +181,7 @@ export function buildSecret(
 }
 
 /** The runner's PAGEWRIGHT_JOB: the job id is the resource's uid (unique across re-creations). */
-function runnerJob(job: PagewrightJob, attempt: number, cfg: Pick<PodSpecConfig, 'codexModel'>): RunnerJobInput {
+function runnerJob(job: PagewrightJob, attempt: number, cfg: Pick<PodSpecConfig, 'codexModel'>, site: AttemptSite): RunnerJobInput {
   return {
     job_id: job.metadata.uid,
     site_id: job.spec.siteId,
@@ -190,7 +190,13 @@ function runnerJob(job: PagewrightJob, attempt: number, cfg: Pick<PodSpecConfig,
     model: job.spec.model ?? cfg.codexModel,
     timeout_seconds: job.spec.timeoutSeconds,
     attempt,
+    ...(site.pathRules ? { path_rules: site.pathRules } : {}),
   };
+}
+
+/** What the job's PagewrightSite gives its attempt (manager/sites/): its path rules. */
+export interface AttemptSite {
+  pathRules?: PathRules;
 }
 
 function restricted(uid: number): V1SecurityContext {
@@ -205,9 +211,9 @@ function restricted(uid: number): V1SecurityContext {
   };
 }
 
-export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig): V1Pod {
+export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig, site: AttemptSite = {}): V1Pod {
   const env: V1EnvVar[] = runnerEnvironment({
-    job: runnerJob(job, attempt, cfg),
+    job: runnerJob(job, attempt, cfg, site),
     port: cfg.runnerPort,
     workDir: '/work',
     privateDir: '/runner',

@@ -31,6 +31,7 @@ import { checkOutputTree } from './output-check.js';
 import { parseFinalMessage } from './final-message.js';
 import type { ManagerClient } from './manager-client.js';
 import { RunState } from './phases.js';
+import { enforcePathRules, rulesForInstructions } from './path-rules.js';
 import { preflightModel } from './preflight.js';
 import { fetchSiteArtifact, uploadJobFile } from './transfers.js';
 import { type Tree, diffTrees, hashFile, snapshotTree } from './tree.js';
@@ -148,7 +149,7 @@ export class JobRunner {
       });
 
       const { stashed, instructions } = await this.#phase('patching_instructions', async () => {
-        const text = await readFile(this.#o.codex.instructionsPath, 'utf8');
+        const text = (await readFile(this.#o.codex.instructionsPath, 'utf8')) + rulesForInstructions(job.path_rules);
         // the input stays (out of the agent's reach) until the diff has read the base side from it
         const hasCodexDir = await stashCodexEntries(this.#paths.input, this.#paths.codexStash);
         await installInstructions(this.#paths.site, text);
@@ -165,6 +166,8 @@ export class JobRunner {
         // the input's modes where the agent left them, ordinary ones for what it created
         const modes = outputModes(inputModes, before, after, shared);
         const changes = diffTrees(before, after, modes.changed);
+        // the site's path rules, before anything is packed: a refused output is never uploaded
+        enforcePathRules(changes, (path) => after.get(path)?.size ?? 0, job.path_rules);
         // the input's .codex/ from the stash, as it was, then the site without its .codex/. The
         // stash goes first: node-tar 7.5 never finishes a create() whose "@archive" comes after
         // file entries (pinned in test/integration/runner.test.ts); a site path starting with "@"

@@ -16,7 +16,7 @@ import { verifyPreviewLink } from '../../common/preview-link.js';
 import { type ManagerEnv, EXAMPLE_SITE_ID, randomName, startManagerEnv } from '../support/manager-env.js';
 import { eventsAbout } from '../support/control-plane.js';
 import { waitFor } from '../support/processes.js';
-import { forgeTarGz } from '../support/tar-forge.js';
+import { forgeTarGz, forgeTarGzBuffer } from '../support/tar-forge.js';
 import type { PagewrightJob } from '../../common/job-resource.js';
 
 /** path -> mode (octal) of every entry of a tar.gz. */
@@ -318,6 +318,49 @@ describe('manager on a real control plane', function () {
       tools: '755',
       build: '755',
     });
+  });
+
+  it('refuses an output that changes a denied path: PathNotAllowed naming it, the agent told the rule, nothing uploaded or published', async () => {
+    const site = 'site-rules';
+    const input = await forgeTarGzBuffer([
+      { path: 'index.html', content: '<h1>Welcome</h1>\n' },
+      { path: 'admin/users.html', content: '<p>staff only</p>\n' },
+    ]);
+    const before = await env.storage.admin.putSiteArtifact(site, input);
+    const siteObject = (spec: Record<string, unknown>, name = site) => ({
+      group: 'pagewright.dev',
+      version: 'v1alpha1',
+      plural: 'pagewrightsites',
+      namespace: env.namespace,
+      body: { apiVersion: 'pagewright.dev/v1alpha1', kind: 'PagewrightSite', metadata: { name }, spec },
+    });
+    // a glob that does not parse is refused when the site is applied
+    const bad = await env.custom
+      .createNamespacedCustomObject(siteObject({ paths: { deny: ['[abc].html'] } }, 'site-bad-glob'))
+      .catch((e: { code?: number }) => e);
+    expect((bad as { code?: number }).code).to.equal(422);
+    await env.custom.createNamespacedCustomObject(siteObject({ paths: { deny: ['admin/**'], maxFilesChanged: 10 } }));
+    let told = false;
+    env.scripts.set('rules', (ctx) => {
+      told ||= JSON.stringify(ctx.request.body).includes('admin/**');
+      return ctx.round === 0
+        ? {
+            kind: 'tools',
+            calls: [
+              { type: 'shell', cmd: "sed -i 's/Welcome/Hello/' index.html && echo '<p>me too</p>' >> admin/users.html && echo agent-done" },
+            ],
+          }
+        : { kind: 'message', text: JSON.stringify({ summary: 'Edited two pages.', files_changed: ['index.html', 'admin/users.html'] }) };
+    });
+    const name = randomName('rules');
+    await env.createJob(name, { siteId: site, prompt: 'SCRIPT:rules', publish: true });
+    const job = await env.waitForJob(name, 'finished', finished, 90_000);
+    expect([job.status.phase, job.status.reason], await env.diagnostics()).to.deep.equal(['Failed', 'PathNotAllowed']);
+    expect(job.status.message).to.match(/"admin\/users\.html" \(modified\) matches the site's deny rules \(admin\/\*\*\)/);
+    expect(told, "the rule was in the agent's instructions").to.equal(true);
+    const output = await env.storage.admin.getJobObject(job.metadata.uid, 'output.tar.gz').catch((e: { code: string }) => e.code);
+    expect(output, 'no output uploaded').to.equal('ObjectNotFound');
+    expect((await env.storage.admin.getSite(site)).version, 'nothing published').to.equal(before.version);
   });
 
   it('deletes a finished job after ttlSecondsAfterFinished', async () => {

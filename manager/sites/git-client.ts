@@ -30,7 +30,7 @@
  * PublishConflict.
  */
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -139,8 +139,14 @@ export class GitClient {
   async resolveRef(req: { url: string; ref: string; auth?: GitAuth; signal?: AbortSignal }): Promise<string> {
     checkRef(req.ref);
     if (/^[0-9a-f]{40}$/.test(req.ref)) return req.ref;
-    const session = await this.#session(req.url, req.auth, 'source');
-    const out = await session.git(['ls-remote', '--', session.url, req.ref, `${req.ref}^{}`], req.signal ? { signal: req.signal } : {});
+    const dir = await mkdtemp(join(this.#o.scratchDir, 'ls-remote-'));
+    let out: string;
+    try {
+      const session = await this.#session(req.url, req.auth, 'source', dir);
+      out = await session.git(['ls-remote', '--', session.url, req.ref, `${req.ref}^{}`], req.signal ? { signal: req.signal } : {});
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
     const refs = new Map(
       out
         .split('\n')
@@ -157,10 +163,10 @@ export class GitClient {
   async importTree(req: { url: string; ref: string; path?: string; auth?: GitAuth; signal?: AbortSignal }): Promise<ImportedTree> {
     checkRef(req.ref);
     const sub = checkRepoPath(req.path);
-    const session = await this.#session(req.url, req.auth, 'source');
     const dir = await mkdtemp(join(this.#o.scratchDir, 'import-'));
     const dispose = () => rm(dir, { recursive: true, force: true });
     try {
+      const session = await this.#session(req.url, req.auth, 'source', dir);
       const repo = join(dir, 'repo.git');
       await session.git(['init', '--bare', '--quiet', '--template=', repo]);
       await session.fetch(repo, req.ref, req.signal);
@@ -183,9 +189,9 @@ export class GitClient {
   async publish(req: PublishRequest): Promise<{ commit: string; pushed: boolean }> {
     if (!BRANCH.test(req.branch)) throw new GitError('TargetNotAllowed', `branch ${JSON.stringify(req.branch)} is not a valid branch name`);
     const sub = checkRepoPath(req.path);
-    const session = await this.#session(req.url, req.auth, 'target');
     const dir = await mkdtemp(join(this.#o.scratchDir, 'publish-'));
     try {
+      const session = await this.#session(req.url, req.auth, 'target', dir);
       const repo = join(dir, 'repo.git');
       await session.git(['init', '--bare', '--quiet', '--template=', repo]);
       // the tip's commit and trees, not its files (a partial fetch: fast-import needs the parent's
@@ -231,7 +237,8 @@ export class GitClient {
     }
   }
 
-  async #session(raw: string, auth: GitAuth | undefined, side: 'source' | 'target'): Promise<GitSession> {
+  /** Checks and pins the URL; git's HOME is made inside `scratch` (the caller removes it). */
+  async #session(raw: string, auth: GitAuth | undefined, side: 'source' | 'target', scratch: string): Promise<GitSession> {
     const notAllowed = side === 'source' ? 'SourceNotAllowed' : 'TargetNotAllowed';
     const unavailable = side === 'source' ? 'SourceUnavailable' : 'TargetUnavailable';
     const decided = checkGitUrl(raw, this.#o.policy);
@@ -276,7 +283,7 @@ export class GitClient {
       const basic = Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
       config.push(['http.extraHeader', `Authorization: Basic ${basic}`]);
     }
-    const home = join(this.#o.scratchDir, `home-${randomBytes(6).toString('hex')}`);
+    const home = join(scratch, 'home');
     await mkdir(home, { recursive: true });
     return new GitSession({
       binary: this.#o.gitBinary ?? 'git',

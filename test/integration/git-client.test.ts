@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -313,6 +313,20 @@ describe('the manager git client against git http-backend', function () {
     expect(conflict.code).to.equal('PublishConflict');
     expect(conflict.message).to.match(/never force-pushes/);
     expect((await git(['--git-dir', bare, 'rev-parse', 'site'])).stdout.trim(), 'their commit is not overwritten').to.equal(made.commit);
+  });
+
+  it('leaves nothing behind in its scratch directory: not after an import, a refusal, a ref lookup or a publish', async () => {
+    const own = await mkdtemp(join(scratch, 'own-'));
+    const c = client({ scratchDir: own });
+    const url = await server.createRepo('tidy');
+    await server.commit('tidy', 'main', { 'index.html': 'x' });
+    const tree = await c.importTree({ url, ref: 'main', auth: alice });
+    await tree.dispose();
+    await refusal(c.importTree({ url, ref: 'gone', auth: alice }));
+    await c.resolveRef({ url, ref: 'main', auth: alice });
+    const archive = await archiveOf({ 'index.html': 'y' });
+    await c.publish({ url, branch: 'main', auth: alice, author: { name: 'a', email: 'a@x' }, archivePath: archive, message: 'y' });
+    expect(await readdir(own)).to.deep.equal([]);
   });
 
   /** A site archive as storage keeps one. */

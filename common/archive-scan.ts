@@ -59,7 +59,9 @@ export function feedTar(input: Readable, sink: Parser): Promise<void> {
       reject(err instanceof Error ? err : new Error(String(err)));
     };
     input.once('error', (err) => fail(new ArchiveInputError(err.message, { cause: err })));
-    sink.once('error', fail);
+    // on, not once: an aborted Unpack can report a second error later (a write it had in flight,
+    // into a directory the caller has removed since), which must not become an uncaught exception
+    sink.on('error', fail);
     sink.once('end', () => resolve());
     input.pipe(sink as unknown as NodeJS.WritableStream);
   });

@@ -363,6 +363,8 @@ class GitSession {
       if (err instanceof GitError && err.message.includes('larger than')) throw new GitError('UnsafeSource', err.message);
       throw err;
     });
+    // and once more at the end: a fetch quicker than the watch's first look is measured too
+    if ((await treeBytes(repo)) > max) throw new GitError('UnsafeSource', `the repository is larger than ${max} bytes at depth 1`);
   }
 
   /**

@@ -4,8 +4,9 @@
  * spec.targets (git commits, bucket syncs), as export-plan.ts decides. The manager does it: it
  * has egress, and runner pods keep theirs closed (README "Sites from git").
  *
- * Credentials come only from the Secret the site names, in the site's namespace, and only from
- * one that says it is for Pagewright sites: the annotation `pagewright.dev/sites` lists the
+ * Credentials come only from the Secret the site names, in the site's namespace, which the
+ * manager may read only where a Role grants it that one Secret by name (its ClusterRole has no
+ * get on Secrets), and only from one that says it is for Pagewright sites: the annotation `pagewright.dev/sites` lists the
  * site names that may use it (or `*`). Without that, whoever may edit a PagewrightSite could
  * name any Secret of the namespace (a database password, another app's token) and have the
  * manager send it to a URL of their choosing; with it, only a Secret's own writers decide.
@@ -290,6 +291,12 @@ export class SiteSync {
       secret = await this.#d.core.readNamespacedSecret({ namespace, name: secretName });
     } catch (err) {
       if (err instanceof ApiException && err.code === 404) throw new GitError(refused, `Secret ${namespace}/${secretName} does not exist`);
+      if (err instanceof ApiException && err.code === 403) {
+        throw new GitError(
+          refused,
+          `the manager may not read Secret ${namespace}/${secretName}: grant it with a Role (get, resourceNames: [${secretName}]) bound to the manager's ServiceAccount`,
+        );
+      }
       throw err;
     }
     const allowed = (secret.metadata?.annotations?.[CREDENTIALS_ANNOTATION] ?? '').split(',').map((s) => s.trim());

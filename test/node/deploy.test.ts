@@ -172,6 +172,38 @@ current-context: manager
       expect(await env.managerLogs()).to.not.match(/forbidden/i);
     });
 
+    it("reads a site's credentials Secret only where a Role grants it by name", async () => {
+      const as = (args: string[]) => cp.kubectl([`--kubeconfig=${saKubeconfig}`, ...args], { allowFailure: true });
+      const ns = env.namespace;
+      for (const name of ['site-git', 'other-app']) {
+        await cp.kubectl(['-n', ns, 'create', 'secret', 'generic', name, '--from-literal=password=x']);
+      }
+      expect((await as(['-n', ns, 'auth', 'can-i', 'get', 'secret/site-git'])).stdout.trim()).to.equal('no');
+      await cp.kubectl([
+        '-n',
+        ns,
+        'create',
+        'role',
+        'pagewright-site-credentials',
+        '--verb=get',
+        '--resource=secrets',
+        '--resource-name=site-git',
+      ]);
+      await cp.kubectl([
+        '-n',
+        ns,
+        'create',
+        'rolebinding',
+        'pagewright-site-credentials',
+        '--role=pagewright-site-credentials',
+        `--serviceaccount=${ns}:pagewright-manager`,
+      ]);
+      expect((await as(['-n', ns, 'get', 'secret', 'site-git'])).code).to.equal(0);
+      const other = await as(['-n', ns, 'get', 'secret', 'other-app']);
+      expect([other.code !== 0, /forbidden/i.test(other.stderr)]).to.deep.equal([true, true]);
+      expect((await as(['-n', ns, 'auth', 'can-i', 'list', 'secrets'])).stdout.trim()).to.equal('no');
+    });
+
     it('is forbidden everything outside its Role', async () => {
       const as = (args: string[]) => cp.kubectl([`--kubeconfig=${saKubeconfig}`, ...args], { allowFailure: true });
       for (const args of [

@@ -41,7 +41,7 @@ import { Parser, type ReadEntry } from 'tar';
 import { type ArchiveLimits, unpackRules, unpackViolation } from '../../common/archive-rules.js';
 import { ArchiveFormatError, feedTar, scanArchive } from '../../common/archive-scan.js';
 import { type CodeSubset, PagewrightError } from '../../common/errors.js';
-import { type ResolvedAddress, type Resolver, systemResolver } from '../webhooks/delivery.js';
+import { type Resolver, systemResolver, vetHost } from '../webhooks/delivery.js';
 import type { UrlPolicy } from '../webhooks/url-policy.js';
 import { checkGitUrl } from './git-remote.js';
 
@@ -243,20 +243,9 @@ export class GitClient {
     const unavailable = side === 'source' ? 'SourceUnavailable' : 'TargetUnavailable';
     const decided = checkGitUrl(raw, this.#o.policy);
     if (!decided.allowed) throw new GitError(notAllowed, `${raw}: ${decided.message}`);
-    let addresses: ResolvedAddress[];
-    if (decided.literal) addresses = [decided.literal];
-    else {
-      try {
-        addresses = await this.#resolve(decided.host);
-      } catch (err) {
-        throw new GitError(unavailable, `cannot resolve ${decided.host}: ${(err as Error).message}`);
-      }
-      if (addresses.length === 0) throw new GitError(unavailable, `${decided.host} has no address`);
-      for (const a of addresses) {
-        const d = this.#o.policy.checkAddress(a.address);
-        if (!d.allowed) throw new GitError(notAllowed, `${decided.host} resolves to ${d.message}`);
-      }
-    }
+    const vetted = await vetHost(decided, this.#o.policy, this.#resolve);
+    if (!vetted.ok) throw new GitError(vetted.code === 'DnsFailed' ? unavailable : notAllowed, vetted.message);
+    const { addresses } = vetted;
     const url = decided.url;
     const port = url.port || (url.protocol === 'https:' ? '443' : '80');
     const pinned = addresses.map((a) => (a.family === 6 ? `[${a.address}]` : a.address)).join(',');
@@ -355,16 +344,7 @@ class GitSession {
 
   /** A depth-1 fetch of `what`, killed if the repository grows past maxFetchBytes. */
   async fetch(repo: string, what: string, signal?: AbortSignal): Promise<void> {
-    const max = this.#s.maxFetchBytes;
-    await this.git(['-C', repo, 'fetch', '--quiet', '--depth=1', '--no-tags', '--', this.url, what], {
-      ...(signal ? { signal } : {}),
-      watch: async () => ((await treeBytes(repo)) > max ? `the repository is larger than ${max} bytes at depth 1` : null),
-    }).catch((err: unknown) => {
-      if (err instanceof GitError && err.message.includes('larger than')) throw new GitError('UnsafeSource', err.message);
-      throw err;
-    });
-    // and once more at the end: a fetch quicker than the watch's first look is measured too
-    if ((await treeBytes(repo)) > max) throw new GitError('UnsafeSource', `the repository is larger than ${max} bytes at depth 1`);
+    await this.#cappedFetch(repo, ['--', this.url, what], signal);
   }
 
   /**
@@ -375,17 +355,33 @@ class GitSession {
     await this.git(['-C', repo, 'config', 'remote.origin.url', this.url]);
     await this.git(['-C', repo, 'config', 'remote.origin.promisor', 'true']);
     await this.git(['-C', repo, 'config', 'remote.origin.partialclonefilter', 'blob:none']);
-    const max = this.#s.maxFetchBytes;
     try {
-      await this.git(['-C', repo, 'fetch', '--quiet', '--depth=1', '--no-tags', '--filter=blob:none', 'origin', `refs/heads/${branch}`], {
-        ...(signal ? { signal } : {}),
-        watch: async () => ((await treeBytes(repo)) > max ? `the repository is larger than ${max} bytes at depth 1` : null),
-      });
+      await this.#cappedFetch(repo, ['--filter=blob:none', 'origin', `refs/heads/${branch}`], signal);
     } catch (err) {
       if (err instanceof GitError && /no such ref/.test(err.message)) return null;
       throw err;
     }
     return (await this.git(['-C', repo, 'rev-parse', '--verify', 'FETCH_HEAD^{commit}'])).trim();
+  }
+
+  /**
+   * `git fetch --depth=1` with the repository's bytes watched while git writes them, git killed
+   * past maxFetchBytes, and the size checked once more at the end (a fetch quicker than the
+   * watch's first look is measured too). Too large: UnsafeSource for a source, the target's
+   * TargetUnavailable for a target.
+   */
+  async #cappedFetch(repo: string, args: string[], signal?: AbortSignal): Promise<void> {
+    const max = this.#s.maxFetchBytes;
+    const tooLarge = `the repository is larger than ${max} bytes at depth 1`;
+    const code = this.#s.unavailable === 'SourceUnavailable' ? 'UnsafeSource' : 'TargetUnavailable';
+    await this.git(['-C', repo, 'fetch', '--quiet', '--depth=1', '--no-tags', ...args], {
+      ...(signal ? { signal } : {}),
+      watch: async () => ((await treeBytes(repo)) > max ? tooLarge : null),
+    }).catch((err: unknown) => {
+      if (err instanceof GitError && err.message === tooLarge) throw new GitError(code, tooLarge);
+      throw err;
+    });
+    if ((await treeBytes(repo)) > max) throw new GitError(code, tooLarge);
   }
 
   /** `git archive` of a tree, gzipped into `out`, hashed. */

@@ -25,7 +25,7 @@ import type { Logger } from '../../common/logger.js';
 import { type PagewrightSite, SITE_PLURAL, type SiteTarget, type TargetStatus } from '../../common/site-resource.js';
 import type { StorageClient } from '../../common/storage-client.js';
 import { StorageRequestError } from '../../common/storage-client.js';
-import { type ResolvedAddress, type Resolver, pinnedLookup, systemResolver } from '../webhooks/delivery.js';
+import { type Resolver, pinnedLookup, systemResolver, vetHost } from '../webhooks/delivery.js';
 import type { UrlPolicy } from '../webhooks/url-policy.js';
 import { type HistoryEntry, commitMessage, exported, failedTry, planTarget, tipHasChange } from './export-plan.js';
 import { type GitAuth, type GitClient, GitError } from './git-client.js';
@@ -247,20 +247,9 @@ export class SiteSync {
     if (s3.endpoint) {
       const decided = this.#d.policy.checkUrl(s3.endpoint);
       if (!decided.allowed) throw new PagewrightError('TargetNotAllowed', `endpoint ${s3.endpoint}: ${decided.message}`);
-      let addresses: ResolvedAddress[];
-      if (decided.literal) addresses = [decided.literal];
-      else {
-        try {
-          addresses = await (this.#d.resolve ?? systemResolver)(decided.host);
-        } catch (err) {
-          throw new PagewrightError('TargetUnavailable', `cannot resolve ${decided.host}: ${(err as Error).message}`);
-        }
-        for (const a of addresses) {
-          const d = this.#d.policy.checkAddress(a.address);
-          if (!d.allowed) throw new PagewrightError('TargetNotAllowed', `${decided.host} resolves to ${d.message}`);
-        }
-      }
-      const lookup = pinnedLookup(addresses);
+      const vetted = await vetHost(decided, this.#d.policy, this.#d.resolve ?? systemResolver);
+      if (!vetted.ok) throw new PagewrightError(vetted.code === 'DnsFailed' ? 'TargetUnavailable' : 'TargetNotAllowed', vetted.message);
+      const lookup = pinnedLookup(vetted.addresses);
       agent = decided.url.protocol === 'https:' ? new HttpsAgent({ lookup, keepAlive: true }) : new HttpAgent({ lookup, keepAlive: true });
     }
     return new S3Client({

@@ -32,7 +32,7 @@ import { Agent, request } from 'undici';
 import type { Logger } from '../../common/logger.js';
 import { type WebhookEvent, encodeEvent } from './events.js';
 import { signWebhook } from './signature.js';
-import type { UrlPolicy } from './url-policy.js';
+import type { UrlDecision, UrlPolicy } from './url-policy.js';
 
 /** Stable codes of an attempt that may succeed later. */
 export type RetryCode = 'ServerError' | 'RequestTimeout' | 'RateLimited' | 'Timeout' | 'ConnectionFailed' | 'TlsFailed' | 'DnsFailed';
@@ -118,20 +118,13 @@ export class WebhookSender {
     const checked = this.#opts.policy.checkUrl(req.url);
     if (!checked.allowed) return { result: 'giveUp', code: checked.code, message: checked.message };
 
-    let addresses: ResolvedAddress[];
-    if (checked.literal) addresses = [checked.literal];
-    else {
-      try {
-        addresses = await this.#resolve(checked.host);
-      } catch (err) {
-        return { result: 'retry', code: 'DnsFailed', message: `cannot resolve ${checked.host}: ${describe(err)}` };
-      }
-      if (addresses.length === 0) return { result: 'retry', code: 'DnsFailed', message: `${checked.host} has no address` };
+    const vetted = await vetHost(checked, this.#opts.policy, this.#resolve);
+    if (!vetted.ok) {
+      return vetted.code === 'DnsFailed'
+        ? { result: 'retry', code: vetted.code, message: vetted.message }
+        : { result: 'giveUp', code: vetted.code, message: vetted.message };
     }
-    for (const a of addresses) {
-      const d = this.#opts.policy.checkAddress(a.address);
-      if (!d.allowed) return { result: 'giveUp', code: 'AddressNotAllowed', message: `${checked.host} resolves to ${d.message}` };
-    }
+    const { addresses } = vetted;
 
     const { body, contentType } = encodeEvent(req.event);
     const headers = {
@@ -165,6 +158,33 @@ export class WebhookSender {
       await agent.destroy().catch(() => undefined);
     }
   }
+}
+
+/**
+ * A checked URL's host resolved once (an IP literal is its own address) and every address judged
+ * by the policy: the addresses to pin connections to, or why not. Webhooks, git and bucket
+ * targets (manager/sites/) all go through it.
+ */
+export async function vetHost(
+  checked: Extract<UrlDecision, { allowed: true }>,
+  policy: UrlPolicy,
+  resolve: Resolver,
+): Promise<{ ok: true; addresses: ResolvedAddress[] } | { ok: false; code: 'DnsFailed' | 'AddressNotAllowed'; message: string }> {
+  let addresses: ResolvedAddress[];
+  if (checked.literal) addresses = [checked.literal];
+  else {
+    try {
+      addresses = await resolve(checked.host);
+    } catch (err) {
+      return { ok: false, code: 'DnsFailed', message: `cannot resolve ${checked.host}: ${describe(err)}` };
+    }
+    if (addresses.length === 0) return { ok: false, code: 'DnsFailed', message: `${checked.host} has no address` };
+  }
+  for (const a of addresses) {
+    const d = policy.checkAddress(a.address);
+    if (!d.allowed) return { ok: false, code: 'AddressNotAllowed', message: `${checked.host} resolves to ${d.message}` };
+  }
+  return { ok: true, addresses };
 }
 
 /** A `lookup` that answers with the vetted addresses, whatever it is asked. */

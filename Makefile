@@ -22,7 +22,7 @@ help:
 	@echo "make build         compile TypeScript to dist/"
 	@echo "make control-plane build or reuse Kubernetes (control plane and node) and CoreDNS from Go modules"
 	@echo "make seaweedfs     build or reuse SeaweedFS's weed (the tests' real S3 server) from its Go module"
-	@echo "make bench         every benchmark (or bench-storage, bench-s3, bench-runner, bench-admission, bench-diff, bench-memory, bench-e2e)"
+	@echo "make bench         every benchmark (or bench-storage, bench-s3, bench-runner, bench-admission, bench-diff, bench-site-git, bench-checks, bench-memory, bench-e2e)"
 	@echo "make bench-smoke   every benchmark once at its smallest size, recording nothing (make test runs it too)"
 	@echo "make images        the runner, manager, storage and gateway images (docker; builds a local Node base if no registry answers)"
 	@echo "make images-check  one real job in the runner image under its pod's security context"

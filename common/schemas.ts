@@ -48,6 +48,52 @@ export const PathRules = z.strictObject({
 });
 export type PathRules = z.infer<typeof PathRules>;
 
+/**
+ * Which checks the runner runs on the output before it is packed (runner/checks/), and how many
+ * repair turns the agent gets when one fails (PagewrightSite spec.checks).
+ */
+export const CheckSettings = z.strictObject({
+  html: z.boolean().default(true),
+  links: z.boolean().default(true),
+  repair_turns: z.number().int().min(0).max(3).default(1),
+});
+export type CheckSettings = z.infer<typeof CheckSettings>;
+
+const CHECK_NAMES = ['html', 'links'] as const;
+
+/** One thing a check found, where it is (a site path, a 1-based line and column). */
+export const CheckFinding = z.strictObject({
+  path: z.string().max(4096),
+  line: z.number().int().positive().optional(),
+  column: z.number().int().positive().optional(),
+  /** Stable: `broken-link`, `quirks-mode`, or the WHATWG parse error's name (`eof-in-tag`, ...). */
+  code: z.string().max(100),
+  message: z.string().max(2000),
+  /** Made by this change: it fails the check. False: already in the base, reported only. */
+  introduced: z.boolean(),
+});
+export type CheckFinding = z.infer<typeof CheckFinding>;
+
+/** The findings a result carries (the manifest has up to MAX_MANIFEST_FINDINGS per check). */
+export const MAX_RESULT_FINDINGS = 10;
+export const MAX_MANIFEST_FINDINGS = 1000;
+
+function checkResult(maxFindings: number) {
+  return z.strictObject({
+    name: z.enum(CHECK_NAMES),
+    /** No finding was introduced by the change. */
+    passed: z.boolean(),
+    introduced: z.number().int().nonnegative(),
+    preexisting: z.number().int().nonnegative(),
+    /** The first ones, introduced first. */
+    findings: z.array(CheckFinding).max(maxFindings),
+  });
+}
+export const CheckResult = checkResult(MAX_RESULT_FINDINGS);
+export type CheckResult = z.infer<typeof CheckResult>;
+export const ManifestCheck = checkResult(MAX_MANIFEST_FINDINGS);
+export type ManifestCheck = z.infer<typeof ManifestCheck>;
+
 export const RunnerJob = z.strictObject({
   job_id: JobId,
   site_id: SiteId,
@@ -57,6 +103,7 @@ export const RunnerJob = z.strictObject({
   timeout_seconds: z.number().int().min(TIMEOUT_SECONDS.min).max(TIMEOUT_SECONDS.max).default(TIMEOUT_SECONDS.default),
   attempt: z.number().int().min(1).default(1),
   path_rules: PathRules.optional(),
+  checks: CheckSettings.optional(),
 });
 export type RunnerJob = z.infer<typeof RunnerJob>;
 export type RunnerJobInput = z.input<typeof RunnerJob>;
@@ -71,6 +118,7 @@ export const WORK_PHASES = [
   'unpacking',
   'patching_instructions',
   'executing_codex',
+  'checking',
   'packing_result',
   'uploading',
 ] as const;
@@ -147,6 +195,10 @@ export const JobResult = z.object({
    * written (the job still succeeds: its log says why) and from runners older than the diff.
    */
   diff_summary: DiffSummary.optional(),
+  /** The checks of the output that was packed (absent when none ran). */
+  checks: z.array(CheckResult).max(CHECK_NAMES.length).optional(),
+  /** Agent turns the job took: 1, plus its repair turns. */
+  turns: z.number().int().positive().optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;
 
@@ -181,6 +233,8 @@ export const JobManifest = z.object({
   output_size: z.number().int().nonnegative().nullable(),
   codex_version: z.string().nullable(),
   model: z.string().nullable(),
+  /** Every check with its findings (up to MAX_MANIFEST_FINDINGS each). */
+  checks: z.array(ManifestCheck).max(CHECK_NAMES.length).optional(),
 });
 export type JobManifest = z.infer<typeof JobManifest>;
 

@@ -3,7 +3,7 @@
 # smoke mode (BENCH_SMOKE=1, smallest sizes, nothing recorded; bench/lib.ts), so a bench that no
 # longer starts or whose checks fail fails the suite; bench-smoke runs only those tests (e2e's on
 # the real node: root, images).
-.PHONY: bench bench-smoke bench-storage bench-s3 bench-runner bench-admission bench-admission-index bench-gateway bench-preview bench-diff bench-site-git bench-memory bench-e2e
+.PHONY: bench bench-smoke bench-storage bench-s3 bench-runner bench-admission bench-admission-index bench-gateway bench-preview bench-diff bench-site-git bench-checks bench-memory bench-e2e
 
 bench-smoke: build control-plane seaweedfs images
 	mocha test/integration/bench-smoke.test.ts test/node/bench-e2e-smoke.test.ts
@@ -19,6 +19,7 @@ bench: build control-plane seaweedfs
 	tsx bench/diff.ts
 	tsx bench/manager-memory.ts
 	tsx bench/site-git.ts
+	tsx bench/site-checks.ts
 	tsx bench/e2e.ts
 
 bench-storage: build
@@ -56,6 +57,11 @@ bench-diff: deps
 # (BENCH_SITE_GIT_FILES); needs only the system git
 bench-site-git: deps
 	tsx bench/site-git.ts
+
+# the runner's HTML and link checks (runner/checks/) against a read + parse5.parse of every page, on a
+# generated 1,000-page site (BENCH_CHECKS_PAGES), 5% of its pages modified and one deleted; in process
+bench-checks: deps
+	tsx bench/site-checks.ts
 
 bench-memory: build control-plane
 	tsx bench/manager-memory.ts

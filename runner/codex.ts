@@ -56,6 +56,11 @@ export interface CodexRunOptions {
   signal?: AbortSignal;
   onEvent?: (event: CodexEvent) => void;
   onLogLine?: (line: string) => void;
+  /**
+   * A thread of an earlier run in the same codexHome to resume (`codex exec resume`): the model
+   * gets that run's whole conversation, then `prompt` (a repair turn, a follow-up).
+   */
+  resume?: string;
 }
 
 export interface CodexRunResult {
@@ -64,6 +69,8 @@ export interface CodexRunResult {
   durationMs: number;
   codexVersion: string | null;
   usage: Record<string, unknown> | null;
+  /** The run's thread (codex's `thread.started`): what a later run resumes. */
+  threadId: string | null;
 }
 
 function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; schema: string; catalog: string }): string[] {
@@ -76,11 +83,18 @@ function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; schema: 
     `stream_max_retries=${opts.streamMaxRetries ?? 5}`,
     'stream_idle_timeout_ms=300000',
   ].join(', ');
+  // not --ephemeral: the thread's rollout (CODEX_HOME/sessions/) is what a repair turn resumes.
+  // It holds the conversation and tool outputs, never the key (that is in codex's environment,
+  // and the agent's shell gets none of it: shell_environment_policy below, passed again on
+  // every resume since codex does not keep it). `resume` takes every flag but --cd, which
+  // must come before it (0.169.0 refuses it after)
   return [
     'exec',
+    '--cd',
+    opts.siteDir,
+    ...(opts.resume ? ['resume'] : []),
     '--json',
     '--skip-git-repo-check',
-    '--ephemeral',
     '--ignore-user-config',
     // the pod is the sandbox; bubblewrap cannot create namespaces in a hardened container
     '--dangerously-bypass-approvals-and-sandbox',
@@ -105,8 +119,6 @@ function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; schema: 
     'multi_agent',
     '-c',
     `model_catalog_json=${JSON.stringify(files.catalog)}`,
-    '--cd',
-    opts.siteDir,
     '--output-last-message',
     files.lastMessage,
     '--output-schema',
@@ -125,6 +137,8 @@ function codexArgs(opts: CodexRunOptions, files: { lastMessage: string; schema: 
     '-c',
     `shell_environment_policy.set={ ${PROCESS_MARKER_ENV}=${JSON.stringify(opts.marker)} }`,
     '--',
+    // by its id, never --last (which starts a new thread, exit 0, when it finds none)
+    ...(opts.resume ? [opts.resume] : []),
     opts.prompt,
   ];
 }
@@ -164,6 +178,7 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
   const errors: string[] = [];
   let lastAgentMessage: string | null = null;
   let usage: Record<string, unknown> | null = null;
+  let threadId: string | null = null;
   const stderrTail: string[] = [];
   const onLine = (stream: 'stdout' | 'stderr', line: string) => {
     opts.onLogLine?.(line);
@@ -179,6 +194,7 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
     if (err) errors.push(err);
     lastAgentMessage = agentMessage(event) ?? lastAgentMessage;
     if (event.type === 'turn.completed') usage = (event.usage as Record<string, unknown>) ?? null;
+    if (event.type === 'thread.started' && typeof event.thread_id === 'string') threadId ??= event.thread_id;
   };
   const launcher = opts.launcher ?? new LocalLauncher();
   const run = await launcher.start(
@@ -227,6 +243,7 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
     durationMs: Date.now() - started,
     codexVersion: await version,
     usage,
+    threadId,
   };
 }
 

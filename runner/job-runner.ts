@@ -11,17 +11,22 @@ import { type JobFailure, PagewrightError, toJobFailure } from '../common/errors
 import { runMarker } from '../common/process-marker.js';
 import type { Logger } from '../common/logger.js';
 import {
+  CheckSettings,
   type DiffSummary,
   type FileChange,
   type JobManifest,
   type JobResult,
   MAX_RESULT_FILES,
+  MAX_RESULT_FINDINGS,
+  type ManifestCheck,
   type RunnerJob,
   type WorkPhase,
 } from '../common/schemas.js';
 import type { StorageClient } from '../common/storage-client.js';
 import type { AgentLauncher } from './agent-launcher.js';
 import { type UnpackLimits, extractPaths, packArchive, unpackArchive } from './archive.js';
+import { failedChecks, repairPrompt } from './checks/repair.js';
+import { checkSite } from './checks/site-checks.js';
 import { runCodex } from './codex.js';
 import { installInstructions, isCodexPath, stashCodexEntries } from './codex-dir.js';
 import { readOutputArchive } from './output-archive.js';
@@ -88,6 +93,10 @@ export class JobRunner {
   #deadline = 0;
   /** The completed attempt's diff.patch in numbers; null when none was stored (#writeDiff). */
   #diffSummary: DiffSummary | null = null;
+  /** The packed output's checks (empty: none ran, or the job failed before). */
+  #checks: ManifestCheck[] = [];
+  /** Agent turns so far: the first, then repair turns. */
+  #turns = 1;
 
   constructor(opts: JobRunnerOptions) {
     this.#o = opts;
@@ -156,18 +165,25 @@ export class JobRunner {
         return { stashed: hasCodexDir, instructions: text };
       });
 
-      const codex = await this.#phase('executing_codex', () => this.#executeCodex(instructions));
+      const checkSettings = job.checks ?? CheckSettings.parse({});
+      let codex = await this.#phase('executing_codex', () => this.#executeCodex(instructions, job.prompt));
+      let inspected = await this.#phase('checking', () => this.#inspect(before, before, inputModes, shared, checkSettings));
+      // a repair turn: the agent's own thread, resumed with what its change broke, within the
+      // job's deadline and budget (the gateway's ledger is per attempt)
+      while (failedChecks(inspected.checks).length > 0 && this.#turns <= checkSettings.repair_turns) {
+        if (!codex.threadId || !this.#timeForAnotherTurn()) {
+          logger.warn('checks failed and no repair turn can run', { thread: codex.threadId, turns: this.#turns });
+          break;
+        }
+        const thread = codex.threadId;
+        logger.info('checks failed: resuming the agent for a repair turn', { turn: this.#turns + 1, thread });
+        codex = await this.#phase('executing_codex', () => this.#executeCodex(instructions, repairPrompt(inspected.checks), thread));
+        this.#turns++;
+        inspected = await this.#phase('checking', () => this.#inspect(before, inspected.after, inputModes, shared, checkSettings));
+      }
 
       const packed = await this.#phase('packing_result', async () => {
-        // the agent and all it started are stopped: the tree holds still. Anything a later unpack
-        // would refuse, or that is unsafe to serve, fails here, naming the first offending path
-        await checkOutputTree(this.#paths.site, this.#o.limits, { exclude: isCodexPath });
-        const after = await snapshotTree(this.#paths.site, { exclude: isCodexPath, previous: before });
-        // the input's modes where the agent left them, ordinary ones for what it created
-        const modes = outputModes(inputModes, before, after, shared);
-        const changes = diffTrees(before, after, modes.changed);
-        // the site's path rules, before anything is packed: a refused output is never uploaded
-        enforcePathRules(changes, (path) => after.get(path)?.size ?? 0, job.path_rules);
+        const { after, modes, changes } = inspected;
         // the input's .codex/ from the stash, as it was, then the site without its .codex/. The
         // stash goes first: node-tar 7.5 never finishes a create() whose "@archive" comes after
         // file entries (pinned in test/integration/runner.test.ts); a site path starting with "@"
@@ -177,9 +193,10 @@ export class JobRunner {
         const archive = await packArchive(this.#paths.site, entries, this.#paths.output, (path) => modes.of(path));
         // what goes out is what was checked: the archive itself, read back (and hashed for the manifest)
         const full = await readOutputArchive(this.#paths.output, this.#o.limits);
-        const diff = await this.#writeDiff(changes, inputModes, before, after, modes);
+        const diff = await this.#writeDiff(changes, inputModes, after, modes);
         return { changes, full, archive, diff };
       });
+      this.#checks = inspected.checks;
       files = packed.changes.map((c) => c.path);
       this.#state.filesChanged = files.length;
       this.#state.summary = codex.summary;
@@ -195,6 +212,7 @@ export class JobRunner {
         output_size: packed.archive.size,
         codex_version: codex.version,
         model: this.#model(),
+        ...(inspected.checks.length > 0 ? { checks: inspected.checks } : {}),
       };
 
       await this.#phase('uploading', async () => {
@@ -265,7 +283,51 @@ export class JobRunner {
     return value;
   }
 
-  async #executeCodex(instructions: string): Promise<{ summary: string; version: string | null }> {
+  /**
+   * The agent has stopped, and with it all it started: the tree holds still. Anything a later
+   * unpack would refuse, or that is unsafe to serve, fails here, naming the first offending
+   * path; so does a change the site's path rules refuse (never uploaded). Then the base side of
+   * every changed file is extracted from the input (the diff and the checks read it) and the
+   * checks run.
+   */
+  async #inspect(before: Tree, previous: Tree, inputModes: ReadonlyMap<string, number>, shared: boolean, settings: CheckSettings) {
+    const { job, logger } = this.#o;
+    await checkOutputTree(this.#paths.site, this.#o.limits, { exclude: isCodexPath });
+    const after = await snapshotTree(this.#paths.site, { exclude: isCodexPath, previous });
+    // the input's modes where the agent left them, ordinary ones for what it created
+    const modes = outputModes(inputModes, before, after, shared);
+    const changes = diffTrees(before, after, modes.changed);
+    enforcePathRules(changes, (path) => after.get(path)?.size ?? 0, job.path_rules);
+    await rm(this.#paths.diffBase, { recursive: true, force: true });
+    await rm(`${this.#paths.diffBase}.links`, { recursive: true, force: true });
+    await extractPaths(this.#paths.input, this.#paths.diffBase, new Set(changes.map((c) => c.path).filter((p) => before.has(p))));
+    const started = Date.now();
+    const checks = await checkSite({
+      base: before,
+      output: after,
+      changes,
+      outputDir: this.#paths.site,
+      readBase: (path) => readFile(join(this.#paths.diffBase, path), 'utf8'),
+      settings,
+    });
+    if (checks.length > 0)
+      logger.info('checks ran', {
+        checks: Object.fromEntries(checks.map((c) => [c.name, { passed: c.passed, introduced: c.introduced, preexisting: c.preexisting }])),
+        duration_ms: Date.now() - started,
+      });
+    return { after, modes, changes, checks };
+  }
+
+  /** Whether a repair turn has a minute of codex's deadline left to run in. */
+  #timeForAnotherTurn(): boolean {
+    return Date.now() + 60_000 < this.#deadline - reserveMs(this.#o.job.timeout_seconds);
+  }
+
+  async #executeCodex(
+    instructions: string,
+    prompt: string,
+    resume?: string,
+  ): Promise<{ summary: string; version: string | null; threadId: string | null }> {
     const { job, codex, logger } = this.#o;
     const codexLog = logger.child({ source: 'codex' });
     await mkdir(this.#paths.codexHome, { recursive: true });
@@ -280,7 +342,8 @@ export class JobRunner {
       model: this.#model(),
       siteDir: this.#paths.site,
       codexHome: this.#paths.codexHome,
-      prompt: job.prompt,
+      prompt,
+      ...(resume ? { resume } : {}),
       instructions,
       deadline: Math.max(Date.now() + 1000, this.#deadline - reserveMs(job.timeout_seconds)),
       marker: runMarker(job.job_id, job.attempt, process.pid),
@@ -289,7 +352,7 @@ export class JobRunner {
     });
     const parsed = parseFinalMessage(run.finalMessage);
     logger.info('agent finished', { format: parsed.format, claimed_files: parsed.claimedFiles, duration_ms: run.durationMs });
-    return { summary: parsed.summary, version: run.codexVersion ?? null };
+    return { summary: parsed.summary, version: run.codexVersion ?? null, threadId: run.threadId };
   }
 
   #result(status: 'completed' | 'failed', baseVersion: string | null, files: string[], startedAt: number): JobResult {
@@ -308,26 +371,29 @@ export class JobRunner {
       finished_at: new Date().toISOString(),
       phase_durations_ms: this.#state.durations,
       ...(status === 'completed' && this.#diffSummary ? { diff_summary: this.#diffSummary } : {}),
+      ...(status === 'completed' && this.#checks.length > 0
+        ? { checks: this.#checks.map((c) => ({ ...c, findings: c.findings.slice(0, MAX_RESULT_FINDINGS) })) }
+        : {}),
+      turns: this.#turns,
     };
   }
 
   /**
    * diff.patch (runner/diff.ts): the base side is the input archive's changed files and links,
-   * extracted into the private dir; the output side is the site as packed, with the modes the
+   * extracted into the private dir by #inspect; the output side is the site as packed, with the modes the
    * output carries. A diff that cannot be written does not fail a good job: the job succeeds
    * without diffSummary (and without diff.patch), and the log says why.
    */
   async #writeDiff(
     changes: FileChange[],
     inputModes: ReadonlyMap<string, number>,
-    before: Tree,
     after: Tree,
     modes: OutputModes,
   ): Promise<{ summary: DiffSummary; sha256: string; size: number } | null> {
     const started = Date.now();
     try {
+      // the base side was extracted by #inspect
       const paths = changes.map((c) => c.path);
-      await extractPaths(this.#paths.input, this.#paths.diffBase, new Set(paths.filter((p) => before.has(p))));
       const summary = await writeSiteDiff(this.#paths.diffBase, this.#paths.site, this.#paths.diff, {
         maxBytes: this.#o.maxDiffBytes ?? DEFAULT_MAX_DIFF_BYTES,
         exclude: isCodexPath,

@@ -18,7 +18,7 @@ import { type CallbackRecorder, startCallbackRecorder } from '../support/callbac
 import { startGateProxy } from '../support/gate-proxy.js';
 import { demoScript } from '../../cli/demo-script.js';
 import { DEFAULT_MODEL } from '../../common/models.js';
-import { type ModelServer, type ModelServerOptions, startModelServer } from '../../cli/model-server.js';
+import { type ModelServer, type ModelServerOptions, type ModelTurn, type TurnContext, startModelServer } from '../../cli/model-server.js';
 import { getFreePort } from '../support/ports.js';
 import { pidsWithCmdline, waitFor } from '../support/processes.js';
 import { RUNNER_INSTRUCTIONS, type RunnerUnderTest, startRunner } from '../support/runner-process.js';
@@ -162,6 +162,72 @@ describe('runner (process, real storage and Codex CLI)', function () {
     expect(await readFile(join(applied, 'index.html'), 'utf8')).to.equal(await readFile(join(out, 'index.html'), 'utf8'));
   });
 
+  describe('checks and the repair turn', () => {
+    const REPAIR = /The site's checks ran on your edit and failed/;
+    const PAGE = '<!DOCTYPE html><html><head><title>New</title></head><body><a href="nowhere.html">home</a></body></html>';
+    /** Turn 1 adds a page with a broken link; a repair turn (told so) points it at a page that exists. */
+    const script = (ctx: TurnContext): ModelTurn => {
+      if (REPAIR.test(ctx.prompt)) {
+        if (ctx.toolOutputs.length === 1)
+          return { kind: 'tools', calls: [{ type: 'shell', cmd: "sed -i 's/nowhere.html/index.html/' new.html" }] };
+        return { kind: 'message', text: JSON.stringify({ summary: 'Added new.html, its link fixed', files_changed: ['new.html'] }) };
+      }
+      if (ctx.round === 0) return { kind: 'tools', calls: [{ type: 'shell', cmd: `printf '%s' '${PAGE}' > new.html` }] };
+      return { kind: 'message', text: JSON.stringify({ summary: 'Added new.html', files_changed: ['new.html'] }) };
+    };
+
+    it('resumes the agent with what its change broke, in its own conversation, and packs the repaired output', async () => {
+      const { job } = await launch({ model: { script } });
+      const result = await finalResult();
+      expect(result).to.include({ status: 'completed', turns: 2, summary: 'Added new.html, its link fixed' });
+      expect(result.checks?.map((c) => [c.name, c.passed, c.introduced])).to.deep.equal([
+        ['html', true, 0],
+        ['links', true, 0],
+      ]);
+      // the repair request is the first turn's thread resumed: its prompt, its tool call, then the findings
+      const requests = model!.responseRequests() as Array<{
+        input: Array<{ type?: string; role?: string; content?: Array<{ text?: string }> }>;
+      }>;
+      const repair = requests.find((r) => REPAIR.test(JSON.stringify(r.input.at(-1))))!;
+      expect(repair, 'a request with the repair prompt').to.not.equal(undefined);
+      const text = JSON.stringify(repair.input);
+      expect(text).to.contain(PROMPT).and.contain('printf').and.contain('Added new.html');
+      const prompt = JSON.stringify(repair.input.at(-1));
+      expect(prompt).to.contain('new.html:1').and.contain('nowhere.html');
+      // the output packed is the repaired one; the manifest has the checks; the log says why a second turn ran
+      const out = await mkdtemp(join(scratch, 'repaired-'));
+      await writeFile(
+        join(out, 'o.tar.gz'),
+        Buffer.concat(await (await storage.admin.getJobObject(job.job_id, 'output.tar.gz')).body.toArray()),
+      );
+      await extract({ file: join(out, 'o.tar.gz'), cwd: out });
+      expect(await readFile(join(out, 'new.html'), 'utf8')).to.contain('href="index.html"');
+      const manifest = JobManifest.parse(JSON.parse(await (await storage.admin.getJobObject(job.job_id, 'manifest.json')).body.text()));
+      expect(manifest.checks?.every((c) => c.passed)).to.equal(true);
+      const log = await (await storage.admin.getJobObject(job.job_id, 'log')).body.text();
+      expect(log).to.contain('checks failed: resuming the agent for a repair turn');
+    });
+
+    it('without repair turns, completes with the failed checks and their findings in the result and the manifest', async () => {
+      const { job } = await launch({ model: { script }, job: { checks: { repair_turns: 0 } } });
+      const result = await finalResult();
+      expect(result).to.include({ status: 'completed', turns: 1 });
+      const links = result.checks?.find((c) => c.name === 'links');
+      expect(links).to.include({ passed: false, introduced: 1 });
+      expect(links?.findings[0]).to.include({ path: 'new.html', line: 1, code: 'broken-link', introduced: true });
+      expect(model!.responseRequests().some((r) => REPAIR.test(JSON.stringify(r)))).to.equal(false);
+      const manifest = JobManifest.parse(JSON.parse(await (await storage.admin.getJobObject(job.job_id, 'manifest.json')).body.text()));
+      expect(manifest.checks?.find((c) => c.name === 'links')?.findings[0]?.message).to.contain('"nowhere.html" does not resolve');
+    });
+
+    it('runs no check a job turned off', async () => {
+      await launch({ model: { script }, job: { checks: { html: false, links: false } } });
+      const result = await finalResult();
+      expect(result).to.include({ status: 'completed', turns: 1 });
+      expect(result).not.to.have.property('checks');
+    });
+  });
+
   it("delivers the container instructions (not the site's) to the model", async () => {
     await launch();
     await finalResult();
@@ -198,7 +264,12 @@ describe('runner (process, real storage and Codex CLI)', function () {
     const big = join(scratch, 'big-site');
     await cp(EXAMPLE_SITE, big, { recursive: true });
     await mkdir(join(big, 'assets'));
-    for (let i = 0; i < 3000; i++) await writeFile(join(big, 'assets', `part-${i}.css`), `.p${i} { margin: ${i}px; }\n`);
+    // pages, so that the checks last long enough to be seen too
+    for (let i = 0; i < 3000; i++)
+      await writeFile(
+        join(big, 'assets', `part-${i}.html`),
+        `<!DOCTYPE html><title>${i}</title><p><a href="part-${(i + 1) % 3000}.html">next</a></p>\n`,
+      );
     await packDirectory(big, join(scratch, 'big.tar.gz'));
     await storage.admin.putSiteArtifact('bakery-big', await readFile(join(scratch, 'big.tar.gz')));
     try {
@@ -255,6 +326,7 @@ describe('runner (process, real storage and Codex CLI)', function () {
       await writeFile(fifo, await readFile(RUNNER_INSTRUCTIONS));
       await reach('executing_codex');
       gates.codex.resolve();
+      await reach('checking');
       await reach('packing_result');
       await reach('uploading');
       proxy.release();

@@ -24,6 +24,7 @@ export const BENCHES = [
   'diff',
   'manager-memory',
   'site-git',
+  'site-checks',
   'e2e',
 ];
 /** Run on the suite's real node instead, in process (test/node/bench-e2e-smoke.test.ts). */

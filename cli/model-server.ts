@@ -43,6 +43,8 @@ export interface TurnContext {
   toolOutputs: string[];
   /** The user's prompt (last user message text). */
   prompt: string;
+  /** Every user message text of the conversation, oldest first (a resumed thread has several prompts). */
+  prompts: string[];
 }
 
 export type ModelScript = ModelTurn[] | ((ctx: TurnContext) => ModelTurn | Promise<ModelTurn>);
@@ -149,7 +151,13 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
       return;
     }
     const input = ((body as { input?: InputItem[] } | null)?.input ?? []) as InputItem[];
-    const ctx: TurnContext = { request: recorded, round: countRounds(input), toolOutputs: toolOutputs(input), prompt: lastUserText(input) };
+    const ctx: TurnContext = {
+      request: recorded,
+      round: countRounds(input),
+      toolOutputs: toolOutputs(input),
+      prompt: lastUserText(input),
+      prompts: userTexts(input),
+    };
     const turn = Array.isArray(opts.script) ? opts.script[ctx.round] : await opts.script(ctx);
     await answer(res, turn ?? { kind: 'error', status: 500, message: `script has no turn ${ctx.round}` });
   }
@@ -259,6 +267,14 @@ function toolOutputs(input: InputItem[]): string[] {
   return input
     .filter((i) => i.type === 'function_call_output' || i.type === 'custom_tool_call_output')
     .map((i) => (typeof i.output === 'string' ? i.output : JSON.stringify(i.output)));
+}
+
+function userTexts(input: InputItem[]): string[] {
+  return input.flatMap((item) =>
+    item?.role === 'user' && Array.isArray(item.content)
+      ? (item.content as Array<{ type?: string; text?: string }>).filter((c) => c.type === 'input_text').map((c) => c.text ?? '')
+      : [],
+  );
 }
 
 function lastUserText(input: InputItem[]): string {

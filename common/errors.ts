@@ -82,6 +82,8 @@ export const FailureReason = z.enum([
   'PathNotAllowed',
   /** The output changes more files or bytes than the site's spec.paths allows. */
   'ChangeTooLarge',
+  /** A publish (at the end of the job or on approval) refused: the output's checks failed, and neither the site nor the job says to publish anyway. */
+  'ChecksFailed',
   'InvalidConfig',
   'Internal',
 ]);
@@ -202,6 +204,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   UnsafeSource: 500,
   PathNotAllowed: 500,
   ChangeTooLarge: 500,
+  ChecksFailed: 500,
   InvalidConfig: 500,
   Internal: 500,
   // HTTP only

@@ -12,7 +12,7 @@
  */
 import { z } from 'zod';
 import { FailureReason } from './errors.js';
-import { DiffSummary, GatewayRefusalReason, Prompt, RunnerPhase, Sha256, SiteId, TIMEOUT_SECONDS, Usage } from './schemas.js';
+import { CheckResult, DiffSummary, GatewayRefusalReason, Prompt, RunnerPhase, Sha256, SiteId, TIMEOUT_SECONDS, Usage } from './schemas.js';
 import { JobWebhookStatus } from './webhook-status.js';
 
 export const GROUP = 'pagewright.dev';
@@ -51,6 +51,8 @@ export const JobSpec = z.object({
   retries: z.number().int().min(0).max(10).default(2),
   priority: z.number().int().min(PRIORITY.min).max(PRIORITY.max).default(0),
   publish: z.boolean().default(false),
+  /** Publish even when the output's checks failed (else the publish is refused: ChecksFailed). */
+  publishAnyway: z.boolean().default(false),
   cancel: z.boolean().default(false),
   ttlSecondsAfterFinished: z.number().int().min(0).max(TTL_SECONDS_MAX).optional(),
   /** The model budget; unset limits take the cluster's defaults, all within its caps. */
@@ -100,6 +102,10 @@ export const JobStatus = z.object({
   usage: Usage.optional(),
   /** The reported attempt's diff.patch in numbers (runner/diff.ts); absent when the runner wrote none. */
   diffSummary: DiffSummary.optional(),
+  /** The reported output's checks (runner/checks/), with their first findings. */
+  checks: z.array(CheckResult).optional(),
+  /** Agent turns of the reported attempt: 1, plus its repair turns. */
+  turns: z.number().int().optional(),
   /** The gateway refused a model call of this attempt for the job's own sake (budget, rate limit, model). */
   gatewayRefusal: z.object({ attempt: z.number().int(), reason: GatewayRefusalReason, message: z.string() }).optional(),
   /** Written by webhook delivery (merge patches of this field alone): kept by every other status write. */

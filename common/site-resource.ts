@@ -14,7 +14,7 @@
 import { ApiException, type CustomObjectsApi } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { Condition, GROUP, VERSION } from './job-resource.js';
-import { PathGlob, type PathRules, Sha256 } from './schemas.js';
+import { type CheckSettings, PathGlob, type PathRules, Sha256 } from './schemas.js';
 import { SiteWebhookStatus } from './webhook-status.js';
 
 export const SITE_PLURAL = 'pagewrightsites';
@@ -100,9 +100,23 @@ export function runnerPathRules(p: z.infer<typeof SitePaths>): PathRules {
   };
 }
 
+/** spec.checks: what the runner checks on a job's output (runner/checks/) and what a failure does. */
+const SiteChecks = z.object({
+  html: z.boolean().default(true),
+  links: z.boolean().default(true),
+  repairTurns: z.number().int().min(0).max(3).default(1),
+  publishAnyway: z.boolean().default(false),
+});
+
+/** spec.checks as the runner's job input carries it. */
+export function runnerCheckSettings(c: z.infer<typeof SiteChecks>): CheckSettings {
+  return { html: c.html, links: c.links, repair_turns: c.repairTurns };
+}
+
 const SiteSpec = z.object({
   source: z.object({ git: GitSource }).optional(),
   paths: SitePaths.optional(),
+  checks: SiteChecks.optional(),
   targets: z.array(SiteTarget).max(8).optional(),
   /**
    * Where the manager POSTs a signed CloudEvent when a version is published, pushed or rolled

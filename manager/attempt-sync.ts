@@ -91,7 +91,9 @@ export class AttemptSync {
       job,
       attempt,
       issued.secrets,
-      sourced?.ok ? { ...(sourced.pathRules ? { pathRules: sourced.pathRules } : {}) } : {},
+      sourced?.ok
+        ? { ...(sourced.pathRules ? { pathRules: sourced.pathRules } : {}), ...(sourced.checks ? { checks: sourced.checks } : {}) }
+        : {},
     );
     return null;
   }

@@ -24,7 +24,7 @@ import { EventRecorder } from './events.js';
 import { FinalizerPatcher } from './finalizer.js';
 import { ResilientInformer, listInPages } from '../common/informer.js';
 import { JobCache } from './job-cache.js';
-import { runnerPathRules } from '../common/site-resource.js';
+import { runnerCheckSettings, runnerPathRules } from '../common/site-resource.js';
 import { siteNetworkPolicy, gitClientSettings } from './sites/config.js';
 import { GitClient } from './sites/git-client.js';
 import { SiteSync } from './sites/site-sync.js';
@@ -37,7 +37,7 @@ import { WorkQueue } from './work-queue.js';
 import { GatewayCredentials } from '../common/gateway-credential.js';
 import { SignedAttemptCredentials } from './attempt-credentials.js';
 import { KubePodControl } from './pod-control.js';
-import { StoragePublisher } from './publisher.js';
+import { CheckedPublisher, StoragePublisher } from './publisher.js';
 import { HttpRunnerClient } from './runner-client.js';
 import { SITE_KEY_PREFIX, SiteCache, SiteController } from './site-controller.js';
 import { SITE_PLURAL } from '../common/site-resource.js';
@@ -239,7 +239,10 @@ export class Controller {
       finalizers: new FinalizerPatcher(custom),
       pods: new KubePodControl(core, config, (uid) => this.cache.podsOf(uid)),
       runner: new HttpRunnerClient(config.runnerPort, logger),
-      publisher: new StoragePublisher(d.storage),
+      publisher: new CheckedPublisher(
+        new StoragePublisher(d.storage),
+        (job) => this.sites.get(job.metadata.namespace, job.spec.siteId)?.spec.checks?.publishAnyway === true,
+      ),
       credentials: new SignedAttemptCredentials(config, d.tokens, new GatewayCredentials(config.gatewaySecret)),
       admitter: this.#admitter,
       sites: this.#siteController,
@@ -248,7 +251,12 @@ export class Controller {
           const site = this.sites.get(job.metadata.namespace, job.spec.siteId);
           if (!site) return { ok: true };
           const imported = await siteSync.importSource(site);
-          return imported.ok ? { ok: true, ...(site.spec.paths ? { pathRules: runnerPathRules(site.spec.paths) } : {}) } : imported;
+          if (!imported.ok) return imported;
+          return {
+            ok: true,
+            ...(site.spec.paths ? { pathRules: runnerPathRules(site.spec.paths) } : {}),
+            ...(site.spec.checks ? { checks: runnerCheckSettings(site.spec.checks) } : {}),
+          };
         },
       },
       events: new EventRecorder(core, logger, d.identity),

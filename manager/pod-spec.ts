@@ -46,7 +46,7 @@
  */
 import type { V1Container, V1EnvVar, V1OwnerReference, V1Pod, V1Secret, V1SecurityContext } from '@kubernetes/client-node';
 import { AGENT_COMMAND, RUNNER_COMMAND, RUNNER_SECRETS, runnerEnvironment } from '../common/runner-launch.js';
-import type { PathRules, RunnerJobInput } from '../common/schemas.js';
+import type { CheckSettings, PathRules, RunnerJobInput } from '../common/schemas.js';
 import type { ManagerConfig } from './config.js';
 import {
   API_VERSION,
@@ -191,12 +191,14 @@ function runnerJob(job: PagewrightJob, attempt: number, cfg: Pick<PodSpecConfig,
     timeout_seconds: job.spec.timeoutSeconds,
     attempt,
     ...(site.pathRules ? { path_rules: site.pathRules } : {}),
+    ...(site.checks ? { checks: site.checks } : {}),
   };
 }
 
-/** What the job's PagewrightSite gives its attempt (manager/sites/): its path rules. */
+/** What the job's PagewrightSite gives its attempt (manager/sites/): its path rules and checks. */
 export interface AttemptSite {
   pathRules?: PathRules;
+  checks?: CheckSettings;
 }
 
 function restricted(uid: number): V1SecurityContext {

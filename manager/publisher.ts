@@ -18,6 +18,50 @@ export interface Publisher {
   deleteOutputs(job: PagewrightJob): Promise<void>;
 }
 
+/**
+ * Why a publish of the job's reported output must be refused for its checks (null: it may go
+ * on): ChecksPassed is False, and neither the job (spec.publishAnyway) nor its site
+ * (spec.checks.publishAnyway) says to publish anyway.
+ */
+export function checksRefusal(job: PagewrightJob, sitePublishesAnyway: boolean): { reason: 'ChecksFailed'; message: string } | null {
+  const c = job.status.conditions?.find((x) => x.type === 'ChecksPassed');
+  if (c?.status !== 'False' || job.spec.publishAnyway || sitePublishesAnyway) return null;
+  return {
+    reason: 'ChecksFailed',
+    message: `the output's checks failed (${c.message ?? 'see status.checks'}); spec.publishAnyway publishes it anyway`,
+  };
+}
+
+/**
+ * Every publish, at the end of a job or on approval, goes through the checks first: one gate
+ * for both paths. The site's setting is read when the publish happens, so a site changed
+ * after the job ran decides.
+ */
+export class CheckedPublisher implements Publisher {
+  constructor(
+    private readonly inner: Publisher,
+    private readonly sitePublishesAnyway: (job: PagewrightJob) => boolean,
+  ) {}
+
+  recoveredResult(job: PagewrightJob, attempt: number): Promise<JobResult | null> {
+    return this.inner.recoveredResult(job, attempt);
+  }
+
+  seal(job: PagewrightJob, attempt: number): Promise<void> {
+    return this.inner.seal(job, attempt);
+  }
+
+  async publish(job: PagewrightJob): Promise<PublishOutcome> {
+    const refused = checksRefusal(job, this.sitePublishesAnyway(job));
+    if (refused) return { ok: false, ...refused };
+    return this.inner.publish(job);
+  }
+
+  deleteOutputs(job: PagewrightJob): Promise<void> {
+    return this.inner.deleteOutputs(job);
+  }
+}
+
 export class StoragePublisher implements Publisher {
   constructor(private readonly storage: StorageClient) {}
 

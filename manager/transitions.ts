@@ -5,8 +5,8 @@
  * never move a job backwards or apply a result to the wrong attempt.
  */
 import type { FailureReason } from '../common/errors.js';
-import type { JobProgress, JobResult, UsageReport } from '../common/schemas.js';
-import { type PagewrightJob, isTerminal } from '../common/job-resource.js';
+import type { CheckResult, JobProgress, JobResult, UsageReport } from '../common/schemas.js';
+import { type Condition, type PagewrightJob, isTerminal } from '../common/job-resource.js';
 import type { StatusChange } from './status.js';
 import { setCondition, withPhase } from './status.js';
 
@@ -77,8 +77,11 @@ export function resultReported(result: JobResult): StatusChange {
   return (job) => {
     if (resultOutcome(job, result.attempt) !== 'recorded') return null;
     const failed = result.status === 'failed';
-    // the summary is this attempt's or none: an earlier attempt's diff is not this one's
-    const { diffSummary: _earlier, ...status } = job.status;
+    // the summary is this attempt's or none: an earlier attempt's diff (or checks) is not this one's
+    const { diffSummary: _earlier, checks: _earlierChecks, turns: _turns, ...rest } = job.status;
+    const status = result.checks?.length
+      ? { ...rest, conditions: setCondition(rest.conditions, checksCondition(result.checks, gen(job)), new Date().toISOString()) }
+      : { ...rest, ...(rest.conditions ? { conditions: rest.conditions.filter((c) => c.type !== 'ChecksPassed') } : {}) };
     return withPhase(
       status,
       'Running',
@@ -91,6 +94,8 @@ export function resultReported(result: JobResult): StatusChange {
         ...(result.base_version ? { baseVersion: result.base_version } : {}),
         ...(result.output_version ? { outputVersion: result.output_version } : {}),
         ...(result.diff_summary ? { diffSummary: result.diff_summary } : {}),
+        ...(result.checks?.length ? { checks: result.checks } : {}),
+        ...(result.turns ? { turns: result.turns } : {}),
         phaseDurationsMs: Object.fromEntries(Object.entries(result.phase_durations_ms).map(([k, v]) => [k, Math.round(v ?? 0)])),
         ...(failed
           ? { reason: result.reason ?? 'Internal', message: result.error ?? 'the runner failed' }
@@ -98,6 +103,30 @@ export function resultReported(result: JobResult): StatusChange {
       },
       gen(job),
     );
+  };
+}
+
+/** ChecksPassed: True when no check found anything the change introduced. */
+function checksCondition(checks: readonly CheckResult[], generation: number | undefined): Condition {
+  const failed = checks.filter((c) => !c.passed);
+  const g = generation === undefined ? {} : { observedGeneration: generation };
+  if (failed.length === 0)
+    return {
+      type: 'ChecksPassed',
+      status: 'True',
+      reason: 'ChecksPassed',
+      message: `${checks.map((c) => `${c.name}: passed (${c.preexisting} already in the base)`).join('; ')}`,
+      ...g,
+    };
+  const first = failed[0]!.findings.find((f) => f.introduced);
+  return {
+    type: 'ChecksPassed',
+    status: 'False',
+    reason: 'ChecksFailed',
+    message:
+      failed.map((c) => `${c.name}: ${c.introduced} introduced by the change`).join('; ') +
+      (first ? `; first: ${first.path}${first.line ? `:${first.line}` : ''}: ${first.message}` : ''),
+    ...g,
   };
 }
 

@@ -47,6 +47,7 @@ export function reviewJobOf(raw: unknown): ReviewJob {
     ...(baseVersion ? { baseVersion } : {}),
     ...(s.outputVersion ? { outputVersion: s.outputVersion } : {}),
     ...(s.diffSummary ? { diffSummary: s.diffSummary } : {}),
+    ...(s.checks ? { checks: s.checks } : {}),
     commands: jobCommands(namespace, name, job.spec.siteId),
   };
 }

@@ -1,6 +1,6 @@
 /**
  * The review page of one job (issue 17 item 5): server-rendered HTML, no framework, no script.
- * It shows the prompt, the agent's summary, the usage, the diff summary, the output's preview
+ * It shows the prompt, the agent's summary, the usage, the diff summary, the checks' findings, the output's preview
  * beside the base's, the exact commands to approve or roll back, and the rendered diff.
  *
  * Every URL on it is relative to the page (`review/style.css`, `output/`, `base/`, `diff`), so it
@@ -32,6 +32,26 @@ function commandBlock(title: string, lines: readonly string[], id: string): Html
 function previewPane(kind: 'output' | 'base', title: string, version: string | undefined, missing: string): Html {
   if (!version) return html`<div class="pane" id="${kind}-pane"><h2>${title}</h2><p class="none">${missing}</p></div>`;
   return html`<div class="pane" id="${kind}-pane"><h2>${title} <span class="version" title="${version}">${version.slice(0, 12)}</span> <a href="${kind}/" target="_blank" rel="noopener noreferrer">open</a></h2><iframe src="${kind}/" sandbox="allow-scripts" referrerpolicy="no-referrer" title="${title} preview"></iframe></div>`;
+}
+
+function checksSection(checks: ReviewJob['checks']): Html {
+  if (!checks || checks.length === 0) return html`<section id="checks"><h2>Checks</h2><p class="none">No checks ran.</p></section>`;
+  const rows = checks.map(
+    (c) =>
+      html`<div class="check" id="check-${c.name}"><h3>${c.name}: <span class="${c.passed ? 'plus' : 'minus'}">${c.passed ? 'passed' : 'failed'}</span> · ${number(c.introduced)} introduced by the change · ${number(c.preexisting)} already in the base</h3>${
+        c.findings.length === 0
+          ? ''
+          : html`<ul>${c.findings.map(
+              (f) =>
+                html`<li class="${f.introduced ? 'introduced' : 'preexisting'}"><code>${f.path}${f.line ? `:${f.line}` : ''}</code> ${f.message}${f.introduced ? '' : ' (already in the base)'}</li>`,
+            )}</ul>${
+              c.introduced + c.preexisting > c.findings.length
+                ? html`<p class="none">The first ${number(c.findings.length)} of ${number(c.introduced + c.preexisting)}; every finding is in the job's manifest.json.</p>`
+                : ''
+            }`
+      }</div>`,
+  );
+  return html`<section id="checks"><h2>Checks</h2>${rows}</section>`;
 }
 
 export function renderReviewPage(job: ReviewJob, diff: ReviewDiff): string {
@@ -69,6 +89,7 @@ export function renderReviewPage(job: ReviewJob, diff: ReviewDiff): string {
       : html`<p class="none">No diff summary yet.</p>`
   }</div>
 </section>
+${checksSection(job.checks)}
 <section id="previews">
 ${previewPane('output', 'Output', job.outputVersion, 'No output yet.')}
 ${previewPane('base', 'Base', job.baseVersion, 'No base version recorded.')}

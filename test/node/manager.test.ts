@@ -363,6 +363,85 @@ describe('manager on a real control plane', function () {
     expect((await env.storage.admin.getSite(site)).version, 'nothing published').to.equal(before.version);
   });
 
+  it('checks the output: a broken link repaired in one turn and published; unrepaired, the publish refused ChecksFailed until publishAnyway', async () => {
+    const DOC = '<!DOCTYPE html><html><head><title>Bakery</title></head><body>';
+    const input = await forgeTarGzBuffer([
+      { path: 'index.html', content: `${DOC}<h1>Welcome</h1><a href="menu.html">Menu</a></body></html>\n` },
+      { path: 'menu.html', content: `${DOC}<p>bread</p><img src="gone.png"></body></html>\n` }, // already broken: reported only
+    ]);
+    const sites = { repaired: 'site-checks', refused: 'site-checks-norepair' };
+    const before = await env.storage.admin.putSiteArtifact(sites.repaired, input);
+    const refusedBase = await env.storage.admin.putSiteArtifact(sites.refused, input);
+    for (const [name, spec] of [
+      [sites.repaired, {}],
+      [sites.refused, { checks: { repairTurns: 0 } }],
+    ] as const)
+      await env.custom.createNamespacedCustomObject({
+        group: 'pagewright.dev',
+        version: 'v1alpha1',
+        plural: 'pagewrightsites',
+        namespace: env.namespace,
+        body: { apiVersion: 'pagewright.dev/v1alpha1', kind: 'PagewrightSite', metadata: { name }, spec },
+      });
+    // turn 1 links the menu under a wrong name; told so, the repair turn corrects it
+    const repairs: string[] = [];
+    env.scripts.set('checks', (ctx) => {
+      if (/The site's checks ran on your edit and failed/.test(ctx.prompt)) {
+        repairs.push(ctx.prompt);
+        // the resumed thread: the first prompt and turn 1's command are in the conversation
+        const seen = ctx.prompts.some((p) => p.includes('SCRIPT:checks')) && JSON.stringify(ctx.request.body).includes('menu-page.html');
+        return ctx.toolOutputs.length === 1 && seen
+          ? { kind: 'tools', calls: [{ type: 'shell', cmd: "sed -i 's/menu-page.html/menu.html/' index.html && echo fixed" }] }
+          : { kind: 'message', text: JSON.stringify({ summary: 'Linked the menu twice.', files_changed: ['index.html'] }) };
+      }
+      return ctx.round === 0
+        ? {
+            kind: 'tools',
+            calls: [{ type: 'shell', cmd: `sed -i 's|</h1>|</h1><a href="menu-page.html">Our menu</a>|' index.html && echo edited` }],
+          }
+        : { kind: 'message', text: JSON.stringify({ summary: 'Linked the menu twice.', files_changed: ['index.html'] }) };
+    });
+
+    const repaired = randomName('checks');
+    await env.createJob(repaired, { siteId: sites.repaired, prompt: 'SCRIPT:checks Link the menu.', publish: true });
+    const ok = await env.waitForJob(repaired, 'finished', finished, 120_000);
+    expect([ok.status.phase, ok.status.turns], await env.diagnostics()).to.deep.equal(['Succeeded', 2]);
+    expect(new Set(repairs).size, 'one repair prompt (its turn makes two model calls)').to.equal(1);
+    expect(repairs[0]).to.contain('index.html:1').and.contain('"menu-page.html" does not resolve');
+    expect(ok.status.conditions?.find((c) => c.type === 'ChecksPassed')).to.include({ status: 'True' });
+    expect(ok.status.checks?.find((c) => c.name === 'links')).to.include({ passed: true, introduced: 0, preexisting: 1 });
+    expect((await env.storage.admin.getSite(sites.repaired)).version)
+      .to.equal(ok.status.publishedVersion)
+      .and.not.equal(before.version);
+
+    // no repair turn: the job succeeds with its failed checks shown, and nothing is published
+    const refused = randomName('checks');
+    await env.createJob(refused, { siteId: sites.refused, prompt: 'SCRIPT:checks Link the menu.' });
+    const done = await env.waitForJob(refused, 'finished', finished, 120_000);
+    expect([done.status.phase, done.status.turns], await env.diagnostics()).to.deep.equal(['Succeeded', 1]);
+    const links = done.status.checks?.find((c) => c.name === 'links');
+    expect(links).to.include({ passed: false, introduced: 1, preexisting: 1 });
+    expect(links?.findings[0]).to.include({ path: 'index.html', line: 1, code: 'broken-link', introduced: true });
+    expect(done.status.conditions?.find((c) => c.type === 'ChecksPassed')).to.include({ status: 'False', reason: 'ChecksFailed' });
+    const table = await env.cp.kubectl(['-n', env.namespace, 'get', 'pwj', refused]);
+    expect(table.stdout)
+      .to.match(/CHECKS/)
+      .and.match(/\sFalse\s/);
+    // approval is refused for the checks...
+    await env.cp.kubectl(['-n', env.namespace, 'patch', 'pwj', refused, '--type=merge', '-p', '{"spec":{"publish":true}}']);
+    const approval = await env.waitForJob(
+      refused,
+      'approval refused',
+      (j) => j.status.conditions?.some((c) => c.type === 'Published') ?? false,
+    );
+    expect(approval.status.conditions?.find((c) => c.type === 'Published')).to.include({ status: 'False', reason: 'ChecksFailed' });
+    expect((await env.storage.admin.getSite(sites.refused)).version).to.equal(refusedBase.version);
+    // ...until the job says to publish anyway
+    await env.cp.kubectl(['-n', env.namespace, 'patch', 'pwj', refused, '--type=merge', '-p', '{"spec":{"publishAnyway":true}}']);
+    const published = await env.waitForJob(refused, 'published anyway', (j) => j.status.publishedVersion !== undefined);
+    expect((await env.storage.admin.getSite(sites.refused)).version).to.equal(published.status.publishedVersion);
+  });
+
   it('deletes a finished job after ttlSecondsAfterFinished', async () => {
     const name = randomName('ttl');
     await env.createJob(name, { siteId: 'site-c', prompt: 'Quick edit', ttlSecondsAfterFinished: 1 });

@@ -70,8 +70,10 @@ function routedScript(
   scripts: Map<string, (ctx: TurnContext) => ModelTurn> = new Map(),
 ): (ctx: TurnContext) => Promise<ModelTurn> {
   return async (ctx) => {
-    // "SCRIPT:<name>": a suite's own script (env.scripts), e.g. an attacker's
-    const named = /SCRIPT:([\w-]+)/.exec(ctx.prompt)?.[1];
+    // "SCRIPT:<name>": a suite's own script (env.scripts), e.g. an attacker's. In any prompt of
+    // the conversation: a repair turn (runner/checks/repair.ts) resumes the thread with a prompt
+    // of its own, and goes on with the job's script (whose next round is usually its last)
+    const named = ctx.prompts.map((p) => /SCRIPT:([\w-]+)/.exec(p)?.[1]).find((x) => x !== undefined);
     if (named && scripts.has(named)) return scripts.get(named)!(ctx);
     if (ctx.prompt.includes('MODEL:hang')) return { kind: 'hang' };
     if (ctx.prompt.includes('MODEL:gate') && ctx.round === 0) await gate.wait();

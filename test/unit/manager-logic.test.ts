@@ -7,6 +7,7 @@ import { classifyPod } from '../../manager/classify.js';
 import { RUNNER_COMMAND, runnerEnvironment } from '../../common/runner-launch.js';
 import { addQuantities, buildPod, podName, quantityBytes, secretName } from '../../manager/pod-spec.js';
 import { PagewrightJob, type JobStatus } from '../../common/job-resource.js';
+import { checksRefusal } from '../../manager/publisher.js';
 import * as t from '../../manager/transitions.js';
 import type { JobResult } from '../../common/schemas.js';
 import { jobResult } from '../support/job-result.js';
@@ -143,6 +144,41 @@ describe('status transitions', () => {
     expect(t.resultReported({ ...result(2), diff_summary: diffSummary })(j)!.diffSummary).to.deep.equal(diffSummary);
     const earlier = job({ status: { phase: 'Running', attempt: 2, diffSummary: { ...diffSummary, truncated: false } } });
     expect(t.resultReported(result(2, 'failed'))(earlier)).not.to.have.property('diffSummary');
+  });
+
+  it("writes the result's checks and turns, a ChecksPassed condition, and drops an earlier attempt's", () => {
+    const finding = { path: 'index.html', line: 3, code: 'broken-link', message: 'a href "x.html" does not resolve', introduced: true };
+    const failedCheck = { name: 'links' as const, passed: false, introduced: 1, preexisting: 2, findings: [finding] };
+    const j = job({ status: { phase: 'Running', attempt: 2 } });
+    const next = t.resultReported({ ...result(2), checks: [failedCheck], turns: 2 })(j)!;
+    expect(next).to.deep.include({ checks: [failedCheck], turns: 2 });
+    const c = next.conditions?.find((x) => x.type === 'ChecksPassed');
+    expect(c).to.include({ status: 'False', reason: 'ChecksFailed' });
+    expect(c?.message).to.contain('links: 1 introduced').and.contain('index.html:3');
+    const passed = t.resultReported({ ...result(2), checks: [{ ...failedCheck, passed: true, introduced: 0, findings: [] }] })(j)!;
+    expect(passed.conditions?.find((x) => x.type === 'ChecksPassed')).to.include({ status: 'True', reason: 'ChecksPassed' });
+    // a later attempt without checks keeps none of an earlier one's
+    const earlier = job({ status: { phase: 'Running', attempt: 3, checks: [failedCheck], turns: 2, conditions: next.conditions } });
+    const later = t.resultReported(result(3))(earlier)!;
+    expect(later).not.to.have.property('checks');
+    expect(later).not.to.have.property('turns');
+    expect(later.conditions?.map((x) => x.type)).not.to.include('ChecksPassed');
+  });
+
+  it('refuses to publish an output whose checks failed unless the job or the site says to publish anyway', () => {
+    const failedChecks = job({
+      status: { phase: 'Succeeded', conditions: [{ type: 'ChecksPassed', status: 'False', message: 'links: 1 introduced' }] },
+    });
+    expect(checksRefusal(failedChecks, false)).to.deep.include({ reason: 'ChecksFailed' });
+    expect(checksRefusal(failedChecks, false)?.message).to.contain('links: 1 introduced').and.contain('spec.publishAnyway');
+    expect(checksRefusal(failedChecks, true)).to.equal(null);
+    expect(checksRefusal(PagewrightJob.parse({ ...failedChecks, spec: { ...failedChecks.spec, publishAnyway: true } }), false)).to.equal(
+      null,
+    );
+    expect(checksRefusal(job({ status: { phase: 'Succeeded', conditions: [{ type: 'ChecksPassed', status: 'True' }] } }), false)).to.equal(
+      null,
+    );
+    expect(checksRefusal(job({ status: { phase: 'Succeeded' } }), false)).to.equal(null); // no checks ran
   });
 
   it('sets the conditions kubectl wait understands', () => {

@@ -164,6 +164,39 @@ describe('preview rendering', () => {
       expect(page.match(/&lt;script&gt;alert\(1\)/g)?.length).to.be.greaterThanOrEqual(4);
     });
 
+    it("lists the checks' findings, introduced apart from those already in the base, escaped (the agent writes paths and pages)", () => {
+      const finding = (introduced: boolean, path: string) => ({
+        path,
+        line: 4,
+        code: 'broken-link',
+        message: `a href ${HOSTILE}`,
+        introduced,
+      });
+      const page = renderReviewPage(
+        job({
+          checks: [
+            {
+              name: 'links',
+              passed: false,
+              introduced: 1,
+              preexisting: 11,
+              findings: [finding(true, HOSTILE), finding(false, 'old.html')],
+            },
+            { name: 'html', passed: true, introduced: 0, preexisting: 0, findings: [] },
+          ],
+        }),
+        { text: DIFF },
+      );
+      expect(page).to.include(
+        '<div class="check" id="check-links"><h3>links: <span class="minus">failed</span> · 1 introduced by the change · 11 already in the base',
+      );
+      expect(page).to.include('<li class="preexisting"><code>old.html:4</code>');
+      expect(page).to.include("The first 2 of 12; every finding is in the job's manifest.json.");
+      expect(page).to.include('html: <span class="plus">passed</span>');
+      expect(page).not.to.match(/<script|<img|onerror="/);
+      expect(renderReviewPage(job(), { text: DIFF })).to.include('No checks ran.');
+    });
+
     it('frames both previews sandboxed, with relative URLs only', () => {
       const page = renderReviewPage(job(), { text: DIFF });
       expect(page).to.include('<iframe src="output/" sandbox="allow-scripts"');

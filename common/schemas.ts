@@ -56,10 +56,17 @@ export const CheckSettings = z.strictObject({
   html: z.boolean().default(true),
   links: z.boolean().default(true),
   repair_turns: z.number().int().min(0).max(3).default(1),
+  /** The site's own check (a build, a test), run by a shell in the agent's place on a copy of the output. */
+  command: z
+    .strictObject({
+      run: z.string().min(1).max(2000),
+      timeout_seconds: z.number().int().min(1).max(3600).default(300),
+    })
+    .optional(),
 });
 export type CheckSettings = z.infer<typeof CheckSettings>;
 
-const CHECK_NAMES = ['html', 'links'] as const;
+const CHECK_NAMES = ['html', 'links', 'command'] as const;
 
 /** One thing a check found, where it is (a site path, a 1-based line and column). */
 export const CheckFinding = z.strictObject({

@@ -106,11 +106,17 @@ const SiteChecks = z.object({
   links: z.boolean().default(true),
   repairTurns: z.number().int().min(0).max(3).default(1),
   publishAnyway: z.boolean().default(false),
+  command: z.object({ run: z.string().min(1).max(2000), timeoutSeconds: z.number().int().min(1).max(3600).default(300) }).optional(),
 });
 
 /** spec.checks as the runner's job input carries it. */
 export function runnerCheckSettings(c: z.infer<typeof SiteChecks>): CheckSettings {
-  return { html: c.html, links: c.links, repair_turns: c.repairTurns };
+  return {
+    html: c.html,
+    links: c.links,
+    repair_turns: c.repairTurns,
+    ...(c.command ? { command: { run: c.command.run, timeout_seconds: c.command.timeoutSeconds } } : {}),
+  };
 }
 
 const SiteSpec = z.object({

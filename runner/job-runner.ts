@@ -23,8 +23,9 @@ import {
   type WorkPhase,
 } from '../common/schemas.js';
 import type { StorageClient } from '../common/storage-client.js';
-import type { AgentLauncher } from './agent-launcher.js';
 import { type UnpackLimits, extractPaths, packArchive, unpackArchive } from './archive.js';
+import { type AgentLauncher, LocalLauncher } from './agent-launcher.js';
+import { runSiteCommand } from './checks/command.js';
 import { failedChecks, repairPrompt } from './checks/repair.js';
 import { checkSite } from './checks/site-checks.js';
 import { runCodex } from './codex.js';
@@ -310,12 +311,34 @@ export class JobRunner {
       readBase: (path) => readFile(join(this.#paths.diffBase, path), 'utf8'),
       settings,
     });
+    if (settings.command) checks.push(await this.#siteCommand(settings.command));
     if (checks.length > 0)
       logger.info('checks ran', {
         checks: Object.fromEntries(checks.map((c) => [c.name, { passed: c.passed, introduced: c.introduced, preexisting: c.preexisting }])),
         duration_ms: Date.now() - started,
       });
     return { after, modes, changes, checks };
+  }
+
+  /** The site's check command, in the agent's place, within its own deadline and the job's. */
+  async #siteCommand(command: NonNullable<CheckSettings['command']>): Promise<ManifestCheck> {
+    const { job, logger } = this.#o;
+    const log = logger.child({ source: 'check-command' });
+    const left = this.#deadline - reserveMs(job.timeout_seconds) - Date.now();
+    logger.info('site command started', { run: command.run, timeout_seconds: command.timeout_seconds });
+    const check = await runSiteCommand({
+      run: command.run,
+      timeoutMs: Math.max(1000, Math.min(command.timeout_seconds * 1000, left)),
+      launcher: this.#o.launcher ?? new LocalLauncher(),
+      siteDir: this.#paths.site,
+      home: join(this.#paths.codexHome, 'home'),
+      marker: runMarker(job.job_id, job.attempt, process.pid),
+      killGraceMs: this.#o.codex.killGraceMs,
+      signal: this.#abort.signal,
+      onLine: (stream, line) => log.info(line, { stream }),
+    });
+    logger.info('site command ended', { passed: check.passed, finding: check.findings[0]?.code });
+    return check;
   }
 
   /** Whether a repair turn has a minute of codex's deadline left to run in. */

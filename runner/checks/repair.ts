@@ -14,11 +14,18 @@ export function failedChecks(checks: readonly ManifestCheck[]): ManifestCheck[] 
 
 export function repairPrompt(checks: readonly ManifestCheck[]): string {
   const failed = failedChecks(checks);
-  const introduced = failed.flatMap((c) => c.findings.filter((f) => f.introduced).map((f) => ({ check: c.name, ...f })));
   const total = failed.reduce((n, c) => n + c.introduced, 0);
-  const lines = introduced
-    .slice(0, LISTED)
-    .map((f) => `- [${f.check}] ${f.path}${f.line ? `:${f.line}` : ''}: ${f.message.replace(/\s+/g, ' ')}`);
+  // every failed check gets its share of the list (a build that broke must not hide behind 40 links)
+  const share = Math.ceil(LISTED / Math.max(1, failed.length));
+  const lines = failed.flatMap((c) =>
+    c.findings
+      .filter((f) => f.introduced)
+      .slice(0, share)
+      .map(
+        (f) =>
+          `- [${c.name}] ${f.path ? `${f.path}${f.line ? `:${f.line}` : ''}` : "the site's check command"}: ${f.message.replace(/\s+/g, ' ')}`,
+      ),
+  );
   const more = total > lines.length ? [`- ... and ${total - lines.length} more of the same kinds`] : [];
   return [
     `The site's checks ran on your edit and failed (${failed.map((c) => c.name).join(', ')}): your change introduced ${total} problem(s).`,

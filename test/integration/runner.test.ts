@@ -220,6 +220,51 @@ describe('runner (process, real storage and Codex CLI)', function () {
       expect(manifest.checks?.find((c) => c.name === 'links')?.findings[0]?.message).to.contain('"nowhere.html" does not resolve');
     });
 
+    it("runs the site's command on a copy of the output, without the model key, and reports its failure with its output", async () => {
+      const run = `env > ../env.txt; echo built > dist.txt; echo "build step 1"; echo "error: the build broke" >&2; exit 3`;
+      const { job } = await launch({
+        job: { checks: { html: false, links: false, repair_turns: 0, command: { run, timeout_seconds: 60 } } },
+      });
+      const result = await finalResult();
+      expect(result).to.include({ status: 'completed', turns: 1 });
+      const command = result.checks?.find((c) => c.name === 'command');
+      expect(command).to.include({ passed: false, introduced: 1 });
+      expect(command?.findings[0]).to.include({ code: 'command-failed', introduced: true });
+      expect(command?.findings[0]?.message)
+        .to.contain('exited with code 3')
+        .and.contain('error: the build broke')
+        .and.contain('build step 1');
+      // what it wrote stayed in its copy; its environment had no key or token
+      expect(result.files).to.deep.equal(['index.html']);
+      const log = await (await storage.admin.getJobObject(job.job_id, 'log')).body.text();
+      expect(log).to.contain('"source":"check-command"').and.contain('error: the build broke');
+      const env = await readFile(join(runner!.workDir, 'env.txt'), 'utf8');
+      expect(env).to.match(/^PATH=/m);
+      expect(env).not.to.contain(model!.key);
+      expect(env.split('\n').filter((l) => /PAGEWRIGHT|TOKEN|KEY/.test(l) && !l.startsWith('PAGEWRIGHT_PROCESS_MARKER='))).to.deep.equal(
+        [],
+      );
+    });
+
+    it('stops a site command that hangs, or floods its output, at its deadline: a failed check, not a stuck job', async () => {
+      for (const run of ['setsid sleep 600 & sleep 600; wait', 'yes "flood flood flood"']) {
+        const started = Date.now();
+        await launch({ job: { checks: { html: false, links: false, repair_turns: 0, command: { run, timeout_seconds: 3 } } } });
+        const result = await finalResult();
+        expect(Date.now() - started, run).to.be.below(60_000);
+        expect(result.status, run).to.equal('completed');
+        const finding = result.checks?.find((c) => c.name === 'command')?.findings[0];
+        expect(finding, run).to.include({ code: 'command-timeout' });
+        expect(finding!.message.length).to.be.at.most(2000);
+        expect(await runner!.exited).to.equal(0);
+        // nothing it started outlives the job
+        const { stdout } = await promisify(execFile)('ps', ['-eo', 'args']);
+        expect(stdout.split('\n').filter((l) => l.startsWith('sleep 600') || l.startsWith('yes flood'))).to.deep.equal([]);
+        await model?.close();
+        await manager?.close();
+      }
+    });
+
     it('runs no check a job turned off', async () => {
       await launch({ model: { script }, job: { checks: { html: false, links: false } } });
       const result = await finalResult();

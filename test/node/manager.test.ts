@@ -442,6 +442,40 @@ describe('manager on a real control plane', function () {
     expect((await env.storage.admin.getSite(sites.refused)).version).to.equal(published.status.publishedVersion);
   });
 
+  it("runs the site's command in the agent container: a failing build refuses the publish, a fork bomb ends as a failed check", async () => {
+    const input = await forgeTarGzBuffer([{ path: 'index.html', content: '<!DOCTYPE html><title>x</title><h1>Welcome</h1>\n' }]);
+    const cases = [
+      { site: 'site-build', run: 'echo building; cat missing-file.txt', code: 'command-failed', text: 'missing-file.txt' },
+      // bash: the agent container's sh is dash, whose functions do not recurse into pipes as fast
+      { site: 'site-forkbomb', run: "bash -c ':(){ :|:& };:'; sleep 30", code: /command-(pids-limit|timeout)/, text: '' },
+    ];
+    for (const c of cases) {
+      const before = await env.storage.admin.putSiteArtifact(c.site, input);
+      await env.custom.createNamespacedCustomObject({
+        group: 'pagewright.dev',
+        version: 'v1alpha1',
+        plural: 'pagewrightsites',
+        namespace: env.namespace,
+        body: {
+          apiVersion: 'pagewright.dev/v1alpha1',
+          kind: 'PagewrightSite',
+          metadata: { name: c.site },
+          spec: { checks: { repairTurns: 0, command: { run: c.run, timeoutSeconds: 15 } } },
+        },
+      });
+      const name = randomName('command');
+      await env.createJob(name, { siteId: c.site, prompt: 'Add a note', publish: true });
+      const job = await env.waitForJob(name, 'finished', finished, 180_000);
+      expect([job.status.phase, job.status.reason], await env.diagnostics()).to.deep.equal(['Failed', 'ChecksFailed']);
+      const command = job.status.checks?.find((x) => x.name === 'command');
+      expect(command, c.run).to.include({ passed: false, introduced: 1 });
+      if (typeof c.code === 'string') expect(command?.findings[0]?.code).to.equal(c.code);
+      else expect(command?.findings[0]?.code).to.match(c.code);
+      expect(command?.findings[0]?.message).to.contain(c.text);
+      expect((await env.storage.admin.getSite(c.site)).version, 'nothing published').to.equal(before.version);
+    }
+  });
+
   it('deletes a finished job after ttlSecondsAfterFinished', async () => {
     const name = randomName('ttl');
     await env.createJob(name, { siteId: 'site-c', prompt: 'Quick edit', ttlSecondsAfterFinished: 1 });

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { expect } from 'chai';
 import { CheckSettings } from '../../common/schemas.js';
 import { parsePage, srcsetUrls } from '../../runner/checks/page.js';
+import { failedChecks, repairPrompt } from '../../runner/checks/repair.js';
 import { checkSite, resolveReference, resolves } from '../../runner/checks/site-checks.js';
 import { diffTrees, snapshotTree } from '../../runner/tree.js';
 
@@ -197,6 +198,44 @@ describe('site checks', () => {
       expect(links).to.include({ passed: false, introduced: 1 });
       expect((await run({}, out, { html: false })).map((c) => c.name)).to.deep.equal(['links']);
       expect(await run({}, out, { html: false, links: false })).to.deep.equal([]);
+    });
+  });
+
+  describe('the repair prompt', () => {
+    it('lists only what the change introduced, with file and line, the site command by name, and counts the rest', () => {
+      const f = (path: string, introduced: boolean, line?: number) => ({
+        path,
+        ...(line ? { line } : {}),
+        code: 'broken-link',
+        message: `m ${path}`,
+        introduced,
+      });
+      const checks = [
+        {
+          name: 'links' as const,
+          passed: false,
+          introduced: 40,
+          preexisting: 1,
+          findings: [...Array.from({ length: 40 }, (_, i) => f(`p${i}.html`, true, i + 1)), f('old.html', false, 3)],
+        },
+        { name: 'html' as const, passed: true, introduced: 0, preexisting: 2, findings: [f('x.html', false, 1)] },
+        {
+          name: 'command' as const,
+          passed: false,
+          introduced: 1,
+          preexisting: 0,
+          findings: [{ path: '', code: 'command-failed', message: '"npm run build" exited with code 1', introduced: true }],
+        },
+      ];
+      expect(failedChecks(checks).map((c) => c.name)).to.deep.equal(['links', 'command']);
+      const prompt = repairPrompt(checks);
+      expect(prompt).to.contain('failed (links, command): your change introduced 41 problem(s)');
+      expect(prompt).to.contain('- [links] p0.html:1: m p0.html');
+      expect(prompt).not.to.contain('old.html');
+      expect(prompt).not.to.contain('x.html');
+      expect(prompt).to.contain('and 25 more');
+      expect(prompt).to.contain(`- [command] the site's check command: "npm run build" exited with code 1`);
+      expect(prompt).to.contain('the same JSON final message');
     });
   });
 });

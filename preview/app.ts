@@ -32,7 +32,7 @@ import { PagewrightError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { type PreviewLink, previewLinkUrl, signPreviewLink, verifyPreviewLink } from '../common/preview-link.js';
 import { HttpStatusError } from '../common/retry.js';
-import { SHA256_PATTERN } from '../common/schemas.js';
+import { JobManifest, SHA256_PATTERN } from '../common/schemas.js';
 import type { Download, StorageClient } from '../common/storage-client.js';
 import { AnswerMemo } from './answer-memo.js';
 import { ArtifactCache, type CachedTree } from './artifact-cache.js';
@@ -63,6 +63,8 @@ export interface PreviewDeps {
   now?: () => Date;
 }
 
+/** The largest manifest.json the review page reads its checks from (1,000 findings of each of 3 checks fit). */
+const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 /** The largest diff.patch the review page renders; the raw route serves it whole. */
 const MAX_RENDERED_DIFF_BYTES = 8 * 1024 * 1024;
 /** How long a site's storage history vouches that a version is the site's. */
@@ -253,8 +255,45 @@ class Preview {
     return verifyPreviewLink(token, links.secret, this.#deps.now?.() ?? new Date());
   }
 
+  /**
+   * Every finding of the job's checks, from its manifest (status.checks has the first 10 of
+   * each); the status's when the manifest is missing, too large, or of another attempt.
+   */
+  async readChecks(job: ReviewJob): Promise<ReviewJob['checks']> {
+    let download: Download;
+    try {
+      download = await this.#deps.storage.getJobObject(job.uid, 'manifest.json');
+    } catch (err) {
+      const e = storageError(err);
+      if (e.code === 'ObjectNotFound' || e.code === 'JobNotFound') return job.checks;
+      throw e;
+    }
+    if (download.size !== null && download.size > MAX_MANIFEST_BYTES) {
+      download.body.destroy();
+      return job.checks;
+    }
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    for await (const chunk of download.body) {
+      chunks.push(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+      if (bytes > MAX_MANIFEST_BYTES) return job.checks; // leaving the loop destroys the body
+    }
+    let manifest: JobManifest;
+    try {
+      manifest = JobManifest.parse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+    } catch {
+      return job.checks;
+    }
+    // the manifest of the job's output (a later attempt's is written over it)
+    if (manifest.result.output_version !== job.outputVersion || !manifest.checks) return job.checks;
+    return manifest.checks;
+  }
+
   async reviewPage(job: ReviewJob, res: Response): Promise<void> {
     const diff = await this.readDiff(job, MAX_RENDERED_DIFF_BYTES);
+    const checks = await this.readChecks(job);
+    if (checks) job = { ...job, checks };
     setReviewHeaders(res);
     res
       .type('html')

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { JobPhase } from '../common/job-resource.js';
-import { CheckResult, DiffSummary, Sha256, SiteId, Usage } from '../common/schemas.js';
+import { CheckResult, DiffSummary, ManifestCheck, Sha256, SiteId, Usage } from '../common/schemas.js';
 
 export const ReviewJob = z.object({
   /** The job's uid: its objects in storage are under it. */
@@ -21,8 +21,8 @@ export const ReviewJob = z.object({
   baseVersion: Sha256.optional(),
   outputVersion: Sha256.optional(),
   diffSummary: DiffSummary.optional(),
-  /** The output's checks with their first findings (every finding is in the job's manifest.json). */
-  checks: z.array(CheckResult).optional(),
+  /** The output's checks: from the status, the first 10 findings of each; the review page reads all of them from the manifest. */
+  checks: z.array(z.union([CheckResult, ManifestCheck])).optional(),
   /**
    * Shell command lines the page shows, each as given (the resolver builds them: it knows the
    * CLI's and kubectl's spelling for this job), e.g. `pagewright approve NAME -n NS`.

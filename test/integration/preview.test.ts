@@ -12,6 +12,7 @@ import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { jobResult } from '../support/job-result.js';
 import { request } from 'undici';
 import { silentLogger } from '../../common/logger.js';
 import { signPreviewLink } from '../../common/preview-link.js';
@@ -509,6 +510,52 @@ describe('preview (router, cache, signed links) against real storage', function 
       expect([css.status, css.headers['content-type']]).to.deep.equal([200, 'text/css; charset=utf-8']);
       const queued = await get(`${f.nsUrl(NS)}/jobs/queued/review`);
       expect(queued.text).to.include('No diff yet.');
+    });
+  });
+
+  describe("the checks' findings on the review page", () => {
+    const finding = (i: number) => ({
+      path: `p${i}.html`,
+      line: i + 1,
+      code: 'broken-link',
+      message: `link ${i} <b>broken</b>`,
+      introduced: true,
+    });
+    const links = (n: number) => ({
+      name: 'links' as const,
+      passed: false,
+      introduced: 15,
+      preexisting: 0,
+      findings: Array.from({ length: n }, (_, i) => finding(i)),
+    });
+
+    it('lists every finding from the manifest of the output (the status has the first 10), escaped', async () => {
+      const uid = 'team-a-checks-uid';
+      const out = await f.putJobOutput(uid, bakerySite(true), bakeryDiff());
+      const manifest = {
+        manifest_version: 1,
+        job_id: uid,
+        site_id: 'harbor-lane-bakery',
+        attempt: 1,
+        result: jobResult(uid, 1, { output_version: out, base_version: base }),
+        changes: [],
+        files: [],
+        output_size: 1,
+        codex_version: null,
+        model: null,
+        checks: [links(15)],
+      };
+      await f.storage.admin.putJobObject(uid, 'manifest.json', JSON.stringify(manifest));
+      const job = { uid, namespace: NS, siteId: 'harbor-lane-bakery', phase: 'Succeeded' as const, baseVersion: base, outputVersion: out };
+      f.addJob({ ...job, name: 'checked', checks: [links(10)] });
+      const page = (await get(`${f.nsUrl(NS)}/jobs/checked/review`)).text;
+      expect(page).to.include('<code>p14.html:15</code> link 14 &lt;b&gt;broken&lt;/b&gt;');
+      expect(page).not.to.include('The first 10 of 15');
+      // a manifest of another output (a later attempt) is not this job's: the status's findings
+      f.addJob({ ...job, name: 'checked-other', outputVersion: base, checks: [links(10)] });
+      const other = (await get(`${f.nsUrl(NS)}/jobs/checked-other/review`)).text;
+      expect(other).to.include('The first 10 of 15');
+      expect(other).not.to.include('p14.html');
     });
   });
 

@@ -3,7 +3,7 @@
  * `kubectl patch pwj JOB --type=merge -p '{"spec":{"publish":true}}'` does), then waits for the
  * manager's answer (manager/reconciler.ts #approve): the Published condition, True with the
  * job's status.publishedVersion, or False with the refusal's reason (PublishConflict: the site
- * moved since the job's base; UnsafeOutput, ...). The condition counts only once it was written
+ * moved since the job's base; ChecksFailed, unless --anyway sets spec.publishAnyway; UnsafeOutput, ...). The condition counts only once it was written
  * for the generation the patch made (observedGeneration), so an older refusal is not taken for
  * the answer. Pure: approvalState (test/unit/cli-approve.test.ts).
  */
@@ -12,13 +12,16 @@ import { GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js
 import { CliError, durationMs, parseCommand } from './command.js';
 import { loadKube } from './kube-context.js';
 
-const APPROVE_USAGE = `usage: pagewright approve JOB [--wait | --no-wait] [--timeout DURATION] [-n NS] [--kubeconfig FILE] [--context NAME]
+const APPROVE_USAGE = `usage: pagewright approve JOB [--anyway] [--wait | --no-wait] [--timeout DURATION] [-n NS] [--kubeconfig FILE] [--context NAME]
 
 Approves a Succeeded job: its output becomes the site's current version (the same
-compare-and-swap on the version it edited as a publish at the end of the job). Waits (by
-default, up to --timeout, default 2m) for the manager to say how it went and prints the
-published version; exits 1 with the reason when the publish is refused (PublishConflict:
-the site changed since the job started; push or re-run the job).`;
+compare-and-swap on the version it edited, and the same checks, as a publish at the end of
+the job). Waits (by default, up to --timeout, default 2m) for the manager to say how it went
+and prints the published version; exits 1 with the reason when the publish is refused
+(PublishConflict: the site changed since the job started; push or re-run the job.
+ChecksFailed: the output's checks failed, see status.checks or the review page).
+
+  --anyway   publish even if the output's checks failed (sets spec.publishAnyway)`;
 
 type ApprovalState = { state: 'published'; version: string } | { state: 'refused'; reason: string; message: string } | { state: 'waiting' };
 
@@ -45,7 +48,7 @@ const POLL_MS = 300;
 export async function approveCommand(argv: string[], out: (line: string) => void): Promise<void> {
   const p = parseCommand(
     argv,
-    { wait: { type: 'boolean' }, 'no-wait': { type: 'boolean' }, timeout: { type: 'string' } },
+    { wait: { type: 'boolean' }, 'no-wait': { type: 'boolean' }, timeout: { type: 'string' }, anyway: { type: 'boolean' } },
     { min: 1, max: 1, names: 'JOB' },
   );
   if (p.help) return void out(APPROVE_USAGE);
@@ -63,7 +66,7 @@ export async function approveCommand(argv: string[], out: (line: string) => void
   if (refusal) throw new CliError(refusal);
   const patched = PagewrightJob.parse(
     await custom.patchNamespacedCustomObject(
-      { ...ref, body: { spec: { publish: true } } },
+      { ...ref, body: { spec: { publish: true, ...(p.values.anyway === true ? { publishAnyway: true } : {}) } } },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     ),
   );

@@ -357,6 +357,30 @@ describe('pagewright CLI against the review API (aggregation layer, RBAC, real s
       MERGE,
     );
     expect(await fails('alice', ['approve', other])).to.match(/is Failed \(CodexFailed\), not Succeeded/);
+
+    // an output whose checks failed: refused, then published with --anyway
+    const checked = await succeededJob('inn', published, { 'index.html': 'checked\n' });
+    await custom.patchNamespacedCustomObjectStatus(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: PLURAL,
+        namespace: ns,
+        name: checked,
+        body: {
+          status: {
+            conditions: [{ type: 'ChecksPassed', status: 'False', reason: 'ChecksFailed', message: 'links: 1 introduced by the change' }],
+          },
+        },
+      },
+      MERGE,
+    );
+    expect(await fails('alice', ['approve', checked])).to.match(/refused \(ChecksFailed\): .*links: 1 introduced.*publishAnyway/);
+    expect((await storage.admin.getSite('inn')).version).to.equal(published);
+    const anyway = versionIn((await ok('alice', ['approve', checked, '--anyway', '--timeout', '60s'])).stdout)!;
+    expect((await storage.admin.getSite('inn')).version)
+      .to.equal(anyway)
+      .and.not.equal(published);
     expect(await fails('eve', ['approve', first])).to.match(/forbidden/);
   });
 

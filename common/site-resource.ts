@@ -101,7 +101,7 @@ export function runnerPathRules(p: z.infer<typeof SitePaths>): PathRules {
 }
 
 /** spec.checks: what the runner checks on a job's output (runner/checks/) and what a failure does. */
-const SiteChecks = z.object({
+export const SiteChecks = z.object({
   html: z.boolean().default(true),
   links: z.boolean().default(true),
   repairTurns: z.number().int().min(0).max(3).default(1),

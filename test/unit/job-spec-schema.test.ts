@@ -14,7 +14,8 @@ import { loadYaml } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { z } from 'zod';
 import { JobSpec } from '../../common/job-resource.js';
-import { DiffSummary } from '../../common/schemas.js';
+import { CheckFinding, CheckResult, DiffSummary } from '../../common/schemas.js';
+import { SiteChecks } from '../../common/site-resource.js';
 import { REPO_ROOT } from '../support/sites.js';
 
 type Schema = { [keyword: string]: unknown };
@@ -139,5 +140,31 @@ describe('status.diffSummary: deploy/k8s/crd.yaml and common/schemas.ts DiffSumm
     const zod = z.toJSONSchema(DiffSummary, { io: 'input', target: 'openapi-3.0' });
     expect(differences(crdStatusField('diffSummary'), zod, 'status.diffSummary')).to.deep.equal([]);
     expect(Object.keys(crdStatusField('diffSummary').properties as Schema)).to.have.members(Object.keys(DiffSummary.shape));
+  });
+});
+
+/** A field of the PagewrightSite CRD's spec, read as crdSpec() reads the job's. */
+function siteCrdSpecField(name: string): Schema {
+  const text = readFileSync(join(REPO_ROOT, 'deploy/k8s/site-crd.yaml'), 'utf8').replace(
+    /^apiVersion: apiextensions\.k8s\.io\/v1$/m,
+    'apiVersion: as-written.test/v1',
+  );
+  const crd = loadYaml<{
+    spec: { versions: Array<{ schema: { openAPIV3Schema: { properties: { spec: { properties: Record<string, Schema> } } } } }> };
+  }>(text);
+  return crd.spec.versions[0]!.schema.openAPIV3Schema.properties.spec.properties[name]!;
+}
+
+describe('the checks: deploy/k8s/site-crd.yaml spec.checks and common/site-resource.ts agree, and status.checks names what the runner reports', () => {
+  it('spec.checks field by field (a comma in a YAML flow mapping once split a description into fields the apiserver refused)', () => {
+    const zod = z.toJSONSchema(SiteChecks, { io: 'input', target: 'openapi-3.0' });
+    expect(differences(siteCrdSpecField('checks'), zod, 'spec.checks')).to.deep.equal([]);
+  });
+
+  it('status.checks items and their findings have the fields of CheckResult', () => {
+    const items = crdStatusField('checks').items as Schema;
+    expect(Object.keys(items.properties as Schema)).to.have.members(Object.keys(CheckResult.shape));
+    const finding = ((items.properties as Record<string, Schema>).findings!.items as Schema).properties as Schema;
+    expect(Object.keys(finding)).to.have.members(Object.keys(CheckFinding.shape));
   });
 });

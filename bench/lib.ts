@@ -7,6 +7,7 @@
  * bench that no longer starts or whose checks fail breaks the suite instead of rotting unseen
  * (test/bench/smoke.test.ts).
  */
+import { createCipheriv, createHash } from 'node:crypto';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -116,4 +117,19 @@ export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; valu
   const start = performance.now();
   const value = await fn();
   return { ms: performance.now() - start, value };
+}
+
+/** A deterministic pseudo-random sequence (the same site every run). */
+export function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+/** `bytes` incompressible bytes, the same for the same seed (AES-CTR of zeros). */
+export function noise(seed: string, bytes: number): Buffer {
+  const key = createHash('sha256').update(seed).digest();
+  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(bytes));
 }

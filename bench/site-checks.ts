@@ -30,7 +30,6 @@
  *
  *   make bench-checks   (BENCH_RUNS=5, BENCH_CHECKS_PAGES=1000, BENCH_CHECKS_CHANGE_PCT=5)
  */
-import { createCipheriv, createHash } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -40,7 +39,7 @@ import { MAX_MANIFEST_FINDINGS, type ManifestCheck } from '../common/schemas.js'
 import { parsePage } from '../runner/checks/page.js';
 import { checkSite, isPage, type SiteCheckInput } from '../runner/checks/site-checks.js';
 import { diffTrees, snapshotTree } from '../runner/tree.js';
-import { RUNS, alternating, headline, machine, printTable, record, sized, summarize, summarizeAll, timed } from './lib.js';
+import { RUNS, alternating, headline, machine, printTable, record, sized, summarize, summarizeAll, timed, noise, prng } from './lib.js';
 
 const PAGES = sized('BENCH_CHECKS_PAGES', 1000, 100);
 const CHANGE_PCT = sized('BENCH_CHECKS_CHANGE_PCT', 5, 5);
@@ -52,21 +51,6 @@ const LINKER_EVERY = 40;
 /** checkSite reads 16 pages at a time: the baseline reads as many. */
 const CONCURRENCY = 16;
 const GOAL_MS = 2000;
-
-/** A deterministic pseudo-random sequence (the same site every run). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-/** `bytes` incompressible bytes, the same for the same seed (AES-CTR of zeros). */
-function noise(seed: string, bytes: number): Buffer {
-  const key = createHash('sha256').update(seed).digest();
-  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(bytes));
-}
 
 const WORDS = (
   'bread flour butter oven crust rye sourdough morning bakery fresh warm loaf roll honey seed oat wheat starter ' +

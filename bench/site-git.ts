@@ -36,7 +36,6 @@
  *   make bench-site-git   (BENCH_RUNS=5, BENCH_SITE_GIT_FILES=1000, BENCH_SITE_GIT_IMAGES=5, BENCH_SITE_GIT_CHANGE_PCT=5)
  */
 import { execFile } from 'node:child_process';
-import { createCipheriv, createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, cp, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -49,7 +48,7 @@ import { UrlPolicy } from '../manager/webhooks/url-policy.js';
 import { packDirectory } from '../runner/archive.js';
 import { git, startGitServer } from '../test/support/git-server.js';
 import { startTestStorage } from '../test/support/storage.js';
-import { RUNS, alternating, headline, machine, printTable, record, sized, summarize, summarizeAll, timed } from './lib.js';
+import { RUNS, alternating, headline, machine, printTable, record, sized, summarize, summarizeAll, timed, noise, prng } from './lib.js';
 import { startRawDiskServer } from './support/services.js';
 
 const FILES = sized('BENCH_SITE_GIT_FILES', 1000, 100);
@@ -61,21 +60,6 @@ const IMAGE_BYTES = 200 * 1024;
 const GOAL_S = 2;
 const USER = { username: 'bot', password: 'pw' };
 const execFileAsync = promisify(execFile);
-
-/** A deterministic pseudo-random sequence (the same site every run). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-/** `bytes` incompressible bytes, the same for the same seed (AES-CTR of zeros). */
-function noise(seed: string, bytes: number): Buffer {
-  const key = createHash('sha256').update(seed).digest();
-  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(bytes));
-}
 
 type Kind = 'html' | 'css' | 'js';
 const word = (rand: () => number) => Math.floor(rand() * 36 ** 5).toString(36);

@@ -104,6 +104,28 @@ export interface AgentRun {
   killAll(): Promise<void>;
 }
 
+export interface Stopper<W> {
+  (why: W): Promise<void>;
+  stoppedBy(): W | null;
+}
+
+/**
+ * Stops a run (codex, the site's check command): SIGINT, a grace period, then SIGKILL of its
+ * group and of every process with its marker. The first reason wins; later calls do nothing.
+ */
+export function stopper<W>(run: AgentRun, graceMs: number): Stopper<W> {
+  let first: W | null = null;
+  const stop = (async (why: W) => {
+    if (first !== null) return;
+    first = why;
+    await run.interrupt();
+    const graceful = await Promise.race([run.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), graceMs))]);
+    if (!graceful) await run.killAll();
+  }) as Stopper<W>;
+  stop.stoppedBy = () => first;
+  return stop;
+}
+
 export interface AgentLauncher {
   start(spec: AgentSpec, onLine: (stream: 'stdout' | 'stderr', line: string) => void): Promise<AgentRun>;
 }

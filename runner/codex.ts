@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type JobFailure, PagewrightError, isJobFailure } from '../common/errors.js';
 import { PROCESS_MARKER_ENV } from '../common/process-marker.js';
-import { type AgentExit, type AgentLauncher, type AgentRun, LocalLauncher } from './agent-launcher.js';
+import { type AgentExit, type AgentLauncher, LocalLauncher, stopper } from './agent-launcher.js';
 import { limitFailure } from './agent-limits.js';
 import { type CodexEvent, FINAL_MESSAGE_SCHEMA, agentMessage, classifyCodexFailure, eventError, parseEventLine } from './codex-events.js';
 
@@ -202,7 +202,7 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
     onLine,
   );
 
-  const stop = stopper(run, opts);
+  const stop = stopper<JobFailure>(run, opts.killGraceMs ?? 3000);
   const onAbort = () => void stop(abortFailure(opts.signal?.reason));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   // a /kill that came while the run was being prepared (the catalog, the launch) was not heard yet
@@ -247,32 +247,9 @@ export async function runCodex(opts: CodexRunOptions): Promise<CodexRunResult> {
   };
 }
 
-interface Stopper {
-  (why: JobFailure): Promise<void>;
-  stoppedBy(): JobFailure | null;
-}
-
-/** SIGINT, grace period, then SIGKILL of the group and of every marked process. The first failure wins. */
-function stopper(run: AgentRun, opts: CodexRunOptions): Stopper {
-  let first: JobFailure | null = null;
-  const stop = (async (why: JobFailure) => {
-    if (first) return;
-    first = why;
-    await run.interrupt();
-    const graceful = await Promise.race([run.exited.then(() => true), sleep(opts.killGraceMs ?? 3000).then(() => false)]);
-    if (!graceful) await run.killAll();
-  }) as Stopper;
-  stop.stoppedBy = () => first;
-  return stop;
-}
-
 /** Why the caller aborted (its signal's reason: Killed, DeadlineExceeded, ...), else Killed. */
 function abortFailure(value: unknown): JobFailure {
   return isJobFailure(value) ? value : new PagewrightError('Killed', value instanceof Error ? value.message : 'codex run aborted');
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /**

@@ -18,7 +18,7 @@
 import { PagewrightError } from '../../common/errors.js';
 import { PROCESS_MARKER_ENV } from '../../common/process-marker.js';
 import type { ManifestCheck } from '../../common/schemas.js';
-import type { AgentExit, AgentLauncher } from '../agent-launcher.js';
+import { type AgentExit, type AgentLauncher, stopper } from '../agent-launcher.js';
 
 export interface SiteCommand {
   run: string;
@@ -63,17 +63,7 @@ export async function runSiteCommand(opts: SiteCommand): Promise<ManifestCheck> 
       if (tail.length > TAIL_LINES) tail.shift();
     },
   );
-  let stopped: 'timeout' | 'aborted' | null = null;
-  const stop = async (why: 'timeout' | 'aborted') => {
-    if (stopped) return;
-    stopped = why;
-    await run.interrupt();
-    const graceful = await Promise.race([
-      run.exited.then(() => true),
-      new Promise<boolean>((r) => setTimeout(() => r(false), opts.killGraceMs ?? 3000)),
-    ]);
-    if (!graceful) await run.killAll();
-  };
+  const stop = stopper<'timeout' | 'aborted'>(run, opts.killGraceMs ?? 3000);
   const timer = setTimeout(() => void stop('timeout'), opts.timeoutMs);
   const onAbort = () => void stop('aborted');
   opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -86,6 +76,7 @@ export async function runSiteCommand(opts: SiteCommand): Promise<ManifestCheck> 
   }
   // nothing the command started may outlive it
   await run.killAll();
+  const stopped = stop.stoppedBy();
   if (stopped === 'aborted') throw opts.signal?.reason ?? new PagewrightError('Killed', 'the site command was stopped');
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   const output = tail.join('\n').slice(-TAIL_CHARS);

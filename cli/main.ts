@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
- * `pagewright` command: dispatch only. The cluster commands (sites, diff, preview, approve) use
+ * `pagewright` command: dispatch only. The cluster commands (sites, diff, preview, approve, followup) use
  * the user's kubeconfig and RBAC, never a storage token (cli/kube-context.ts), and behave like
  * kubectl's: exit 0 on success, 1 with one line `error: ...` on stderr on a failure, 2 on a
  * usage error (cli/command.ts). `run` and `demo-model` need no cluster (cli/local-commands.ts).
  */
 import { approveCommand } from './approve.js';
 import { CliError, EXIT, UsageError } from './command.js';
+import { followupCommand } from './followup.js';
 import { errorLine } from './kube-context.js';
 import { LOCAL_USAGE, demoModelCommand, runCommand } from './local-commands.js';
 import { diffCommand, previewCommand } from './review-commands.js';
@@ -23,6 +24,7 @@ cluster commands (your kubeconfig's credentials and RBAC):
   diff JOB [--color=WHEN]        the job's diff.patch
   preview JOB | --site SITE[@V]  serve the job's review page, or a site version, on 127.0.0.1
   approve JOB [--no-wait]        publish a Succeeded job's output and wait for the result
+  followup JOB PROMPT [--wait]   a new job that edits JOB's output and resumes its session
 
 on this machine, no cluster:
   run --site DIR --prompt TEXT   one job end to end
@@ -57,6 +59,9 @@ try {
     case 'approve':
       await approveCommand(rest, out);
       break;
+    case 'followup':
+      await followupCommand(rest, out);
+      break;
     case undefined:
     case '-h':
     case '--help':
@@ -68,7 +73,7 @@ try {
   }
 } catch (e) {
   if (e instanceof UsageError) {
-    const known = ['run', 'demo-model', 'sites', 'site', 'diff', 'preview', 'approve'].includes(command ?? '');
+    const known = ['run', 'demo-model', 'sites', 'site', 'diff', 'preview', 'approve', 'followup'].includes(command ?? '');
     err(`error: ${e.message}\nSee 'pagewright ${known ? `${command} ` : ''}--help' for usage.`);
     process.exitCode = EXIT.usage;
   } else {

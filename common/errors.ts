@@ -84,6 +84,11 @@ export const FailureReason = z.enum([
   'ChangeTooLarge',
   /** A publish (at the end of the job or on approval) refused: the output's checks failed, and neither the site nor the job says to publish anyway. */
   'ChecksFailed',
+  /**
+   * spec.followUpOf names no job to follow: none of that name in the namespace, one of another
+   * site or model, one that did not succeed, or one that kept no codex session to resume.
+   */
+  'FollowUpUnavailable',
   'InvalidConfig',
   'Internal',
 ]);
@@ -205,6 +210,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   PathNotAllowed: 500,
   ChangeTooLarge: 500,
   ChecksFailed: 500,
+  FollowUpUnavailable: 409,
   InvalidConfig: 500,
   Internal: 500,
   // HTTP only

@@ -12,7 +12,18 @@
  */
 import { z } from 'zod';
 import { FailureReason } from './errors.js';
-import { CheckResult, DiffSummary, GatewayRefusalReason, Prompt, RunnerPhase, Sha256, SiteId, TIMEOUT_SECONDS, Usage } from './schemas.js';
+import {
+  CheckResult,
+  DiffSummary,
+  GatewayRefusalReason,
+  Prompt,
+  RunnerPhase,
+  Sha256,
+  SiteId,
+  ThreadId,
+  TIMEOUT_SECONDS,
+  Usage,
+} from './schemas.js';
 import { JobWebhookStatus } from './webhook-status.js';
 
 export const GROUP = 'pagewright.dev';
@@ -46,6 +57,17 @@ export const JobSpec = z.object({
   siteId: SiteId.min(1).max(63),
   prompt: Prompt,
   baseVersion: Sha256.optional(),
+  /**
+   * A follow-up: the name of a Succeeded job of the same site in this namespace. The job edits
+   * that job's output (not the site's current version) and resumes its codex session, so the
+   * agent has the earlier conversation. Not with baseVersion (manager/follow-up.ts).
+   */
+  followUpOf: z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/)
+    .optional(),
   model: z.string().min(1).max(200).optional(),
   timeoutSeconds: z.number().int().min(TIMEOUT_SECONDS.min).max(TIMEOUT_SECONDS.max).default(TIMEOUT_SECONDS.default),
   retries: z.number().int().min(0).max(10).default(2),
@@ -106,6 +128,23 @@ export const JobStatus = z.object({
   checks: z.array(CheckResult).optional(),
   /** Agent turns of the reported attempt: 1, plus its repair turns. */
   turns: z.number().int().optional(),
+  /** The codex thread the job's session.jsonl holds: a follow-up of this job resumes it. */
+  threadId: z.string().optional(),
+  /**
+   * A follow-up's source, fixed when its first attempt is scheduled: the job it follows (name
+   * and uid), that job's output (this job's base) and thread, and `lineage`, the versions that
+   * output descends from, newest first. A publish compares the site against the base or one of
+   * these (the site at an earlier version of the chain gets the whole chain's change).
+   */
+  followUp: z
+    .object({
+      job: z.string(),
+      jobId: z.string(),
+      version: Sha256,
+      threadId: ThreadId,
+      lineage: z.array(Sha256),
+    })
+    .optional(),
   /** The gateway refused a model call of this attempt for the job's own sake (budget, rate limit, model). */
   gatewayRefusal: z.object({ attempt: z.number().int(), reason: GatewayRefusalReason, message: z.string() }).optional(),
   /** Written by webhook delivery (merge patches of this field alone): kept by every other status write. */

@@ -18,6 +18,11 @@ export const JobId = z
   .string()
   .regex(JOB_ID_PATTERN, 'must be lowercase letters, digits, "-" and ".", 1-253 chars, starting and ending alphanumeric');
 export const Sha256 = z.string().regex(SHA256_PATTERN, 'must be a lowercase hex sha256 digest (64 chars)');
+/**
+ * A codex thread id (its `thread.started` event, a UUID): names the session a follow-up
+ * resumes, and goes into codex's argv and a file name, so nothing else passes.
+ */
+export const ThreadId = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a lowercase UUID');
 export const Prompt = z.string().min(1, 'must not be empty').max(20000, 'must be at most 20000 characters');
 
 export const TIMEOUT_SECONDS = { min: 60, max: 86400, default: 1800 } as const;
@@ -111,6 +116,18 @@ export const RunnerJob = z.strictObject({
   attempt: z.number().int().min(1).default(1),
   path_rules: PathRules.optional(),
   checks: CheckSettings.optional(),
+  /**
+   * A follow-up (PagewrightJob spec.followUpOf): the runner edits that job's output (its
+   * output.tar.gz, which must be `version`; base_version is the same) and resumes its codex
+   * thread from the session it kept (session.jsonl), so the agent has the whole conversation.
+   */
+  follow_up: z
+    .strictObject({
+      job_id: JobId,
+      version: Sha256,
+      thread_id: ThreadId,
+    })
+    .optional(),
 });
 export type RunnerJob = z.infer<typeof RunnerJob>;
 export type RunnerJobInput = z.input<typeof RunnerJob>;
@@ -206,6 +223,11 @@ export const JobResult = z.object({
   checks: z.array(CheckResult).max(CHECK_NAMES.length).optional(),
   /** Agent turns the job took: 1, plus its repair turns. */
   turns: z.number().int().positive().optional(),
+  /**
+   * The codex thread whose session the runner kept as the job's session.jsonl: what a follow-up
+   * resumes. Absent when none was stored (the job failed, or the session was over its limit).
+   */
+  thread_id: ThreadId.optional(),
 });
 export type JobResult = z.infer<typeof JobResult>;
 
@@ -242,6 +264,8 @@ export const JobManifest = z.object({
   model: z.string().nullable(),
   /** Every check with its findings (up to MAX_MANIFEST_FINDINGS each). */
   checks: z.array(ManifestCheck).max(CHECK_NAMES.length).optional(),
+  /** The kept codex session (jobs/{id}/session.jsonl): its thread, digest and size. */
+  session: z.strictObject({ thread_id: ThreadId, sha256: Sha256, size: z.number().int().nonnegative() }).optional(),
 });
 export type JobManifest = z.infer<typeof JobManifest>;
 

@@ -62,7 +62,7 @@ export type SitePage = z.infer<typeof SitePage>;
 export const GcReport = z.object({ deleted: z.number(), kept: z.number(), bytes_freed: z.number() });
 export type GcReport = z.infer<typeof GcReport>;
 
-export type JobObjectName = 'output.tar.gz' | 'manifest.json' | 'log' | 'diff.patch';
+export type JobObjectName = 'output.tar.gz' | 'manifest.json' | 'log' | 'diff.patch' | 'session.jsonl';
 
 export interface Download {
   body: Dispatcher.ResponseData['body'];

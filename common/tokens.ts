@@ -27,6 +27,11 @@ export interface JobTokenClaims {
   scopes: TokenScope[];
   /** Epoch seconds. */
   expiresAt: number;
+  /**
+   * A follow-up's token: the job whose output and session it may read (storage, GET only). The
+   * manager names it only after checking that job is of the same site and namespace.
+   */
+  follows?: string;
 }
 
 const Payload = z.object({
@@ -35,6 +40,7 @@ const Payload = z.object({
   att: z.number().int().positive(),
   scope: z.string(),
   exp: z.number(),
+  fol: JobId.optional(),
 });
 
 export type TokenErrorCode = CodeSubset<'TokenMissing' | 'TokenInvalid' | 'TokenExpired' | 'TokenForbidden' | 'AttemptEnded'>;
@@ -70,9 +76,11 @@ export class JobTokens {
     scopes?: readonly TokenScope[];
     ttlSeconds: number;
     now?: number;
+    follows?: string;
   }): Promise<string> {
     const now = Math.floor((opts.now ?? Date.now()) / 1000);
-    return new SignJWT({ site: opts.siteId, att: opts.attempt, scope: (opts.scopes ?? ALL_JOB_SCOPES).join(' ') })
+    const claims = { site: opts.siteId, att: opts.attempt, scope: (opts.scopes ?? ALL_JOB_SCOPES).join(' ') };
+    return new SignJWT(opts.follows ? { ...claims, fol: opts.follows } : claims)
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(opts.jobId)
       .setIssuer(ISSUER)
@@ -97,7 +105,8 @@ export class JobTokens {
     if (requiredScope && !scopes.includes(requiredScope)) {
       throw new TokenError('TokenForbidden', `job token lacks scope ${requiredScope}`);
     }
-    return { jobId: parsed.data.sub, siteId: parsed.data.site, attempt: parsed.data.att, scopes, expiresAt: parsed.data.exp };
+    const { sub, site, att, exp, fol } = parsed.data;
+    return { jobId: sub, siteId: site, attempt: att, scopes, expiresAt: exp, ...(fol ? { follows: fol } : {}) };
   }
 }
 

@@ -39,7 +39,16 @@ export class SignedAttemptCredentials implements AttemptCredentials {
 
   async runnerToken(job: PagewrightJob, attempt: number): Promise<string> {
     const { issuedAt, ttlSeconds } = this.#window(job);
-    return this.tokens.issue({ jobId: job.metadata.uid, siteId: job.spec.siteId, attempt, ttlSeconds, now: issuedAt });
+    // a follow-up's may also read the output and session of the job it follows (storage/auth.ts)
+    const follows = job.status.followUp?.jobId;
+    return this.tokens.issue({
+      jobId: job.metadata.uid,
+      siteId: job.spec.siteId,
+      attempt,
+      ttlSeconds,
+      now: issuedAt,
+      ...(follows ? { follows } : {}),
+    });
   }
 
   async issue(job: PagewrightJob, attempt: number): Promise<IssuedCredentials> {

@@ -187,6 +187,13 @@ function runnerJob(job: PagewrightJob, attempt: number, cfg: Pick<PodSpecConfig,
     site_id: job.spec.siteId,
     prompt: job.spec.prompt,
     ...(job.spec.baseVersion ? { base_version: job.spec.baseVersion } : {}),
+    // a follow-up edits the output it follows (status.followUp, fixed at its first attempt)
+    ...(job.status.followUp
+      ? {
+          base_version: job.status.followUp.version,
+          follow_up: { job_id: job.status.followUp.jobId, version: job.status.followUp.version, thread_id: job.status.followUp.threadId },
+        }
+      : {}),
     model: job.spec.model ?? cfg.codexModel,
     timeout_seconds: job.spec.timeoutSeconds,
     attempt,

@@ -6,6 +6,7 @@
 import type { FailureReason } from '../common/errors.js';
 import type { PagewrightJob } from '../common/job-resource.js';
 import { JobManifest, type JobResult } from '../common/schemas.js';
+import { publishBases } from './follow-up.js';
 import { type StorageClient, StorageRequestError } from '../common/storage-client.js';
 
 export type PublishOutcome = { ok: true; version: string } | { ok: false; reason: FailureReason; message: string };
@@ -84,8 +85,14 @@ export class StoragePublisher implements Publisher {
   /** Storage checks the stored output is that version and passes the archive rules, and compares-and-swaps the site. */
   async publish(job: PagewrightJob): Promise<PublishOutcome> {
     const { uid } = job.metadata;
-    const base = job.status.baseVersion;
     const output = job.status.outputVersion;
+    let base = job.status.baseVersion;
+    const bases = publishBases(job);
+    // a follow-up may replace any version of its chain: the one the site is at, if it is one
+    if (bases.length > 1) {
+      const current = (await this.storage.getSite(job.spec.siteId)).version;
+      if (bases.includes(current)) base = current;
+    }
     if (!base) return { ok: false, reason: 'PublishConflict', message: 'the runner did not report the base version it edited' };
     if (!output) return { ok: false, reason: 'PublishConflict', message: 'the runner reported no output version' };
     try {

@@ -21,6 +21,7 @@ import type { EventRecorder } from './events.js';
 import type { FinalizerPatcher } from './finalizer.js';
 import type { Logger } from '../common/logger.js';
 import type { ManagerMetrics } from './metrics.js';
+import { followUpDecision } from './follow-up.js';
 import { modelPolicy } from './model-policy.js';
 import { Outcomes } from './outcomes.js';
 import type { PodControl } from './pod-control.js';
@@ -31,6 +32,9 @@ import type { RunnerClient } from './runner-client.js';
 import type { StatusWriter } from './status.js';
 import { reviewLinkSettings } from './review-link.js';
 import * as t from './transitions.js';
+
+/** How often a follow-up waiting for the job it follows looks again. */
+const FOLLOW_UP_POLL_MS = 2000;
 
 export interface ReconcilerDeps {
   config: ManagerConfig;
@@ -105,6 +109,17 @@ export class Reconciler {
       const message = `no PagewrightSite ${job.spec.siteId} in namespace ${job.metadata.namespace}: pagewright sites push ${job.spec.siteId} DIR creates one`;
       return this.#outcomes.end(job, t.refused('SiteNotFound', message), 'Failed');
     }
+    const followUp = followUpDecision(
+      job,
+      job.spec.followUpOf ? this.#d.cache.job(`${job.metadata.namespace}/${job.spec.followUpOf}`) : undefined,
+      this.#d.config.codexModel,
+    );
+    if (followUp.state === 'refused') return this.#outcomes.end(job, t.refused('FollowUpUnavailable', followUp.message), 'Failed');
+    if (followUp.state === 'wait') {
+      if (job.status.phase === undefined) await this.#outcomes.write(job, t.queued(followUp.message));
+      // the job it follows ends in its own reconcile: look again soon (and at every resync)
+      return requeueAfter(FOLLOW_UP_POLL_MS);
+    }
     const policy = modelPolicy(job, this.#d.config);
     if (!policy.allowed) {
       const ended = job.status.attempt ?? 0;
@@ -116,7 +131,8 @@ export class Reconciler {
     const attempt = (job.status.attempt ?? 0) + 1;
     let written = false;
     const admitted = await this.#d.admitter.admit(job, attempt, async () => {
-      const update = await this.#outcomes.write(job, t.scheduled(attempt, podName(job, attempt)));
+      const source = followUp.state === 'ready' ? followUp.source : undefined;
+      const update = await this.#outcomes.write(job, t.scheduled(attempt, podName(job, attempt), new Date(), source));
       written = update.written;
       // scheduled by an earlier pass from a fresher copy: still ours to see through (creating
       // its pod again is a no-op)

@@ -6,7 +6,7 @@
  */
 import type { FailureReason } from '../common/errors.js';
 import type { CheckResult, JobProgress, JobResult, UsageReport } from '../common/schemas.js';
-import { type Condition, type PagewrightJob, isTerminal } from '../common/job-resource.js';
+import { type Condition, type JobStatus, type PagewrightJob, isTerminal } from '../common/job-resource.js';
 import type { StatusChange } from './status.js';
 import { setCondition, withPhase } from './status.js';
 
@@ -22,8 +22,11 @@ export function queued(message: string): StatusChange {
   };
 }
 
-/** Admission: the next attempt starts; its pod is created after this is stored. */
-export function scheduled(attempt: number, podName: string, now = new Date()): StatusChange {
+/**
+ * Admission: the next attempt starts; its pod is created after this is stored. A follow-up's
+ * source (manager/follow-up.ts) is fixed with its first attempt and kept by the later ones.
+ */
+export function scheduled(attempt: number, podName: string, now = new Date(), followUp?: JobStatus['followUp']): StatusChange {
   return (job) => {
     if (isTerminal(job) || job.spec.cancel || (job.status.attempt ?? 0) >= attempt) return null;
     const { nextAttemptTime: _n, runnerPhase: _r, reason: _reason, message: _m, ...rest } = job.status;
@@ -37,6 +40,7 @@ export function scheduled(attempt: number, podName: string, now = new Date()): S
         startTime: job.status.startTime ?? now.toISOString(),
         attemptStartTime: now.toISOString(),
         message: `attempt ${attempt} scheduled`,
+        ...(followUp && !rest.followUp ? { followUp } : {}),
       },
       gen(job),
       now,
@@ -78,7 +82,7 @@ export function resultReported(result: JobResult): StatusChange {
     if (resultOutcome(job, result.attempt) !== 'recorded') return null;
     const failed = result.status === 'failed';
     // the summary is this attempt's or none: an earlier attempt's diff (or checks) is not this one's
-    const { diffSummary: _earlier, checks: _earlierChecks, turns: _turns, ...rest } = job.status;
+    const { diffSummary: _earlier, checks: _earlierChecks, turns: _turns, threadId: _thread, ...rest } = job.status;
     const status = result.checks?.length
       ? { ...rest, conditions: setCondition(rest.conditions, checksCondition(result.checks, gen(job)), new Date().toISOString()) }
       : { ...rest, ...(rest.conditions ? { conditions: rest.conditions.filter((c) => c.type !== 'ChecksPassed') } : {}) };
@@ -96,6 +100,7 @@ export function resultReported(result: JobResult): StatusChange {
         ...(result.diff_summary ? { diffSummary: result.diff_summary } : {}),
         ...(result.checks?.length ? { checks: result.checks } : {}),
         ...(result.turns ? { turns: result.turns } : {}),
+        ...(result.thread_id ? { threadId: result.thread_id } : {}),
         phaseDurationsMs: Object.fromEntries(Object.entries(result.phase_durations_ms).map(([k, v]) => [k, Math.round(v ?? 0)])),
         ...(failed
           ? { reason: result.reason ?? 'Internal', message: result.error ?? 'the runner failed' }

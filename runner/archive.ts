@@ -229,8 +229,17 @@ export class Sha256Counter extends Transform {
   readonly #hash = createHash('sha256');
   bytes = 0;
 
+  /** `maxBytes`: a stream longer than that fails (ArtifactTooLarge), whatever it declared. */
+  constructor(private readonly maxBytes = Number.POSITIVE_INFINITY) {
+    super();
+  }
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      done(new PagewrightError('ArtifactTooLarge', `download exceeds the limit of ${this.maxBytes} bytes`));
+      return;
+    }
     this.#hash.update(chunk);
     done(null, chunk);
   }

@@ -39,7 +39,8 @@ import type { ManagerClient } from './manager-client.js';
 import { RunState } from './phases.js';
 import { enforcePathRules, rulesForInstructions } from './path-rules.js';
 import { preflightModel } from './preflight.js';
-import { fetchSiteArtifact, uploadJobFile } from './transfers.js';
+import { type KeptSession, MAX_SESSION_BYTES, installSession, keepSession } from './session.js';
+import { fetchJobObject, fetchSiteArtifact, uploadJobFile } from './transfers.js';
 import { type Tree, diffTrees, hashFile, snapshotTree } from './tree.js';
 
 export interface JobRunnerOptions {
@@ -98,6 +99,8 @@ export class JobRunner {
   #checks: ManifestCheck[] = [];
   /** Agent turns so far: the first, then repair turns. */
   #turns = 1;
+  /** The codex session stored as session.jsonl (what a follow-up resumes); null: none. */
+  #session: KeptSession | null = null;
 
   constructor(opts: JobRunnerOptions) {
     this.#o = opts;
@@ -112,6 +115,8 @@ export class JobRunner {
       diffBase: join(own, 'diff-base'),
       diff: join(own, 'diff.patch'),
       codexHome: join(opts.workDir, 'codex-home'),
+      sessionIn: join(own, 'session-in.jsonl'),
+      sessionOut: join(own, 'session.jsonl'),
     };
   }
 
@@ -145,9 +150,7 @@ export class JobRunner {
       await this.#phase('preflight', () =>
         preflightModel({ baseURL: this.#o.codex.llmUrl, apiKey: this.#o.codex.llmKey, model: this.#model(), signal: this.#abort.signal }),
       );
-      const fetched = await this.#phase('fetching_artifact', () =>
-        fetchSiteArtifact(this.#o.storage, job.site_id, job.base_version, this.#paths.input, this.#transfer()),
-      );
+      const fetched = await this.#phase('fetching_artifact', () => this.#fetchInput());
       baseVersion = fetched.version;
       logger.info('artifact fetched', { version: fetched.version, size: fetched.size });
 
@@ -163,11 +166,22 @@ export class JobRunner {
         // the input stays (out of the agent's reach) until the diff has read the base side from it
         const hasCodexDir = await stashCodexEntries(this.#paths.input, this.#paths.codexStash);
         await installInstructions(this.#paths.site, text);
+        if (job.follow_up) {
+          await mkdir(this.#paths.codexHome, { recursive: true });
+          await installSession(this.#paths.sessionIn, this.#paths.codexHome, job.follow_up.thread_id);
+        }
         return { stashed: hasCodexDir, instructions: text };
       });
 
       const checkSettings = job.checks ?? CheckSettings.parse({});
-      let codex = await this.#phase('executing_codex', () => this.#executeCodex(instructions, job.prompt));
+      // a follow-up resumes the thread it follows: codex keeps that thread's instructions (a new
+      // developer_instructions has no effect on resume), so the site's rules, which may have
+      // changed since, come with the prompt
+      let codex = await this.#phase('executing_codex', () =>
+        job.follow_up
+          ? this.#executeCodex(instructions, job.prompt + rulesForInstructions(job.path_rules), job.follow_up.thread_id)
+          : this.#executeCodex(instructions, job.prompt),
+      );
       let inspected = await this.#phase('checking', () => this.#inspect(before, before, inputModes, shared, checkSettings));
       // a repair turn: the agent's own thread, resumed with what its change broke, within the
       // job's deadline and budget (the gateway's ledger is per attempt)
@@ -226,6 +240,12 @@ export class JobRunner {
           this.#transfer(),
         );
         if (packed.diff) await this.#uploadDiff(packed.diff);
+        if (codex.threadId) await this.#uploadSession(codex.threadId);
+        if (this.#session)
+          manifest = {
+            ...manifest!,
+            session: { thread_id: this.#session.threadId, sha256: this.#session.sha256, size: this.#session.size },
+          };
         await this.#uploadManifest(manifest!, this.#result('completed', baseVersion, files, startedAt));
       });
       this.#state.finish('completed');
@@ -398,7 +418,64 @@ export class JobRunner {
         ? { checks: this.#checks.map((c) => ({ ...c, findings: c.findings.slice(0, MAX_RESULT_FINDINGS) })) }
         : {}),
       turns: this.#turns,
+      ...(status === 'completed' && this.#session ? { thread_id: this.#session.threadId } : {}),
     };
+  }
+
+  /**
+   * The input: the site's artifact (its current version, or base_version); for a follow-up, the
+   * output of the job it follows, and that job's codex session (installed once the site is).
+   */
+  async #fetchInput(): Promise<{ version: string; size: number }> {
+    const { job } = this.#o;
+    if (!job.follow_up) return fetchSiteArtifact(this.#o.storage, job.site_id, job.base_version, this.#paths.input, this.#transfer());
+    const { job_id: source, version } = job.follow_up;
+    // an archive within the unpack limits is smaller than this; unpack checks the real limits
+    const maxArchive = this.#o.limits.maxBytes + this.#o.limits.maxEntries * 1024 + 1024 * 1024;
+    const fetched = await fetchJobObject(
+      this.#o.storage,
+      source,
+      'output.tar.gz',
+      this.#paths.input,
+      { version, maxBytes: maxArchive },
+      this.#transfer(),
+    );
+    const session = await fetchJobObject(
+      this.#o.storage,
+      source,
+      'session.jsonl',
+      this.#paths.sessionIn,
+      { maxBytes: MAX_SESSION_BYTES },
+      this.#transfer(),
+    );
+    this.#o.logger.info('follow-up: output and session of the job it follows fetched', { job: source, session_bytes: session.size });
+    return fetched;
+  }
+
+  /**
+   * The thread's rollout, redacted, as session.jsonl: what a follow-up resumes. One that cannot
+   * be kept or stored does not fail a good job (a follow-up of it is refused, and says why).
+   */
+  async #uploadSession(threadId: string): Promise<void> {
+    const { job, logger, codex } = this.#o;
+    try {
+      const kept = await keepSession({
+        codexHome: this.#paths.codexHome,
+        threadId,
+        dest: this.#paths.sessionOut,
+        secrets: [codex.llmKey, this.#o.runnerToken].filter((v): v is string => !!v),
+      });
+      if ('skipped' in kept) {
+        logger.warn('the codex session is not kept: a follow-up of this job is not possible', { reason: kept.skipped });
+        return;
+      }
+      await uploadJobFile(this.#o.storage, job.job_id, 'session.jsonl', this.#paths.sessionOut, kept, this.#transfer());
+      this.#session = kept;
+      logger.info('codex session kept', { thread: threadId, size: kept.size });
+    } catch (err) {
+      this.#abort.signal.throwIfAborted();
+      logger.warn('the codex session could not be stored: a follow-up of this job is not possible', { error: String(err) });
+    }
   }
 
   /**

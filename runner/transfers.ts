@@ -53,6 +53,51 @@ export async function fetchSiteArtifact(
   );
 }
 
+/**
+ * Downloads one object of another job (a follow-up's input: the output and the session of the
+ * job it follows) into `dest`, verifying its sha256 against the ETag and, when given,
+ * `version`; at most `maxBytes`. A missing object is FollowUpUnavailable: the job it follows
+ * was deleted, or never stored it.
+ */
+export async function fetchJobObject(
+  storage: StorageClient,
+  jobId: string,
+  name: JobObjectName,
+  dest: string,
+  want: { version?: string; maxBytes: number },
+  opts: TransferOptions,
+): Promise<FetchedArtifact> {
+  return withRetry(
+    async ({ signal }) => {
+      try {
+        const dl = await storage.getJobObject(jobId, name, signal);
+        if (dl.size !== null && dl.size > want.maxBytes) {
+          dl.body.destroy();
+          throw new PagewrightError('ArtifactTooLarge', `job ${jobId} ${name} is ${dl.size} bytes, over the limit of ${want.maxBytes}`);
+        }
+        const counter = new Sha256Counter(want.maxBytes);
+        await pipeline(dl.body, counter, createWriteStream(dest), { signal });
+        const digest = counter.digest();
+        if (digest !== dl.version || (want.version !== undefined && digest !== want.version)) {
+          throw new PagewrightError(
+            'ArtifactCorrupt',
+            `job ${jobId} ${name} sha256 ${digest} does not match ${want.version ?? dl.version}`,
+          );
+        }
+        return { version: digest, size: counter.bytes };
+      } catch (err) {
+        await rm(dest, { force: true });
+        if (err instanceof StorageRequestError && err.status === 404)
+          throw new PagewrightError('FollowUpUnavailable', `job ${jobId} has no ${name} (deleted, or never stored): ${err.message}`, {
+            cause: err,
+          });
+        throw classifyStorageError(err, `job ${jobId} ${name}`);
+      }
+    },
+    retryPolicy(opts, 'job object download failed, retrying', { job: jobId, object: name }),
+  );
+}
+
 /** Uploads a file as one of the job's objects; the server must report the same sha256. */
 export async function uploadJobFile(
   storage: StorageClient,

@@ -8,7 +8,11 @@
 import { type JobTokenClaims, type JobTokens, type TokenScope, TokenError, bearerToken, constantTimeEqual } from '../common/tokens.js';
 import { StorageError } from './errors.js';
 
-type Resource = { kind: 'site'; siteId: string } | { kind: 'job'; jobId: string } | { kind: 'admin' };
+/**
+ * `followable`: the job's output and session, which a follow-up's token (claims.follows) may
+ * read with its site:read scope; nothing else of that job, and never a write.
+ */
+type Resource = { kind: 'site'; siteId: string } | { kind: 'job'; jobId: string; followable?: boolean } | { kind: 'admin' };
 
 export type Principal = { kind: 'admin' } | { kind: 'job'; claims: JobTokenClaims };
 
@@ -29,7 +33,11 @@ export function createAuthorizer(
       if (constantTimeEqual(token, adminToken)) return { kind: 'admin' };
       let claims: JobTokenClaims;
       try {
-        claims = await tokens.verify(token, scope ?? undefined);
+        claims = await tokens.verify(token);
+        // a follow-up reading the output and session of the job it follows: as a read of its site
+        const following = resource.kind === 'job' && resource.followable === true && claims.follows === resource.jobId;
+        const needed = following ? 'site:read' : scope;
+        if (needed && !claims.scopes.includes(needed)) throw new TokenError('TokenForbidden', `job token lacks scope ${needed}`);
       } catch (err) {
         if (!(err instanceof TokenError)) throw err;
         // storage's clients read two codes: who-are-you and you-may-not
@@ -47,7 +55,10 @@ export function createAuthorizer(
       if (resource.kind === 'admin' || scope === null) {
         throw new StorageError('Forbidden', 'this operation needs the admin token');
       }
-      const allowed = resource.kind === 'site' ? claims.siteId === resource.siteId : claims.jobId === resource.jobId;
+      const allowed =
+        resource.kind === 'site'
+          ? claims.siteId === resource.siteId
+          : claims.jobId === resource.jobId || (resource.followable === true && claims.follows === resource.jobId);
       if (!allowed) throw new StorageError('Forbidden', `job token of ${claims.jobId} may not access this ${resource.kind}`);
       await checkAttempt(claims.jobId, claims.attempt);
       return { kind: 'job', claims };

@@ -1,5 +1,5 @@
 /**
- * A job's objects (output.tar.gz, manifest.json, log, diff.patch): one live object per name (a PUT
+ * A job's objects (output.tar.gz, manifest.json, log, diff.patch, session.jsonl): one live object per name (a PUT
  * replaces the earlier one), all of them together within the job's quota, written only by the
  * admin or by a job token of an attempt that has not ended. Plus the admin's seal and delete.
  *
@@ -25,7 +25,11 @@ const CONTENT_TYPES: Record<JobObjectName, string> = {
   'manifest.json': 'application/json',
   log: 'text/plain; charset=utf-8',
   'diff.patch': 'text/plain; charset=utf-8',
+  'session.jsonl': 'application/jsonl',
 };
+
+/** What a follow-up's runner may read of the job it follows (storage/auth.ts). */
+const FOLLOWABLE: ReadonlySet<JobObjectName> = new Set(['output.tar.gz', 'session.jsonl']);
 
 const SealBody = z.strictObject({ attempt: z.number().int().positive() });
 
@@ -54,7 +58,7 @@ export function registerJobRoutes(app: Express, deps: StorageAppDeps): void {
   app.get('/jobs/:jobId/:name', async (req, res) => {
     const jobId = jobParam(req);
     const name = objectParam(req);
-    await auth.authorize(req.headers.authorization, { kind: 'job', jobId }, 'job:write');
+    await auth.authorize(req.headers.authorization, { kind: 'job', jobId, followable: FOLLOWABLE.has(name) }, 'job:write');
     const object = (await refs.getJob(jobId))?.objects[name];
     if (!object) throw new StorageError('ObjectNotFound', `job ${jobId} has no ${name}`);
     await sendBlob(req, res, blobs, blobOf(object), CONTENT_TYPES[name]);

@@ -19,7 +19,8 @@ import { JobId, Sha256, SiteId } from '../common/schemas.js';
 import type { BlobBackend, BlobRef, RecordBackend } from './backend.js';
 import { StorageError } from './errors.js';
 
-const JOB_OBJECT_NAMES = ['output.tar.gz', 'manifest.json', 'log', 'diff.patch'] as const;
+/** session.jsonl: the codex session the runner kept (redacted), what a follow-up resumes. */
+const JOB_OBJECT_NAMES = ['output.tar.gz', 'manifest.json', 'log', 'diff.patch', 'session.jsonl'] as const;
 export const JobObjectName = z.enum(JOB_OBJECT_NAMES);
 export type JobObjectName = z.infer<typeof JobObjectName>;
 

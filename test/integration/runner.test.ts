@@ -69,6 +69,8 @@ describe('runner (process, real storage and Codex CLI)', function () {
       env?: Record<string, string>;
       instructionsPath?: string;
       respond?: Parameters<typeof startCallbackRecorder>[0];
+      /** The token's follows claim (a follow-up's: the job whose output and session it reads). */
+      follows?: string;
     } = {},
   ) {
     model = await startModelServer(opts.model ?? { script: demoScript });
@@ -81,7 +83,13 @@ describe('runner (process, real storage and Codex CLI)', function () {
       timeout_seconds: 120,
       ...opts.job,
     };
-    const token = await storage.tokens.issue({ jobId: job.job_id, siteId: job.site_id, attempt: job.attempt ?? 1, ttlSeconds: 600 });
+    const token = await storage.tokens.issue({
+      jobId: job.job_id,
+      siteId: job.site_id,
+      attempt: job.attempt ?? 1,
+      ttlSeconds: 600,
+      ...(opts.follows ? { follows: opts.follows } : {}),
+    });
     runner = await startRunner({
       job,
       token,
@@ -270,6 +278,120 @@ describe('runner (process, real storage and Codex CLI)', function () {
       const result = await finalResult();
       expect(result).to.include({ status: 'completed', turns: 1 });
       expect(result).not.to.have.property('checks');
+    });
+  });
+
+  describe('follow-ups: the session kept, then resumed on the output it followed', () => {
+    const FIRST = 'Add a paragraph with id fu to the home page';
+    const SECOND = 'Now make it blue';
+    // the first turn's tool also prints every credential it can find in /proc (the runner's
+    // token, codex's key), as a hostile agent would, so that they land in the rollout verbatim
+    const steal =
+      "for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -a -E '^PAGEWRIGHT_(CODEX_LLM_KEY|JOB_TOKEN)='; done | sort -u";
+    const script = (ctx: TurnContext): ModelTurn => {
+      if (ctx.prompt.startsWith(SECOND)) {
+        if (ctx.toolOutputs.length === 1)
+          return {
+            kind: 'tools',
+            calls: [
+              {
+                type: 'shell',
+                cmd: `grep -c 'id="fu">first' index.html && sed -i 's#<p id="fu">#<p id="fu" style="color: blue">#' index.html`,
+              },
+            ],
+          };
+        return { kind: 'message', text: JSON.stringify({ summary: 'Made the paragraph blue', files_changed: ['index.html'] }) };
+      }
+      if (ctx.toolOutputs.length === 0)
+        return { kind: 'tools', calls: [{ type: 'shell', cmd: `sed -i 's#</body>#<p id="fu">first</p></body>#' index.html; ${steal}` }] };
+      return { kind: 'message', text: JSON.stringify({ summary: 'Added the paragraph', files_changed: ['index.html'] }) };
+    };
+    const output = async (jobId: string, name: string) => {
+      const dir = await mkdtemp(join(scratch, `${name}-`));
+      await writeFile(
+        join(dir, 'o.tar.gz'),
+        Buffer.concat(await (await storage.admin.getJobObject(jobId, 'output.tar.gz')).body.toArray()),
+      );
+      await extract({ file: join(dir, 'o.tar.gz'), cwd: dir });
+      return readFile(join(dir, 'index.html'), 'utf8');
+    };
+
+    it("keeps the thread's session without a credential in it, and a follow-up sees the first edit and the first conversation", async () => {
+      const first = await launch({ model: { script }, job: { prompt: FIRST } });
+      const r1 = await finalResult();
+      expect(r1.status, runner!.stderr().slice(-2000)).to.equal('completed');
+      expect(r1.thread_id).to.match(/^[0-9a-f-]{36}$/);
+      // the agent did get both credentials into its tool output, so into codex's rollout
+      const toolOutput = JSON.stringify(model!.responseRequests().at(-1));
+      expect(toolOutput).to.contain(first.model.key).and.contain(first.token);
+      const m1 = JobManifest.parse(JSON.parse(await (await storage.admin.getJobObject(first.job.job_id, 'manifest.json')).body.text()));
+      expect(m1.session?.thread_id).to.equal(r1.thread_id);
+      const session = await (await storage.admin.getJobObject(first.job.job_id, 'session.jsonl')).body.text();
+      expect(Buffer.byteLength(session)).to.equal(m1.session?.size);
+      expect(session).to.contain(FIRST).and.contain('[redacted]');
+      for (const secret of [first.model.key, first.token, first.token.split('.')[2]!]) expect(session).not.to.contain(secret);
+      await model!.close();
+      await manager!.close();
+
+      const second = await launch({
+        model: { script },
+        job: {
+          prompt: SECOND,
+          base_version: r1.output_version!,
+          follow_up: { job_id: first.job.job_id, version: r1.output_version!, thread_id: r1.thread_id! },
+        },
+        follows: first.job.job_id,
+      });
+      const r2 = await finalResult();
+      expect(r2, runner!.stderr().slice(-2000)).to.include({ status: 'completed', base_version: r1.output_version, files_changed: 1 });
+      // the resumed request: the first prompt, the first tool call and answer, then the new prompt
+      const requests = model!.responseRequests();
+      const input = JSON.stringify(requests[0]!.input);
+      expect(input).to.contain(FIRST).and.contain('first</p></body>').and.contain('Added the paragraph').and.contain(SECOND);
+      expect(input.indexOf(FIRST)).to.be.lessThan(input.indexOf(SECOND));
+      // the first edit was there to see (grep -c printed 1) and is kept under the second
+      expect(JSON.stringify(requests.at(-1))).to.match(/"output":"[^"]*\b1\b/);
+      expect(await output(second.job.job_id, 'followed')).to.contain('<p id="fu" style="color: blue">first</p>');
+      // its diff is the second turn's change alone
+      const patch = await (await storage.admin.getJobObject(second.job.job_id, 'diff.patch')).body.text();
+      expect(patch.split('\n').filter((l) => /^[-+][^-+]/.test(l))).to.have.length(2);
+      expect(patch).to.contain('+').and.contain('color: blue');
+      // and its session is the whole thread, the same id, both turns, still without a credential
+      expect(r2.thread_id).to.equal(r1.thread_id);
+      const session2 = await (await storage.admin.getJobObject(second.job.job_id, 'session.jsonl')).body.text();
+      expect(session2).to.contain(FIRST).and.contain(SECOND);
+      for (const secret of [first.model.key, first.token, second.token, second.model.key]) expect(session2).not.to.contain(secret);
+    });
+
+    it('a follow-up whose token does not name the job it follows reads nothing of it, and fails', async () => {
+      const first = await launch({ model: { script }, job: { prompt: FIRST } });
+      const r1 = await finalResult();
+      await model!.close();
+      await manager!.close();
+      await launch({
+        model: { script },
+        job: { prompt: SECOND, follow_up: { job_id: first.job.job_id, version: r1.output_version!, thread_id: r1.thread_id! } },
+      });
+      const r2 = await finalResult();
+      expect(r2.status).to.equal('failed');
+      expect(r2.error).to.contain('may not access this job');
+      expect(model!.responseRequests()).to.deep.equal([]);
+    });
+
+    it('a kept session that is not the thread it should be is refused: FollowUpUnavailable', async () => {
+      const first = await launch({ model: { script }, job: { prompt: FIRST } });
+      const r1 = await finalResult();
+      await model!.close();
+      await manager!.close();
+      const other = '01a237ba-f138-71e2-ad01-4742ce07a21c';
+      await launch({
+        model: { script },
+        job: { prompt: SECOND, follow_up: { job_id: first.job.job_id, version: r1.output_version!, thread_id: other } },
+        follows: first.job.job_id,
+      });
+      const r2 = await finalResult();
+      expect(r2).to.include({ status: 'failed', reason: 'FollowUpUnavailable' });
+      expect(r2.error).to.contain(other);
     });
   });
 

@@ -5,6 +5,8 @@
  * Runner pods are real containers on the real node (containerd + kubelet); storage and the Codex
  * CLI are real; only the model is scripted.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +18,7 @@ import { verifyPreviewLink } from '../../common/preview-link.js';
 import { type ManagerEnv, EXAMPLE_SITE_ID, randomName, startManagerEnv } from '../support/manager-env.js';
 import { eventsAbout } from '../support/control-plane.js';
 import { waitFor } from '../support/processes.js';
+import { REPO_ROOT } from '../support/sites.js';
 import { forgeTarGz, forgeTarGzBuffer } from '../support/tar-forge.js';
 import type { PagewrightJob } from '../../common/job-resource.js';
 
@@ -474,6 +477,121 @@ describe('manager on a real control plane', function () {
       expect(command?.findings[0]?.message).to.contain(c.text);
       expect((await env.storage.admin.getSite(c.site)).version, 'nothing published').to.equal(before.version);
     }
+  });
+
+  it('follows up a job: `pagewright followup` resumes its session on its output, and publishes both edits over the version the first edited', async () => {
+    const site = 'site-followup';
+    const DOC = '<!DOCTYPE html><html><head><title>Bakery</title></head><body>';
+    const before = await env.storage.admin.putSiteArtifact(
+      site,
+      await forgeTarGzBuffer([{ path: 'index.html', content: `${DOC}<h1>Welcome</h1></body></html>\n` }]),
+    );
+    await env.custom.createNamespacedCustomObject({
+      group: 'pagewright.dev',
+      version: 'v1alpha1',
+      plural: 'pagewrightsites',
+      namespace: env.namespace,
+      body: { apiVersion: 'pagewright.dev/v1alpha1', kind: 'PagewrightSite', metadata: { name: site }, spec: {} },
+    });
+    const stolen: string[] = [];
+    let sawFirstTurn = false;
+    env.scripts.set('followup', (ctx) => {
+      if (ctx.prompt.includes('make it blue')) {
+        // resumed: the first prompt, the first command and its answer are in this conversation
+        const body = JSON.stringify(ctx.request.body);
+        sawFirstTurn ||= ctx.prompts.some((p) => p.includes('Add a note')) && body.includes('first-note') && body.includes('Added a note.');
+        return ctx.toolOutputs.length === 1
+          ? {
+              kind: 'tools',
+              calls: [
+                {
+                  type: 'shell',
+                  cmd: 'grep -c \'first-note\' index.html && sed -i \'s/class="first-note"/class="first-note" style="color: blue"/\' index.html',
+                },
+              ],
+            }
+          : { kind: 'message', text: JSON.stringify({ summary: 'Made the note blue.', files_changed: ['index.html'] }) };
+      }
+      if (ctx.toolOutputs.length === 1) {
+        stolen.push(
+          ...ctx.toolOutputs[0]!.split('\n')
+            .filter((l) => l.startsWith('PAGEWRIGHT_CODEX_LLM_KEY='))
+            .map((l) => l.split('=')[1]!),
+        );
+        return { kind: 'message', text: JSON.stringify({ summary: 'Added a note.', files_changed: ['index.html'] }) };
+      }
+      // and, as a hostile agent would, whatever credential it can read goes into its tool output
+      const steal = "for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -a '^PAGEWRIGHT_'; done | sort -u";
+      return {
+        kind: 'tools',
+        calls: [{ type: 'shell', cmd: `sed -i 's|</h1>|</h1><p class="first-note">Closed Monday</p>|' index.html; ${steal}` }],
+      };
+    });
+    const first = randomName('first');
+    await env.createJob(first, { siteId: site, prompt: 'SCRIPT:followup Add a note that we are closed on Monday.' });
+    const j1 = await env.waitForJob(first, 'finished', finished, 120_000);
+    expect(j1.status.phase, await env.diagnostics()).to.equal('Succeeded');
+    expect(j1.status.threadId).to.match(/^[0-9a-f-]{36}$/);
+    expect(stolen, 'the agent read its gateway credential').to.have.length(1);
+    const session = await (await env.storage.admin.getJobObject(j1.metadata.uid, 'session.jsonl')).body.text();
+    expect(session).to.contain('first-note').and.contain('[redacted]');
+    expect(session).not.to.contain(stolen[0]);
+
+    // a follow-up of a job that does not exist is refused at once
+    const orphan = randomName('orphan');
+    await env.createJob(orphan, { siteId: site, prompt: 'SCRIPT:followup make it blue', followUpOf: 'no-such-job' });
+    const refused = await env.waitForJob(orphan, 'refused', finished, 30_000);
+    expect([refused.status.phase, refused.status.reason]).to.deep.equal(['Failed', 'FollowUpUnavailable']);
+    expect(refused.status.message).to.contain('no PagewrightJob no-such-job');
+
+    // the CLI, as a user runs it: a follow-up of the first job, published, waited for
+    const cli = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(REPO_ROOT, 'cli', 'main.ts'),
+        'followup',
+        first,
+        'SCRIPT:followup Now make it blue.',
+        '--publish',
+        '--wait',
+        '-n',
+        env.namespace,
+      ],
+      { env: { PATH: process.env.PATH, HOME: tmpdir(), KUBECONFIG: env.cp.kubeconfigPath }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    cli.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    cli.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const [code] = await once(cli, 'close');
+    expect(code, `${stderr}${stdout}${await env.diagnostics()}`).to.equal(0);
+    const name = /pagewrightjob\.pagewright\.dev\/(\S+) created \(follows /.exec(stdout)?.[1];
+    expect(stdout).to.contain('Succeeded: 1 files changed; published as');
+    const j2 = await env.getJob(name!);
+    expect(sawFirstTurn, "the first turn's conversation was resumed").to.equal(true);
+    expect(j2.spec).to.include({ followUpOf: first, siteId: site });
+    expect(j2.status.followUp).to.deep.include({
+      job: first,
+      jobId: j1.metadata.uid,
+      version: j1.status.outputVersion,
+      threadId: j1.status.threadId,
+    });
+    expect(j2.status.baseVersion).to.equal(j1.status.outputVersion);
+    expect(j2.status.threadId).to.equal(j1.status.threadId);
+    // the first job was never published: the follow-up replaced the version the first edited, with both edits
+    const current = await env.storage.admin.getSite(site);
+    expect(current.version).to.equal(j2.status.publishedVersion).and.equal(j2.status.outputVersion);
+    expect(current.history[1]?.version).to.equal(before.version);
+    const patch = await (await env.storage.admin.getJobObject(j2.metadata.uid, 'diff.patch')).body.text();
+    expect(patch).to.contain('+').and.contain('class="first-note" style="color: blue"');
+    expect(
+      patch
+        .split('\n')
+        .filter((l) => /^-[^-]/.test(l))
+        .join(),
+    ).to.contain('class="first-note">Closed Monday');
   });
 
   it('deletes a finished job after ttlSecondsAfterFinished', async () => {

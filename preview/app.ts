@@ -187,6 +187,13 @@ class Preview {
     }
     const version = job.baseVersion;
     if (!version) throw new PagewrightError('VersionNotFound', `job ${job.namespace}/${job.name} has no base version recorded`);
+    // a follow-up edited the output of the job it follows, which may never have been a site version
+    const followed = job.baseJobUid;
+    if (followed)
+      return {
+        version,
+        open: () => this.#deps.storage.getJobObject(followed, 'output.tar.gz').catch((e) => Promise.reject(storageError(e))),
+      };
     return {
       version,
       open: () => this.#deps.storage.downloadArtifact(job.siteId, { version }).catch((e) => Promise.reject(storageError(e))),

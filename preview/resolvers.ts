@@ -45,6 +45,7 @@ export function reviewJobOf(raw: unknown): ReviewJob {
     ...(s.summary ? { summary: s.summary } : {}),
     ...(s.usage ? { usage: s.usage } : {}),
     ...(baseVersion ? { baseVersion } : {}),
+    ...(s.followUp ? { baseJobUid: s.followUp.jobId } : {}),
     ...(s.outputVersion ? { outputVersion: s.outputVersion } : {}),
     ...(s.diffSummary ? { diffSummary: s.diffSummary } : {}),
     ...(s.checks ? { checks: s.checks } : {}),

@@ -19,6 +19,8 @@ export const ReviewJob = z.object({
   summary: z.string().optional(),
   usage: Usage.optional(),
   baseVersion: Sha256.optional(),
+  /** A follow-up's base is the output of the job it follows (its uid), not a version of the site. */
+  baseJobUid: z.string().min(1).optional(),
   outputVersion: Sha256.optional(),
   diffSummary: DiffSummary.optional(),
   /** The output's checks: from the status, the first 10 findings of each; the review page reads all of them from the manifest. */

@@ -264,6 +264,24 @@ describe('preview (router, cache, signed links) against real storage', function 
       }
     });
 
+    it("serves a follow-up's base from the output of the job it follows, which was never a site version", async () => {
+      f.addJob({
+        uid: 'uid-followup',
+        name: 'followup',
+        namespace: NS,
+        siteId: 'harbor-lane-bakery',
+        phase: 'Running',
+        baseVersion: output,
+        baseJobUid: 'team-a-holiday-uid1',
+      });
+      const followedOutput = await get(`${jobUrl}/output/index.html`);
+      const followUpBase = await get(`${f.nsUrl(NS)}/jobs/followup/base/index.html`);
+      const siteBase = await get(`${jobUrl}/base/index.html`);
+      expect([followUpBase.status, followedOutput.status]).to.deep.equal([200, 200]);
+      expect(followUpBase.text).to.equal(followedOutput.text).and.not.equal(siteBase.text);
+      expectIsolated(followUpBase, 'follow-up base');
+    });
+
     it('serves a site version by sha256 and as current', async () => {
       const byVersion = await get(`${f.nsUrl(NS)}/sites/harbor-lane-bakery/versions/${base}/files/`);
       const current = await get(`${f.nsUrl(NS)}/sites/harbor-lane-bakery/versions/current/files/index.html`);

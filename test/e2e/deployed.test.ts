@@ -439,11 +439,15 @@ describe('e2e: the README on a real node, deploy/k8s as deployed', function () {
 const AGENT_TRICKS = String.raw`
 const fs = require('node:fs'), net = require('node:net'), zlib = require('node:zlib');
 let key = null;
-for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-  try {
-    const v = fs.readFileSync('/proc/' + pid + '/environ', 'utf8').split('\0').find((e) => e.startsWith('PAGEWRIGHT_CODEX_LLM_KEY='));
-    if (v) { key = v.slice(v.indexOf('=') + 1); break; }
-  } catch {}
+// codex may be between two processes (a turn ended, the checks run, a repair turn starts): look
+// again for a while rather than send no credential at all
+for (const until = Date.now() + 30000; key === null && Date.now() < until; Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200)) {
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const v = fs.readFileSync('/proc/' + pid + '/environ', 'utf8').split('\0').find((e) => e.startsWith('PAGEWRIGHT_CODEX_LLM_KEY='));
+      if (v) { key = v.slice(v.indexOf('=') + 1); break; }
+    } catch {}
+  }
 }
 const send = (method, target, body, headers = {}) => new Promise((resolve) => {
   const s = net.connect(8085, 'pagewright-gateway');

@@ -223,6 +223,42 @@ describe('runner pod spec', () => {
     expect(env.PAGEWRIGHT_KILL_GRACE_MS?.value).to.equal('1000');
   });
 
+  it("gives a follow-up's runner the output and thread it follows, as its base, from status.followUp", () => {
+    const followUp = {
+      job: 'first',
+      jobId: 'uid-first',
+      version: 'b'.repeat(64),
+      threadId: '01a237ba-f138-71e2-ad01-4742ce07a21c',
+      lineage: ['a'.repeat(64)],
+    };
+    const j = job({ status: { phase: 'Scheduled', attempt: 1, followUp } });
+    const env = Object.fromEntries(
+      (buildPod(j, 1, cfg).spec!.containers.find((c) => c.name === 'runner')!.env ?? []).map((e) => [e.name, e]),
+    );
+    expect(JSON.parse(env.PAGEWRIGHT_JOB!.value!)).to.deep.include({
+      base_version: followUp.version,
+      follow_up: { job_id: 'uid-first', version: followUp.version, thread_id: followUp.threadId },
+    });
+    // and without one, none
+    const plain = buildPod(job({}), 1, cfg).spec!.containers.find((c) => c.name === 'runner')!.env!;
+    expect(JSON.parse(plain.find((e) => e.name === 'PAGEWRIGHT_JOB')!.value!)).not.to.have.property('follow_up');
+  });
+
+  it('fixes a follow-up source with its first attempt, and keeps it for the next', () => {
+    const source = {
+      job: 'first',
+      jobId: 'uid-first',
+      version: 'b'.repeat(64),
+      threadId: '01a237ba-f138-71e2-ad01-4742ce07a21c',
+      lineage: [],
+    };
+    const first = t.scheduled(1, 'pod-1', new Date(), source)(job({ status: { phase: 'Queued', attempt: 0 } }))!;
+    expect(first.followUp).to.deep.equal(source);
+    const other = { ...source, version: 'c'.repeat(64) };
+    const retry = t.scheduled(2, 'pod-2', new Date(), other)(job({ status: { ...first, phase: 'Queued', attempt: 1 } }))!;
+    expect(retry.followUp).to.deep.equal(source);
+  });
+
   it("starts the runner by the launch contract (common/runner-launch.ts), its credentials from the attempt's Secret", () => {
     const j = job({});
     const runner = buildPod(j, 2, cfg).spec!.containers.find((c) => c.name === 'runner')!;

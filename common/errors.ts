@@ -210,7 +210,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   PathNotAllowed: 500,
   ChangeTooLarge: 500,
   ChecksFailed: 500,
-  FollowUpUnavailable: 409,
+  FollowUpUnavailable: 500,
   InvalidConfig: 500,
   Internal: 500,
   // HTTP only

@@ -133,6 +133,10 @@ async function checkPrerequisites(): Promise<void> {
 export function nodeDown(): void {
   execFileSync(NODE_DOWN, [RUN_DIR], {
     stdio: ['ignore', 'ignore', 'inherit'],
+    // synchronous (it runs from exit handlers too), so no timer could interrupt a hung step
+    // (an umount, iptables waiting on its lock): bound it here, and the caller sees the error
+    timeout: 120_000,
+    killSignal: 'SIGKILL',
     env: { ...process.env, PAGEWRIGHT_NODE_BRIDGE: BRIDGE, PAGEWRIGHT_NODE_CGROUP: CGROUP_ROOT },
   });
 }

@@ -3,7 +3,7 @@
  *   - nothing outside test/ and bench/ imports from test/ (the images do not ship test/, so a
  *     product import of test code builds here and breaks in `docker build`: it did, for the
  *     scripted model);
- *   - the services (storage/, runner/, manager/, gateway/, preview/) import neither each other nor cli/;
+ *   - the services (storage/, runner/, manager/, gateway/, preview/, screenshot/) import neither each other nor cli/;
  *   - common/ imports none of them: it is the ground floor.
  * It reads relative import specifiers (static, `export ... from`, literal `import()` and
  * `require()`) line by line; a package or a computed specifier is not a layer crossing it can see.
@@ -17,7 +17,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-export const SERVICES = ['storage', 'runner', 'manager', 'gateway', 'preview'];
+export const SERVICES = ['storage', 'runner', 'manager', 'gateway', 'preview', 'screenshot'];
 /** Folders whose files may import test code. */
 const TEST_SIDE = ['test', 'bench'];
 const SKIP = new Set(['node_modules', 'dist', 'coverage', 'pagewright-output']);

@@ -40,7 +40,7 @@ function reportLeaks(why: string): void {
   const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
   const lines = handles.map(describe).filter((l): l is string => l !== null);
   process.stderr.write(
-    `\ntest run: ${why}; open:\n` + `  resources: ${process.getActiveResourcesInfo().join(', ')}\n` + lines.map((l) => `  ${l}\n`).join(''),
+    `\ntest run: ${why}; open:\n  resources: ${process.getActiveResourcesInfo().join(', ')}\n${lines.map((l) => `  ${l}\n`).join('')}`,
   );
   for (const h of handles) if (isChild(h) && h.exitCode === null) h.kill('SIGKILL');
   // mocha (without --exit) sets the exit code from its result in an 'exit' listener: a later one wins

@@ -18,7 +18,7 @@
 import { readFile } from 'node:fs/promises';
 import { type Server, createServer } from 'node:net';
 import { join } from 'node:path';
-import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, DiscoveryV1Api, type V1Pod } from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { createNamespace } from '../support/control-plane.js';
 import { DNS_SERVICE_IP, NODE_IP, type RealNode } from '../support/node/cluster.js';
@@ -30,6 +30,7 @@ import { REPO_ROOT } from '../support/sites.js';
 
 const pagewright = (component: string) => ({ 'app.kubernetes.io/name': 'pagewright', 'app.kubernetes.io/component': component });
 const RUNNER_LABELS = { 'app.kubernetes.io/name': 'pagewright-runner' };
+const isReady = (p: V1Pod) => !!p.status?.podIP && !!p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
 /** A public address on 443, standing for the LLM endpoint. */
 const OUTSIDE = { host: '1.1.1.1', port: 443 };
 
@@ -82,6 +83,20 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
             imagePullPolicy: 'Never',
             command: ['node', '-e', `require('http').createServer((q, s) => s.end('${name}')).listen(${port})`],
             ports: [{ name: 'http', containerPort: port }],
+            // Ready once it listens (an exec probe: the policies under test decide what reaches
+            // the pod over the network, the kubelet's probes included): until then a connect is
+            // refused as a policy refuses it, and the Service has no endpoint
+            readinessProbe: {
+              exec: {
+                command: [
+                  'node',
+                  '-e',
+                  `require('net').connect(${port}, '127.0.0.1').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`,
+                ],
+              },
+              periodSeconds: 1,
+              timeoutSeconds: 5,
+            },
             ...RESTRICTED_CONTAINER,
           },
         ],
@@ -110,6 +125,8 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
     return Object.fromEntries(names.map((n, i) => [n, outcomes[i]!]));
   }
   const svc = (name: string, namespace: string, port: number): Probe => ({ tcp: `${name}.${namespace}.svc.cluster.local.`, port });
+  /** What the runner and every pod of the namespace may reach by Service name. */
+  const reachedByAll = { storage: { tcp: 'pagewright-storage', port: 8080 }, manager: { tcp: 'pagewright-manager', port: 8081 } };
 
   /** What runner pods must not reach; the control pod reaches all of it. */
   const forbidden = (): Record<string, Probe> => ({
@@ -152,8 +169,31 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
       ...['storage', 'manager', 'gateway', 'demo-model', 'other', 'runner'].map((n) => [ns, n] as const),
       [elsewhereNs, 'elsewhere'] as const,
     ]) {
-      const pod = await waitForPod(core, namespace, name, 'Running', (p) => p.status?.phase === 'Running' && !!p.status.podIP, 60_000);
+      const pod = await waitForPod(core, namespace, name, 'Ready', isReady, 60_000);
       ips.set(name, pod.status!.podIP!);
+    }
+    // and each Service has its pod as a ready endpoint (a Service without one is REJECTed by
+    // kube-proxy: ECONNREFUSED, which is what a policy's refusal looks like here)
+    const discovery = node.kubeConfig().makeApiClient(DiscoveryV1Api);
+    for (const [namespace, service, pod] of [
+      [ns, 'pagewright-storage', 'storage'],
+      [ns, 'pagewright-manager', 'manager'],
+      [ns, 'pagewright-gateway', 'gateway'],
+      [ns, 'pagewright-demo-model', 'demo-model'],
+      [ns, 'other', 'other'],
+      [elsewhereNs, 'elsewhere', 'elsewhere'],
+    ] as const) {
+      await waitFor(
+        `the Service ${namespace}/${service} with ${pod} as a ready endpoint`,
+        async () => {
+          const slices = await discovery.listNamespacedEndpointSlice({ namespace, labelSelector: `kubernetes.io/service-name=${service}` });
+          return slices.items.some((sl) =>
+            (sl.endpoints ?? []).some((e) => e.conditions?.ready === true && e.addresses.includes(ips.get(pod)!)),
+          );
+        },
+        30_000,
+        100,
+      );
     }
     // kube-router's chains for each pod, with the policies that select it (until then a new pod
     // is unrestricted); its syncs see every pod's address by then, so every ipset is complete
@@ -167,6 +207,31 @@ describe('NetworkPolicies on the real node: runner egress only to DNS, the gatew
       [elsewhereNs, 'elsewhere', ['default']],
     ];
     for (const [namespace, name, policies] of expected) await waitForPodPolicies(namespace, name, policies);
+    // kube-router fills the ipsets of a policy's peers (the pods a runner may reach) as it syncs,
+    // which can come after the pod's own chain: until then an allowed peer is REJECTed as if no
+    // policy allowed it (a run saw the runner refused by storage, then by the manager). So,
+    // like an Eventually, until every allowed path answers; the tests then assert each path
+    // and each refusal (a refusal is told from a gap by the control pod, which connects).
+    const allowed: Array<[string, string, Record<string, Probe>]> = [
+      [ns, 'runner', { gateway: { tcp: 'pagewright-gateway', port: 8085 }, ...reachedByAll }],
+      [ns, 'gateway', { manager: reachedByAll.manager, 'demo model': { tcp: 'pagewright-demo-model', port: 8090 } }],
+      [ns, 'manager', { runner: { tcp: ips.get('runner')!, port: 8082 } }],
+      [ns, 'other', reachedByAll],
+    ];
+    for (const [namespace, pod, probes] of allowed) {
+      let last: Record<string, Outcome> = {};
+      await waitFor(
+        `${namespace}/${pod} to reach ${Object.keys(probes).join(', ')}`,
+        async () => {
+          last = await probeAll(namespace, pod, probes);
+          return Object.values(last).every((o) => o === 'connected');
+        },
+        60_000,
+        500,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; the last probe got ${JSON.stringify(last)}`);
+      });
+    }
   });
   after(async () => {
     hostServer?.close();
@@ -295,7 +360,7 @@ spec:
 `,
     });
     await standIn(dnsNs, 'client', { app: 'client' }, 8099);
-    await waitForPod(core, dnsNs, 'client', 'Running', (p) => p.status?.phase === 'Running' && !!p.status.podIP, 60_000);
+    await waitForPod(core, dnsNs, 'client', 'Ready', isReady, 60_000);
     await waitForPodPolicies(dnsNs, 'client', ['default', 'dns-by-number']);
     expect(
       await probeAll(dnsNs, 'client', {

@@ -5,7 +5,7 @@
  * job's status.publishedVersion, or False with the refusal's reason (PublishConflict: the site
  * moved since the job's base; ChecksFailed, unless --anyway sets spec.publishAnyway; UnsafeOutput, ...). The condition counts only once it was written
  * for the generation the patch made (observedGeneration), so an older refusal is not taken for
- * the answer. Pure: approvalState (test/unit/cli-approve.test.ts).
+ * the answer. Pure: approvalState (test/unit/cli-logic.test.ts).
  */
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { GROUP, PLURAL, PagewrightJob, VERSION } from '../common/job-resource.js';

@@ -5,7 +5,7 @@
  *     error (with a pointer to the verb's --help);
  *   - a Kubernetes Status from the apiserver or the review API is shown as its message.
  * Pure: argument parsing and the error vocabulary, tested without a network
- * (test/unit/cli-command.test.ts).
+ * (test/unit/cli-logic.test.ts).
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 

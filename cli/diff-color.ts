@@ -4,7 +4,7 @@
  * hunk header's `@@ ... @@` cyan with the function context after it plain, added lines green,
  * removed lines red, each ended by a reset. Colour only when asked (--color=always), or on a
  * terminal that is not dumb with NO_COLOR unset or empty (--color=auto, the default), as
- * git and https://no-color.org say. Pure (test/unit/cli-diff-color.test.ts).
+ * git and https://no-color.org say. Pure (test/unit/cli-logic.test.ts).
  */
 import { UsageError } from './command.js';
 

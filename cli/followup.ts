@@ -3,7 +3,7 @@
  * output and resumes JOB's codex session (manager/follow-up.ts), so "now make it blue" works.
  * The new job takes JOB's site, model, timeout and budget (a resumed thread must keep its
  * model); --publish publishes it at the end, --wait waits for it to end. Pure: followUpJob
- * (test/unit/cli-followup.test.ts).
+ * (test/unit/follow-up-decision.test.ts).
  */
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { API_VERSION, GROUP, KIND, PLURAL, PagewrightJob, VERSION, isTerminal } from '../common/job-resource.js';

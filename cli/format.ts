@@ -1,5 +1,5 @@
 /**
- * What the CLI prints, as pure functions (test/unit/cli-format.test.ts): kubectl's tables
+ * What the CLI prints, as pure functions (test/unit/cli-logic.test.ts): kubectl's tables
  * (upper-case headers, columns three spaces apart, AGE as kubectl's HumanDuration writes it),
  * a site's list row and history, and the resolution of a short version against a site's history.
  */

@@ -18,7 +18,7 @@
  *     WWW-Authenticate (no cookie is planted on 127.0.0.1, no login prompt invited), and keeps
  *     the rest unchanged, the isolation headers above all (Content-Security-Policy: sandbox,
  *     preview/headers.ts), so each preview keeps its opaque origin here too.
- * Pure routing and header rules are tested without a network (test/unit/cli-preview-proxy.test.ts).
+ * Pure routing and header rules are tested without a network (test/unit/cli-logic.test.ts).
  */
 import { once } from 'node:events';
 import { type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';

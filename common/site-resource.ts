@@ -54,7 +54,7 @@ const GitSource = z.object({
   credentialsSecret: SecretName.optional(),
 });
 
-/** One place each published or rolled-back version goes (manager/sites/exporter.ts). */
+/** One place each published or rolled-back version goes (manager/sites/site-sync.ts, its plan in export-plan.ts). */
 export const SiteTarget = z
   .object({
     /** The target's name in status.targets (unique in the site). */
@@ -138,7 +138,7 @@ export function webhookSecretName(site: string): string {
 }
 export const WEBHOOK_SECRET_KEY = 'secret';
 
-/** What the exporter has done for one target (manager/sites/exporter.ts). */
+/** What the exporter has done for one target (manager/sites/site-sync.ts, its plan in export-plan.ts). */
 export const TargetStatus = z.object({
   name: z.string(),
   /** The target's settings it worked for (a changed target starts afresh). */

@@ -1,6 +1,6 @@
 /**
  * spec.followUpOf: whether a job can follow the one it names, decided before its first attempt
- * (pure: the two jobs and the default model in, the decision out; test/unit/follow-up.test.ts).
+ * (pure: the two jobs and the default model in, the decision out; test/unit/follow-up-decision.test.ts).
  *
  * A follow-up edits the output of the job it follows and resumes that job's codex thread, so:
  * - that job must be of the same site (its output is a version of that site), must have

@@ -246,7 +246,7 @@ export function buildPod(job: PagewrightJob, attempt: number, cfg: PodSpecConfig
     command: ['/bin/bash', '-c', AGENT_INIT, 'agent-init', ...AGENT_COMMAND],
     // a native sidecar: started before the runner, stopped by the kubelet when the runner exits.
     // No probe: it listens on the pod's loopback only (a kubelet probe comes from outside), and
-    // the runner waits for it (runner/agent-client.ts)
+    // the runner waits for it (runner/agent-launcher.ts)
     restartPolicy: 'Always',
     env: [
       { name: 'PAGEWRIGHT_AGENT_PORT', value: String(AGENT_PORT) },

@@ -6,7 +6,7 @@
  *
  * Stand-ins, and what they do not do: which attempts are live comes from a map here, not from
  * the watch on PagewrightJobs (that watch, and the whole path through the manager into
- * status.usage, run on the real node: test/node/gateway.test.ts); usage reports go to a recorder
+ * status.usage, run on the real node: test/node/red-team.test.ts); usage reports go to a recorder
  * here, not to the manager's API.
  */
 import { randomBytes } from 'node:crypto';

@@ -40,6 +40,24 @@ describe('static checks', () => {
     for (const t of new Set(mentioned)) expect(targets.has(t), `make ${t}`).to.equal(true);
   });
 
+  it('every test file that a comment or a doc names exists (a renamed suite leaves no pointer to nothing)', () => {
+    const named: string[] = [];
+    const walk = (dir: string) => {
+      for (const e of readdirSync(join(REPO_ROOT, dir), { withFileTypes: true })) {
+        const path = dir ? `${dir}/${e.name}` : e.name;
+        if (e.isDirectory()) {
+          if (!['node_modules', 'dist', '.git', 'test-artifacts', 'pagewright-output'].includes(e.name)) walk(path);
+        } else if (/\.(ts|md|sh|yaml)$|^Makefile$/.test(e.name) && path !== 'test/unit/static-checks.test.ts') {
+          for (const m of read(path).matchAll(/\btest\/(?:unit|integration|node|e2e)\/[\w-]+\.test\.ts\b/g)) named.push(`${path}: ${m[0]}`);
+        }
+      }
+    };
+    walk('');
+    expect(named.length).to.be.greaterThan(20);
+    const missing = named.filter((n) => !existsSync(join(REPO_ROOT, n.split(': ')[1]!)));
+    expect(missing).to.deep.equal([]);
+  });
+
   for (const dockerfile of DOCKERFILES) {
     it(`${dockerfile} copies only files that exist in the repository`, () => {
       const copies = read(dockerfile)
